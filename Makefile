@@ -1,0 +1,60 @@
+# The commands a person types. Every target that needs Python creates .venv first when it is missing.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The shared real data lives beside the project; code finds it through MEDLENS_DATA only.
+ifneq ($(wildcard ../shared/data),)
+export MEDLENS_DATA ?= $(abspath ../shared/data)
+endif
+APT_PACKAGES := dcm2niix dcmtk dicom3tools
+DEMO_DIR ?= demo
+DEMO_BUDGET ?= 3m
+
+.PHONY: setup system-packages demo test lint bench clean
+
+$(BIN)/medlens: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(BIN)/medlens
+
+# Debian tools the tests check against (dcm2niix, dciodvfy from dicom3tools, dcmtk). Installed when missing.
+system-packages:
+	@missing=""; for c in dcm2niix:dcm2niix dcmdump:dcmtk dciodvfy:dicom3tools; do \
+	  command -v $${c%%:*} >/dev/null || missing="$$missing $${c##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  echo "installing Debian packages:$$missing"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+setup: $(BIN)/medlens system-packages
+
+demo: $(BIN)/medlens
+	@test -n "$$MEDLENS_DATA" || { echo "MEDLENS_DATA is not set and ../shared/data does not exist"; exit 1; }
+	rm -rf $(DEMO_DIR)
+	$(BIN)/medlens import medmnist $$MEDLENS_DATA/medmnist/pneumoniamnist.npz --out $(DEMO_DIR)/dataset
+	$(BIN)/medlens plan $(DEMO_DIR)/dataset
+	$(BIN)/medlens train $(DEMO_DIR)/dataset --out $(DEMO_DIR)/run --budget $(DEMO_BUDGET)
+	$(BIN)/medlens evaluate $(DEMO_DIR)/run --split test --out $(DEMO_DIR)/eval
+	$(BIN)/medlens predict $(DEMO_DIR)/run $(DEMO_DIR)/eval/examples --out $(DEMO_DIR)/predictions
+	@echo; echo "report: $$(pwd)/$(DEMO_DIR)/eval/report.html"
+
+# pytest exits 5 when it collects no test: say so plainly instead of failing with a bare make error.
+test: setup
+	@$(BIN)/python -m pytest -n 2 --dist loadgroup -q; s=$$?; \
+	if [ $$s = 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$s
+
+lint: $(BIN)/medlens
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+bench: $(BIN)/medlens
+	$(BIN)/python benchmarks/classification.py
+	$(BIN)/python benchmarks/throughput.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The ``medlens`` command: argument parsing only; every command calls a workflow."""

@@ -1,0 +1,90 @@
+"""The single ``medlens`` console script.
+
+Each command group lives in its own module and registers itself here. Heavy imports (torch, MONAI) happen
+inside command bodies so that ``medlens --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+import typer
+
+from medlens.core.errors import MedlensError
+
+app = typer.Typer(
+    name="medlens",
+    help="AI on medical images: import data, plan, train, evaluate, predict; read, convert and de-identify "
+    "DICOM and NIfTI. Run 'medlens COMMAND --help' for each command.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks and debug logging."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors."),
+) -> None:
+    _state["debug"] = debug
+    level = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        handlers=[RichHandler(show_time=False, show_path=debug, rich_tracebacks=debug)],
+        force=True,
+    )
+    for noisy in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "PIL", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if not debug else logging.INFO)
+
+
+def _register() -> None:
+    from medlens.cli import data_commands, model_commands
+
+    data_commands.register(app)
+    model_commands.register(app)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit code (testable in-process, as pydicom's CLI is)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        app(args=args, standalone_mode=False, prog_name="medlens")
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code or 0)
+    except click.exceptions.Abort:
+        print("medlens: interrupted", file=sys.stderr)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except MedlensError as exc:
+        if debug:
+            raise
+        print(f"medlens: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("medlens: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an unexpected failure: still one line unless --debug
+        if debug:
+            raise
+        print(f"medlens: internal error: {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

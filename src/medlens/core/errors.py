@@ -1,0 +1,32 @@
+"""Errors that reach the user: each names the file or key and the problem, in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class MedlensError(Exception):
+    """Base class of every error medlens raises on purpose; the CLI prints it as one line."""
+
+
+class InputError(MedlensError):
+    """A file or folder given to medlens cannot be used.
+
+    Args:
+        path: the offending file or folder.
+        problem: what is wrong with it, in words a user can act on.
+    """
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+class ConfigError(MedlensError):
+    """A configuration key or value (plan, dataset.yaml, --set) is unknown or invalid."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
+        super().__init__(f"{key}: {problem}")

@@ -1,0 +1,85 @@
+"""An image is pixels plus the geometry that places them in the patient, and never one without the other.
+
+Conventions (the same as nibabel and MONAI, so a MetaTensor can carry an :class:`Image` unchanged):
+
+- ``array`` is channel-first: ``(C, H, W)`` for 2D, ``(C, I, J, K)`` for 3D, where I, J, K are the
+  voxel index axes of the affine.
+- ``affine`` maps voxel indices to millimetres in RAS+ world space (right, anterior, superior); DICOM
+  and ITK use LPS+, and the readers convert.
+- ``kind`` is ``"scalar"`` for intensities and ``"label"`` for label maps: label maps are resampled with
+  nearest neighbour and never touched by intensity transforms.
+- ``identifiers`` (patient, study, series IDs) are kept apart from ``meta`` so that de-identified
+  pipelines can drop them in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+
+@dataclass
+class Image:
+    """Channel-first pixels with their geometry and metadata."""
+
+    array: np.ndarray
+    affine: np.ndarray
+    kind: Literal["scalar", "label"] = "scalar"
+    meta: dict[str, Any] = field(default_factory=dict)
+    identifiers: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def spatial_dims(self) -> int:
+        return self.array.ndim - 1
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.array.shape[1:])
+
+    @property
+    def channels(self) -> int:
+        return int(self.array.shape[0])
+
+    @property
+    def spacing(self) -> tuple[float, ...]:
+        """Voxel size in millimetres along each index axis (column norms of the affine)."""
+        d = self.spatial_dims
+        return tuple(float(v) for v in np.linalg.norm(self.affine[:d, :d], axis=0))
+
+    @property
+    def origin(self) -> tuple[float, ...]:
+        """World position (RAS+, mm) of the centre of the first voxel."""
+        d = self.spatial_dims
+        return tuple(float(v) for v in self.affine[:d, d])
+
+    @property
+    def direction(self) -> np.ndarray:
+        """Unit direction cosines of the index axes, one column per axis (RAS+)."""
+        d = self.spatial_dims
+        return self.affine[:d, :d] / np.asarray(self.spacing)[None, :]
+
+    @property
+    def orientation(self) -> str:
+        """Orientation code such as ``"RAS"`` or ``"LPI"``: the world direction each index axis points to."""
+        if self.spatial_dims != 3:
+            return ""
+        import nibabel as nib
+
+        return "".join(nib.orientations.aff2axcodes(self.affine))
+
+    def to_metatensor(self) -> Any:
+        """Return a MONAI MetaTensor carrying the pixels and the affine (for MONAI transforms)."""
+        from monai.data import MetaTensor
+
+        return MetaTensor(self.array, affine=self.affine, meta={**self.meta, "kind": self.kind})
+
+
+def default_affine(spatial_dims: int, spacing: tuple[float, ...] | None = None) -> np.ndarray:
+    """An axis-aligned affine with the given spacing (1 mm when unknown)."""
+    spacing = spacing or (1.0,) * spatial_dims
+    affine = np.eye(spatial_dims + 1)
+    affine[:spatial_dims, :spatial_dims] = np.diag(spacing)
+    return affine
