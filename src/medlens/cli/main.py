@@ -51,6 +51,7 @@ def _register() -> None:
 
     data_commands.register(app)
     model_commands.register(app)
+    __import__("medlens.cli.image_commands", fromlist=["register"]).register(app)
 
 
 _register()
