@@ -52,6 +52,7 @@ def _register() -> None:
     data_commands.register(app)
     model_commands.register(app)
     __import__("medlens.cli.image_commands", fromlist=["register"]).register(app)
+    __import__("medlens.cli.deid_commands", fromlist=["register"]).register(app)
 
 
 _register()

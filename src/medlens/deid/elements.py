@@ -16,6 +16,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import UID_dictionary
 
+from medlens.deid.iod_types import attribute_type, resolve
 from medlens.deid.profile import Profile
 from medlens.deid.pseudonyms import Pseudonymizer, shift_date, shift_datetime
 
@@ -65,7 +66,8 @@ class ElementRules:
         """De-identify ``ds`` in place; ``shift_days`` is None unless dates are kept shifted."""
         self._patient = patient
         self._shift = shift_days
-        self._walk(ds)
+        self._sop = str(ds.get("SOPClassUID", ""))
+        self._walk(ds, top=True)
 
     def _plan_for(self, tag: int) -> tuple[str, str | None]:
         plan = self._plan.get(tag)
@@ -78,7 +80,7 @@ class ElementRules:
             self._plan[tag] = plan
         return plan
 
-    def _walk(self, ds: Dataset) -> None:
+    def _walk(self, ds: Dataset, top: bool = False) -> None:
         for tag in list(ds.keys()):
             if tag >> 16 & 1:
                 self._private(ds, tag)
@@ -87,6 +89,9 @@ class ElementRules:
                 del ds[tag]
                 continue
             action, vr = self._plan_for(tag)
+            if "/" in action:  # X/Z, X/D, X/Z/D ...: what the IOD needs decides (types known at top level)
+                kind = attribute_type(self._sop, tag) if top else None
+                action = resolve(action, kind, self.profile.conditional)
             if action == "K" and vr != "SQ":
                 continue  # the common case: never decoded, written back as read
             self._act(ds, tag, action, vr)

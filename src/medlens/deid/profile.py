@@ -77,12 +77,13 @@ class Profile:
     """A resolved profile: one action per tag, ready for the dataset walker.
 
     Attributes:
-        actions: exact tag -> action.
+        actions: exact tag -> action; conditional ones (X/Z/D ...) are resolved per file by IOD type.
         masked: (group mask, group value, element or None, action) for repeating groups (50xx, 60xx).
         unlisted_vr_actions: VR -> action for standard attributes the table does not list.
         keep_private_creators: private creators whose blocks are kept.
         pixel_blanking: device/size rules for burned-in text.
         options: the Annex E options in use.
+        conditional: the action for a conditional one when the SOP class is unknown.
     """
 
     name: str
@@ -92,7 +93,7 @@ class Profile:
     keep_private_creators: frozenset[str]
     pixel_blanking: list[BlankingRule]
     options: Options
-    code_meanings: list[tuple[str, str]] = field(default_factory=list)
+    conditional: dict[str, str] = field(default_factory=dict)
 
     def action_for(self, tag: int) -> str | None:
         """The action for a standard tag, or None when the table does not list it."""
@@ -165,7 +166,8 @@ def _merge(base: ProfileFile, site: ProfileFile) -> ProfileFile:
 
 
 def _check_action(action: str, where: str) -> str:
-    if action not in ACTIONS:
+    """A single action, or a conditional one such as X/Z/D (resolved per file from the IOD's types)."""
+    if not all(part in ACTIONS or part == "U*" for part in action.split("/")):
         raise ConfigError(where, f"unknown action {action!r} (expected one of {', '.join(sorted(ACTIONS))})")
     return action
 
@@ -216,7 +218,6 @@ def load_profile(profile: str | Path = "basic", options: Options | None = None) 
         action = row.basic
         for col in enabled:
             action = row.options.get(col, action)
-        action = spec.conditional.get(action, action)
         _check_action(action, f"{table_name} table row {row.tag} ({row.name})")
         is_masked = _masked_tag(row.tag)
         if is_masked:
@@ -228,6 +229,9 @@ def load_profile(profile: str | Path = "basic", options: Options | None = None) 
         actions[parse_tag(key)] = _check_action(action, f"actions.{key}")
     for vr, action in spec.unlisted_vr_actions.items():
         _check_action(action, f"unlisted_vr_actions.{vr}")
+    for combo, action in spec.conditional.items():
+        _check_action(combo, f"conditional.{combo}")
+        _check_action(action, f"conditional.{combo}")
     return Profile(
         name=name,
         actions=actions,
@@ -236,6 +240,7 @@ def load_profile(profile: str | Path = "basic", options: Options | None = None) 
         keep_private_creators=frozenset(spec.keep_private_creators),
         pixel_blanking=list(spec.pixel_blanking),
         options=options,
+        conditional=dict(spec.conditional),
     )
 
 
