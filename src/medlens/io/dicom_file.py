@@ -10,7 +10,13 @@ from pydicom.dataset import Dataset
 from medlens.core.errors import InputError
 from medlens.core.image import Image
 from medlens.io.dicom_multiframe import read_multiframe
-from medlens.io.dicom_pixels import apply_rescale, decode_pixels, planar_to_channel_first
+from medlens.io.dicom_pixels import (
+    apply_rescale,
+    decode_pixels,
+    invert_monochrome1,
+    note_photometric,
+    planar_to_channel_first,
+)
 from medlens.io.dicom_stack import has_geometry, volume_from_slices
 from medlens.io.dicom_tags import DICOMDIR_SOP_CLASS, has_pixels, identifiers_of, meta_of, open_dataset
 
@@ -50,6 +56,8 @@ def read_planar(ds: Dataset, path: Path) -> Image:
     """A 2D picture without patient position: ``(C, rows, cols)`` with in-plane spacing when known."""
     samples = int(ds.get("SamplesPerPixel", 1))
     stored = decode_pixels(ds, path)
+    if ds.get("PhotometricInterpretation") == "MONOCHROME1":
+        stored = invert_monochrome1(stored, ds)
     slope = float(ds.get("RescaleSlope", 1) or 1)
     intercept = float(ds.get("RescaleIntercept", 0) or 0)
     # Rescale maps grey stored values to modality units; it does not apply to colour pixels.
@@ -65,8 +73,7 @@ def read_planar(ds: Dataset, path: Path) -> Image:
         warnings.append("no PixelSpacing or ImagerPixelSpacing: 1 mm pixels assumed")
     affine = np.diag([float(spacing[0]), float(spacing[1]), 1.0])  # (row, column) index to mm
     meta = meta_of(ds)
-    if meta.get("photometric_interpretation", "").startswith("YBR"):
-        meta["photometric_interpretation"] = "RGB"  # pydicom converts YBR to RGB while decoding
+    note_photometric(meta)
     return Image(
         array=planar_to_channel_first(values, samples),
         affine=affine,

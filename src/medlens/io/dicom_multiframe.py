@@ -14,7 +14,13 @@ from pydicom.dataset import Dataset
 
 from medlens.core.image import Image
 from medlens.io.dicom_geometry import lps_to_ras, stack_geometry
-from medlens.io.dicom_pixels import apply_rescale, decode_pixels, stack_to_channel_first
+from medlens.io.dicom_pixels import (
+    apply_rescale,
+    decode_pixels,
+    invert_monochrome1,
+    note_photometric,
+    stack_to_channel_first,
+)
 from medlens.io.dicom_tags import frame_attribute, identifiers_of, meta_of
 
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
@@ -35,6 +41,8 @@ def read_multiframe(ds: Dataset, path: Path) -> Image:
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)
     samples = int(ds.get("SamplesPerPixel", 1))
     stored = decode_pixels(ds, path)
+    if ds.get("PhotometricInterpretation") == "MONOCHROME1":
+        stored = invert_monochrome1(stored, ds)
     if n_frames == 1:
         stored = stored[None]
     warnings: list[str] = []
@@ -109,6 +117,7 @@ def read_multiframe(ds: Dataset, path: Path) -> Image:
 
     meta = meta_of(ds)
     meta["n_frames"] = n_frames
+    note_photometric(meta)
     if is_seg:
         meta["segments"] = {
             int(s.SegmentNumber): str(s.get("SegmentLabel", "")) for s in ds.get("SegmentSequence", [])

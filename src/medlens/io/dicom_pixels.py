@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -91,3 +92,26 @@ def planar_to_channel_first(pixels: np.ndarray, samples: int) -> np.ndarray:
     if samples == 1:
         return pixels[None]  # (1, H, W)
     return pixels.transpose(2, 0, 1)  # (C, H, W)
+
+
+def invert_monochrome1(stored: np.ndarray, ds: Dataset) -> np.ndarray:
+    """Flip MONOCHROME1 stored values (white is low) so that higher always means brighter.
+
+    Inverted within the stored bit range, as GDCM (and so SimpleITK) and dcm2niix do, so that models see
+    one intensity convention whatever the photometric interpretation of each file.
+    """
+    bits = int(ds.get("BitsStored", stored.dtype.itemsize * 8))
+    if int(ds.get("PixelRepresentation", 0)) == 1:
+        return (-1 - stored.astype(np.int64)).astype(stored.dtype)  # two's complement: min <-> max
+    return ((1 << bits) - 1 - stored.astype(np.int64)).astype(stored.dtype)
+
+
+def note_photometric(meta: dict[str, Any]) -> None:
+    """Record the conversions applied while decoding (MONOCHROME1 inverted, YBR turned into RGB)."""
+    stored = meta.get("photometric_interpretation", "")
+    if stored == "MONOCHROME1":
+        meta["photometric_interpretation"] = "MONOCHROME2"
+        meta["stored_photometric_interpretation"] = stored
+    elif stored.startswith("YBR"):
+        meta["photometric_interpretation"] = "RGB"
+        meta["stored_photometric_interpretation"] = stored

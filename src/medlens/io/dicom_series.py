@@ -105,9 +105,14 @@ def _scan(source: Path | Sequence[Path]) -> tuple[list[SeriesInfo], list[str]]:
             skipped.append(f"{path.name}: not DICOM")
             continue
         sop_class = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", ""))
+        if "SOPClassUID" not in ds and sop_class != DICOMDIR_SOP_CLASS:
+            # pydicom stops quietly where a file ends; a Part 10 file without SOPClassUID was cut short.
+            raise InputError(path, "DICOM header incomplete (no SOPClassUID): truncated or corrupt file")
         if sop_class == DICOMDIR_SOP_CLASS or path.name.upper() == "DICOMDIR":
             skipped.append(f"{path.name}: DICOMDIR index")
             continue
+        if ds.get("Rows") is None and "Image Storage" in ds.SOPClassUID.name:
+            raise InputError(path, f"{ds.SOPClassUID.name} without Rows: header truncated or corrupt")
         if ds.get("Rows") is None and not has_pixels(ds):  # headers only: Rows tells an image
             skipped.append(f"{path.name}: no pixel data ({ds.get('Modality', '?')})")
             continue

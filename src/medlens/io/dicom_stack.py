@@ -16,7 +16,13 @@ from pydicom.dataset import Dataset
 from medlens.core.errors import InputError
 from medlens.core.image import Image
 from medlens.io.dicom_geometry import lps_to_ras, same_orientation, stack_geometry
-from medlens.io.dicom_pixels import apply_rescale, decode_pixels, stack_to_channel_first
+from medlens.io.dicom_pixels import (
+    apply_rescale,
+    decode_pixels,
+    invert_monochrome1,
+    note_photometric,
+    stack_to_channel_first,
+)
 from medlens.io.dicom_tags import identifiers_of, meta_of
 
 logger = logging.getLogger(__name__)
@@ -81,6 +87,8 @@ def volume_from_slices(datasets: Sequence[Dataset], paths: Sequence[Path]) -> Im
         affine_lps = np.diag([-1.0, -1.0, 1.0, 1.0])  # identity in RAS
 
     stored = np.stack([decode_pixels(datasets[i], paths[i]) for i in order])  # (K, rows, cols[, S])
+    if first.get("PhotometricInterpretation") == "MONOCHROME1":
+        stored = invert_monochrome1(stored, first)
     slopes = [float(datasets[i].get("RescaleSlope", 1) or 1) for i in order]
     intercepts = [float(datasets[i].get("RescaleIntercept", 0) or 0) for i in order]
     # Rescale maps grey stored values to modality units; it does not apply to colour pixels.
@@ -90,8 +98,7 @@ def volume_from_slices(datasets: Sequence[Dataset], paths: Sequence[Path]) -> Im
 
     meta = meta_of(datasets[order[0]])
     meta["n_slices"] = len(order)
-    if meta.get("photometric_interpretation", "").startswith("YBR"):
-        meta["photometric_interpretation"] = "RGB"  # pydicom converts YBR to RGB while decoding
+    note_photometric(meta)
     if warnings:
         logger.info("%s: %s", paths[0].parent, "; ".join(warnings))
     return Image(
