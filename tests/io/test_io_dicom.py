@@ -103,7 +103,7 @@ def test_multiframe_without_positions_warns(testdata: Path) -> None:
 
 
 def test_rtstruct_has_no_pixels(testdata: Path) -> None:
-    with pytest.raises(InputError, match="no pixel data|not a DICOM"):
+    with pytest.raises(InputError, match=r"no pixel data|not a DICOM"):
         read_image(testdata / "rtstruct.dcm")
 
 
