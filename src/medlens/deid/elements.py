@@ -154,7 +154,7 @@ class ElementRules:
         if tag == _PATIENT_ID:
             elem.value = self.pseudo.patient_id(self._patient)
         elif tag == _PATIENT_NAME:
-            elem.value = "ANON^" + self.pseudo.patient_id(self._patient)
+            elem.value = self.pseudo.patient_id(self._patient)
         else:
             elem.value = self.pseudo.text(f"{tag:08X}", str(elem.value), _TEXT_MAX.get(vr, 16))
 

@@ -1,0 +1,46 @@
+"""Shared fixtures: the real DICOM data (through MEDLENS_DATA) and one full de-identification run."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import pytest
+
+from medlens.core.settings import get_settings
+
+
+@pytest.fixture(scope="session")
+def dicom_root() -> Path:
+    root = get_settings().data_root
+    if root is None or not (root / "dicom").is_dir():
+        pytest.skip("MEDLENS_DATA is not set or holds no dicom/ folder")
+    return root / "dicom"
+
+
+def make_key(folder: Path, name: str = "site.key") -> Path:
+    path = folder / name
+    path.write_text(secrets.token_hex(32))
+    return path
+
+
+@pytest.fixture(scope="session")
+def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_key(tmp_path_factory.mktemp("key"))
+
+
+@pytest.fixture(autouse=True)
+def _medlens_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never write the default key into the real home."""
+    monkeypatch.setenv("MEDLENS_HOME", str(tmp_path_factory.getbasetemp() / "medlens_home"))
+
+
+@pytest.fixture(scope="session")
+def full_run(dicom_root: Path, key_file: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Every real DICOM file through the basic profile, once, with two worker processes."""
+    from medlens.deid import deidentify
+
+    out = tmp_path_factory.mktemp("full") / "out"
+    mapping = out.parent / "mapping.csv"
+    report = deidentify(dicom_root, out, key=key_file, workers=2, mapping=mapping)
+    return report, out, mapping
