@@ -61,6 +61,7 @@ def test_cr_without_geometry_is_2d_and_monochrome1_is_inverted(testdata: Path) -
     assert image.meta["photometric_interpretation"] == "MONOCHROME2"
     assert image.meta["stored_photometric_interpretation"] == "MONOCHROME1"
     np.testing.assert_array_equal(image.array[0], 1023 - stored)  # BitsStored 10
+    assert image.meta["window_center"] == 1023 - 550  # the header window mirrored with the values
 
 
 def test_jpeg_baseline_ybr_becomes_rgb(data_root: Path) -> None:

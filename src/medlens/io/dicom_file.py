@@ -73,7 +73,7 @@ def read_planar(ds: Dataset, path: Path) -> Image:
         warnings.append("no PixelSpacing or ImagerPixelSpacing: 1 mm pixels assumed")
     affine = np.diag([float(spacing[0]), float(spacing[1]), 1.0])  # (row, column) index to mm
     meta = meta_of(ds)
-    note_photometric(meta)
+    note_photometric(meta, ds)
     return Image(
         array=planar_to_channel_first(values, samples),
         affine=affine,

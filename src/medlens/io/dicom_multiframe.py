@@ -117,7 +117,7 @@ def read_multiframe(ds: Dataset, path: Path) -> Image:
 
     meta = meta_of(ds)
     meta["n_frames"] = n_frames
-    note_photometric(meta)
+    note_photometric(meta, ds)
     if is_seg:
         meta["segments"] = {
             int(s.SegmentNumber): str(s.get("SegmentLabel", "")) for s in ds.get("SegmentSequence", [])

@@ -106,12 +106,20 @@ def invert_monochrome1(stored: np.ndarray, ds: Dataset) -> np.ndarray:
     return ((1 << bits) - 1 - stored.astype(np.int64)).astype(stored.dtype)
 
 
-def note_photometric(meta: dict[str, Any]) -> None:
-    """Record the conversions applied while decoding (MONOCHROME1 inverted, YBR turned into RGB)."""
+def note_photometric(meta: dict[str, Any], ds: Dataset) -> None:
+    """Record the conversions applied while decoding (MONOCHROME1 inverted, YBR turned into RGB).
+
+    The header window of a MONOCHROME1 image is mirrored with the values, so it still shows the same range.
+    """
     stored = meta.get("photometric_interpretation", "")
     if stored == "MONOCHROME1":
         meta["photometric_interpretation"] = "MONOCHROME2"
         meta["stored_photometric_interpretation"] = stored
+        if "window_center" in meta:
+            slope, intercept = meta.get("rescale_slope", 1.0), meta.get("rescale_intercept", 0.0)
+            signed = int(ds.get("PixelRepresentation", 0)) == 1
+            top = -1 if signed else (1 << int(ds.get("BitsStored", 16))) - 1  # s -> top - s
+            meta["window_center"] = slope * top + 2 * intercept - meta["window_center"]
     elif stored.startswith("YBR"):
         meta["photometric_interpretation"] = "RGB"
         meta["stored_photometric_interpretation"] = stored

@@ -98,7 +98,7 @@ def volume_from_slices(datasets: Sequence[Dataset], paths: Sequence[Path]) -> Im
 
     meta = meta_of(datasets[order[0]])
     meta["n_slices"] = len(order)
-    note_photometric(meta)
+    note_photometric(meta, datasets[order[0]])
     if warnings:
         logger.info("%s: %s", paths[0].parent, "; ".join(warnings))
     return Image(
