@@ -1,9 +1,133 @@
-"""Placeholder registration; filled by the data commands."""
+"""``medlens import ...`` and ``medlens plan``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+OUT = typer.Option(..., "--out", "-o", help="Dataset folder to create (dataset.yaml + manifest.csv).")
+OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing dataset folder.")
+SEED = typer.Option(0, "--seed", help="Seed of the patient-level split (data without splits).")
+VAL = typer.Option(0.1, "--val-fraction", help="Share of patients for validation (data without splits).")
+TEST = typer.Option(0.2, "--test-fraction", help="Share of patients for testing (data without splits).")
+
+import_app = typer.Typer(
+    help="Turn data as it arrives into a medlens dataset (dataset.yaml + manifest.csv, one row per case).",
+    no_args_is_help=True,
+)
+
+
+@import_app.command("medmnist")
+def import_medmnist_cmd(
+    path: Path = typer.Argument(..., help="A MedMNIST .npz archive (2D or 3D, any size, e.g. pneumoniamnist.npz)."),
+    out: Path = OUT,
+    overwrite: bool = OVERWRITE,
+) -> None:
+    """Import a MedMNIST archive, keeping its official train/val/test splits."""
+    from medlens.data.importers import get_importer
+
+    dataset = get_importer("medmnist")(path, out, overwrite=overwrite)
+    _report(dataset)
+
+
+@import_app.command("folder")
+def import_folder_cmd(
+    folder: Path = typer.Argument(..., help="Folder with one subfolder per class (optionally under train/val/test)."),
+    out: Path = OUT,
+    val_fraction: float = VAL,
+    test_fraction: float = TEST,
+    seed: int = SEED,
+    overwrite: bool = OVERWRITE,
+) -> None:
+    """Import class subfolders of PNG, JPEG, TIFF, DICOM or NIfTI images."""
+    from medlens.data.importers import get_importer
+
+    dataset = get_importer("folder")(
+        folder, out, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, overwrite=overwrite
+    )
+    _report(dataset)
+
+
+@import_app.command("csv")
+def import_csv_cmd(
+    table: Path = typer.Argument(..., help="CSV with an image path column and a label column."),
+    out: Path = OUT,
+    image_column: str = typer.Option("image", help="Column holding image paths (relative to the CSV)."),
+    label_column: str = typer.Option("label", help="Column holding class names ('a|b' for several labels)."),
+    patient_column: str = typer.Option("patient_id", help="Column holding patient IDs (splits keep patients whole)."),
+    split_column: str = typer.Option("split", help="Column holding train/val/test (optional)."),
+    val_fraction: float = VAL,
+    test_fraction: float = TEST,
+    seed: int = SEED,
+    overwrite: bool = OVERWRITE,
+) -> None:
+    """Import a CSV table of image paths and labels."""
+    from medlens.data.importers import get_importer
+
+    dataset = get_importer("csv")(
+        table,
+        out,
+        image_column=image_column,
+        label_column=label_column,
+        patient_column=patient_column,
+        split_column=split_column,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+        overwrite=overwrite,
+    )
+    _report(dataset)
+
+
+def _report(dataset: object) -> None:
+    from collections import Counter
+
+    from rich.console import Console
+
+    from medlens.data.dataset import Dataset
+
+    assert isinstance(dataset, Dataset)  # for the type checker: importers return datasets
+    counts = Counter(c.split or "unsplit" for c in dataset.cases)
+    Console().print(
+        f"[bold]{dataset.spec.name}[/]: {len(dataset.cases)} cases ({dataset.spec.task}, "
+        f"{dataset.spec.spatial_dims}D, {len(dataset.spec.classes)} classes); "
+        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        + f"\nwritten to {dataset.root}"
+    )
+
+
+def plan_cmd(
+    dataset_dir: Path = typer.Argument(..., help="A dataset folder (from 'medlens import')."),
+    set_: list[str] = typer.Option([], "--set", help="Override a plan field, e.g. --set train.batch_size=32."),
+) -> None:
+    """Fingerprint the dataset and write DATASET_DIR/plan.yaml; print each choice and why.
+
+    Edit plan.yaml, or pass --set key=value here or to 'medlens train', to change any choice.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from medlens.workflows.planning import plan_dataset
+
+    plan, path = plan_dataset(dataset_dir, set_)
+    table = Table(title=f"plan for {dataset_dir}", show_lines=False)
+    table.add_column("choice")
+    table.add_column("value")
+    table.add_row("task", f"{plan.task} {plan.spatial_dims}D, {len(plan.class_names)} classes")
+    table.add_row("input", f"{plan.data.input_size} x {plan.data.channels} ch, {plan.data.normalization}, clip {plan.data.clip}")
+    table.add_row("network", f"{plan.model.name} {plan.model.kwargs}")
+    table.add_row("augmentation", f"flip {plan.augment.flip_axes}, rotate {plan.augment.rotate_degrees}°, scale {plan.augment.scale}")
+    table.add_row("optimiser", f"{plan.optim.name} lr {plan.optim.lr} wd {plan.optim.weight_decay}, {plan.optim.schedule}")
+    table.add_row("training", f"batch {plan.train.batch_size}, up to {plan.train.max_epochs} epochs, budget {plan.train.budget_minutes} min")
+    table.add_row("loss", f"{plan.train.loss}, class weights {plan.train.class_weights}")
+    console = Console()
+    console.print(table)
+    for note in plan.notes:
+        console.print(f"  - {note}")
+    console.print(f"written to {path}")
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.add_typer(import_app, name="import")
+    app.command("plan")(plan_cmd)

@@ -51,8 +51,10 @@ def _register() -> None:
 
     data_commands.register(app)
     model_commands.register(app)
-    __import__("medlens.cli.image_commands", fromlist=["register"]).register(app)
-    __import__("medlens.cli.deid_commands", fromlist=["register"]).register(app)
+    from medlens.cli import deid_commands, image_commands
+
+    image_commands.register(app)
+    deid_commands.register(app)
 
 
 _register()

@@ -1,9 +1,112 @@
-"""Placeholder registration; filled by the data commands."""
+"""``medlens train``, ``evaluate``, ``predict`` and ``models``."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import typer
+
+from medlens.core.errors import ConfigError
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '10m', '1.5h' or a bare number of minutes -> minutes."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*", text)
+    if not match:
+        raise ConfigError("--budget", f"{text!r} is not a duration (e.g. 90s, 10m, 1h)")
+    value, unit = float(match.group(1)), match.group(2) or "m"
+    return value / 60 if unit == "s" else value * 60 if unit == "h" else value
+
+
+def train_cmd(
+    dataset_dir: Path = typer.Argument(..., help="A dataset folder; its plan.yaml is used when present."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder to create (checkpoints, logs, bundle)."),
+    budget: str | None = typer.Option(None, "--budget", help="Training time per seed, e.g. 10m, 1h (the schedule anneals to it)."),
+    seeds: int = typer.Option(1, "--seeds", help="Train N seeds; their ensemble is the model, their spread is reported."),
+    set_: list[str] = typer.Option([], "--set", help="Override a plan field, e.g. --set optim.lr=0.001."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoints."),
+) -> None:
+    """Train a model on a dataset as its plan says (classification and multi-label, 2D and 3D)."""
+    from rich.console import Console
+
+    from medlens.workflows.train import train
+
+    minutes = parse_duration(budget) if budget else None
+    summary = train(dataset_dir, out, budget_minutes=minutes, seeds=seeds, overrides=set_, resume=resume)
+    console = Console()
+    for s in summary["seeds"]:
+        console.print(f"seed {s['seed']}: best validation AUC {s['best_val_auc']:.4f}, {s['epochs']} epochs, {s['train_seconds']:.0f} s")
+    console.print(f"model bundle: {Path(out) / 'bundle'}")
+
+
+def evaluate_cmd(
+    run_dir: Path = typer.Argument(..., help="A run folder (or a bundle folder)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for metrics.json, report.html and plots."),
+    dataset: Path | None = typer.Option(None, "--dataset", help="Evaluate on another dataset (default: the run's)."),
+    split: str = typer.Option("test", "--split", help="test, val, train or all."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the 95% confidence intervals."),
+) -> None:
+    """Measure a trained model: metrics with 95% bootstrap CIs, curves, calibration, report.html."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from medlens.workflows.evaluate import evaluate
+
+    metrics = evaluate(run_dir, out, dataset=dataset, split=split, n_bootstrap=bootstrap)
+    table = Table(title=f"{split} metrics ({metrics['n_cases']} cases)")
+    for col in ("metric", "value", "95% CI"):
+        table.add_column(col)
+    for key in ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1", "ece"):
+        entry = metrics.get(key)
+        if isinstance(entry, dict) and entry.get("value") is not None:
+            lo, hi = entry["ci95"]
+            table.add_row(key, f"{entry['value']:.4f}", f"{lo:.4f} - {hi:.4f}")
+    console = Console()
+    console.print(table)
+    console.print(f"report: {Path(out) / 'report.html'}")
+
+
+def predict_cmd(
+    run_dir: Path = typer.Argument(..., help="A run folder or a bundle folder."),
+    inputs: list[Path] = typer.Argument(..., help="Images or folders: PNG, JPEG, TIFF, DICOM, NIfTI, NRRD, MHA, npz."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for predictions.csv and one JSON per input."),
+) -> None:
+    """Predict with a trained model: class probabilities and the predicted class per input."""
+    from rich.console import Console
+
+    from medlens.workflows.predict import predict
+
+    rows = predict(run_dir, inputs, out)
+    Console().print(f"{len(rows)} prediction(s) written to {Path(out) / 'predictions.csv'}")
+
+
+def models_cmd(
+    task: str | None = typer.Option(None, "--task", help="Only models for this task."),
+) -> None:
+    """List the model registry: name, task, dimensions, parameter count."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from medlens.models import list_models
+
+    table = Table(title="medlens models")
+    for col in ("name", "tasks", "dims", "source", "parameters", "description"):
+        table.add_column(col)
+    for row in list_models(task):
+        table.add_row(
+            row["name"],
+            ", ".join(row["tasks"]),
+            "/".join(f"{d}D" for d in row["spatial_dims"]),
+            row["source"],
+            f"{row['parameters'] / 1e6:.2f} M",
+            row["description"],
+        )
+    Console().print(table)
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.command("train")(train_cmd)
+    app.command("evaluate")(evaluate_cmd)
+    app.command("predict")(predict_cmd)
+    app.command("models")(models_cmd)

@@ -1,0 +1,67 @@
+"""What importers need to know about source image files before reading their pixels."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+from medlens.core.errors import InputError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom", ".nii", ".nrrd", ".mha", ".npz", ".npy"}
+
+
+def is_image_file(path: Path) -> bool:
+    """True for files whose suffix is an image format medlens reads (DICOM files may have no suffix)."""
+    name = path.name.lower()
+    if name.endswith(".nii.gz"):
+        return True
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return True
+    return path.suffix == "" and _has_dicom_preamble(path)
+
+
+def _has_dicom_preamble(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def patient_id_of(path: Path) -> str:
+    """The patient a file belongs to: DICOM PatientID when present, else the file's stem."""
+    if path.suffix.lower() in {".dcm", ".dicom", ""}:
+        import pydicom
+
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID"])
+            if str(getattr(ds, "PatientID", "")).strip():
+                return str(ds.PatientID).strip()
+        except Exception:  # unreadable headers are reported when the pixels are read
+            pass
+    return path.name.split(".")[0]
+
+
+def describe_images(paths: list[Path]) -> tuple[int, list[str], str]:
+    """Spatial dimensions, channel names and modality shared by a sample of the images (by majority)."""
+    from medlens.io import read_image
+
+    dims: Counter[int] = Counter()
+    channels: Counter[int] = Counter()
+    modality: Counter[str] = Counter()
+    for path in paths:
+        try:
+            image = read_image(path)
+        except InputError:
+            raise
+        dims[image.spatial_dims] += 1
+        channels[image.channels] += 1
+        modality[str(image.meta.get("modality") or "OT")] += 1
+    d = dims.most_common(1)[0][0]
+    c = channels.most_common(1)[0][0]
+    names = ["red", "green", "blue"] if c == 3 else ["gray"] if c == 1 else [f"channel_{i}" for i in range(c)]
+    return d, names, modality.most_common(1)[0][0]

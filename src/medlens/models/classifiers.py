@@ -1,0 +1,125 @@
+"""Classification networks: timm 2D backbones and MONAI 2D/3D networks, with small-image stems."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from medlens.models.registry import register_model
+
+CLASSIFY = ("classification", "multilabel")
+SMALL_INPUT = 64  # inputs at most this big (per axis) get a stride-1 stem and no max-pool
+
+
+def _small(input_size: list[int]) -> bool:
+    return min(input_size) <= SMALL_INPUT
+
+
+def _timm(name: str, in_channels: int, num_classes: int, input_size: list[int], dropout: float = 0.0, **kw: Any) -> nn.Module:
+    import timm
+
+    model = timm.create_model(name, pretrained=False, in_chans=in_channels, num_classes=num_classes, drop_rate=dropout, **kw)
+    if _small(input_size):
+        _small_stem(model)
+    return model
+
+
+def _small_stem(model: nn.Module) -> None:
+    """Keep resolution for 28-64 px inputs: stride-1 3x3 first convolution and no max-pool (as the MedMNIST
+    ResNets and CIFAR ResNets do). timm has no switch for this, so the stem modules are replaced."""
+    conv1 = getattr(model, "conv1", None)
+    if isinstance(conv1, nn.Conv2d):  # ResNet family
+        model.conv1 = nn.Conv2d(conv1.in_channels, conv1.out_channels, 3, stride=1, padding=1, bias=False)
+        model.maxpool = nn.Identity()
+        return
+    stem = getattr(model, "conv_stem", None)
+    if isinstance(stem, nn.Conv2d):  # EfficientNet / MobileNet family
+        stem.stride = (1, 1)
+        return
+    features = getattr(model, "features", None)
+    if features is not None and hasattr(features, "conv0"):  # DenseNet
+        c = features.conv0
+        features.conv0 = nn.Conv2d(c.in_channels, c.out_channels, 3, stride=1, padding=1, bias=False)
+        features.pool0 = nn.Identity()
+
+
+def _register_timm(name: str, description: str) -> None:
+    @register_model(name, tasks=CLASSIFY, spatial_dims=(2,), source="timm", description=description)
+    def build(spatial_dims: int, in_channels: int, num_classes: int, input_size: list[int], **kw: Any) -> nn.Module:
+        return _timm(name, in_channels, num_classes, input_size, **kw)
+
+
+for _name, _desc in [
+    ("resnet18", "ResNet-18 (timm); small-image stem for inputs up to 64 px"),
+    ("resnet34", "ResNet-34 (timm)"),
+    ("resnet50", "ResNet-50 (timm)"),
+    ("efficientnet_b0", "EfficientNet-B0 (timm)"),
+    ("densenet121", "DenseNet-121 (timm)"),
+    ("convnext_nano", "ConvNeXt-Nano (timm)"),
+    ("mobilenetv3_large_100", "MobileNetV3-Large (timm)"),
+]:
+    _register_timm(_name, _desc)
+
+
+def _monai_resnet(depth: int) -> None:
+    layers = {10: [1, 1, 1, 1], 18: [2, 2, 2, 2], 34: [3, 4, 6, 3]}[depth]
+
+    @register_model(
+        f"monai_resnet{depth}",
+        tasks=CLASSIFY,
+        spatial_dims=(3, 2),
+        source="monai",
+        description=f"ResNet-{depth} (MONAI), 2D or 3D, width set by widen_factor; small-image stem for inputs up to 64",
+    )
+    def build(
+        spatial_dims: int,
+        in_channels: int,
+        num_classes: int,
+        input_size: list[int],
+        widen_factor: float = 1.0,
+        stem_stride: int | None = None,
+        stem_pool: bool | None = None,
+        dropout: float = 0.0,
+        **kw: Any,
+    ) -> nn.Module:
+        from monai.networks.nets.resnet import ResNet, ResNetBlock
+
+        small = _small(input_size)
+        if stem_stride is None:
+            stem_stride = 1 if small else 2
+        if stem_pool is None:
+            stem_pool = not small
+        net = ResNet(
+            block=ResNetBlock,
+            layers=layers,
+            block_inplanes=[64, 128, 256, 512],
+            spatial_dims=spatial_dims,
+            n_input_channels=in_channels,
+            conv1_t_size=3 if small else 7,
+            conv1_t_stride=stem_stride,
+            no_max_pool=not stem_pool,
+            widen_factor=widen_factor,
+            num_classes=num_classes,
+            **kw,
+        )
+        if dropout:
+            net.fc = nn.Sequential(nn.Dropout(dropout), net.fc)
+        return net
+
+
+for _depth in (10, 18, 34):
+    _monai_resnet(_depth)
+
+
+@register_model(
+    "monai_densenet121",
+    tasks=CLASSIFY,
+    spatial_dims=(3, 2),
+    source="monai",
+    description="DenseNet-121 (MONAI), 2D or 3D",
+)
+def _densenet121(spatial_dims: int, in_channels: int, num_classes: int, input_size: list[int], dropout: float = 0.0, **kw: Any) -> nn.Module:
+    from monai.networks.nets import DenseNet121
+
+    return DenseNet121(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=num_classes, dropout_prob=dropout, **kw)

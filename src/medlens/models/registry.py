@@ -1,0 +1,117 @@
+"""A registry of networks by name, in the way of timm's ``_registry.py`` + ``_factory.py``.
+
+A builder registers itself with the task and spatial dimensions it serves; ``create_model`` looks the name
+up, checks it fits the request, and builds it. Nothing is found by walking folders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from medlens.core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    builder: Callable[..., nn.Module]
+    tasks: tuple[str, ...]
+    spatial_dims: tuple[int, ...]
+    source: str
+    description: str
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(
+    name: str, *, tasks: tuple[str, ...], spatial_dims: tuple[int, ...], source: str, description: str = ""
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator: register ``builder(spatial_dims, in_channels, num_classes, input_size, **kwargs)``."""
+
+    def add(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _REGISTRY[name] = ModelEntry(name, builder, tasks, spatial_dims, source, description or (builder.__doc__ or "").strip())
+        return builder
+
+    return add
+
+
+def _load_builtin() -> None:
+    from medlens.models import classifiers  # noqa: F401  (registration side effect)
+
+
+def get_entry(name: str) -> ModelEntry:
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise ConfigError("model.name", f"unknown model {name!r} (see 'medlens models')")
+    return _REGISTRY[name]
+
+
+def create_model(
+    name: str,
+    *,
+    task: str,
+    spatial_dims: int,
+    in_channels: int,
+    num_classes: int,
+    input_size: list[int] | tuple[int, ...],
+    pretrained: str | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a registered network for a task.
+
+    Args:
+        name: registry name (``medlens models`` lists them).
+        task: ``classification`` or ``multilabel`` (segmentation and detection register their own).
+        spatial_dims: 2 or 3.
+        in_channels: input channels (any number).
+        num_classes: outputs (classes, or labels for multi-label).
+        input_size: spatial input size; small inputs (28-64 px) get a small-image stem.
+        pretrained: a local checkpoint to start from (state dict, Lightning/timm checkpoint, safetensors);
+            a head of another shape is replaced and input convolutions are adapted to ``in_channels``.
+
+    Example:
+        >>> m = create_model("resnet18", task="classification", spatial_dims=2, in_channels=1, num_classes=2,
+        ...                  input_size=[28, 28])
+        >>> import torch; m(torch.zeros(2, 1, 28, 28)).shape
+        torch.Size([2, 2])
+    """
+    entry = get_entry(name)
+    if task not in entry.tasks:
+        raise ConfigError("model.name", f"{name} serves {', '.join(entry.tasks)}, not {task}")
+    if spatial_dims not in entry.spatial_dims:
+        raise ConfigError("model.name", f"{name} is {'/'.join(map(str, entry.spatial_dims))}D, the data is {spatial_dims}D")
+    model = entry.builder(
+        spatial_dims=spatial_dims, in_channels=in_channels, num_classes=num_classes, input_size=list(input_size), **kwargs
+    )
+    if pretrained:
+        from medlens.models.checkpoints import load_pretrained
+
+        load_pretrained(model, pretrained)
+    return model
+
+
+def list_models(task: str | None = None) -> list[dict[str, Any]]:
+    """Name, tasks, dims, source and parameter count (2-class, 1-channel build) of every registered model."""
+    _load_builtin()
+    rows = []
+    for entry in sorted(_REGISTRY.values(), key=lambda e: e.name):
+        if task and task not in entry.tasks:
+            continue
+        dims = entry.spatial_dims[0]
+        model = entry.builder(spatial_dims=dims, in_channels=1, num_classes=2, input_size=[64] * dims)
+        rows.append(
+            {
+                "name": entry.name,
+                "tasks": list(entry.tasks),
+                "spatial_dims": list(entry.spatial_dims),
+                "source": entry.source,
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "description": entry.description,
+            }
+        )
+    return rows

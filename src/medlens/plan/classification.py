@@ -1,0 +1,145 @@
+"""Planning rules for classification and multi-label classification, 2D and 3D.
+
+Each rule reads the fingerprint and records its reason in ``plan.notes`` (or a ``why`` field), so that
+"why is the width 0.5?" has an answer in ``plan.yaml`` itself.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from medlens.plan.schema import AugmentPlan, DataPlan, ModelPlan, OptimPlan, Plan, TrainPlan
+
+MAX_SIDE_2D = 224  # larger 2D images are resized down to this (ImageNet-style backbones' native size)
+MAX_SIDE_3D = 96  # larger 3D volumes are resized down to this per axis (CPU/GPU memory)
+MEMORY_CACHE_LIMIT_GB = 6.0
+LATERAL_MODALITIES = {"XR", "CR", "DX", "DR", "MG", "CT", "MR", "PT", "NM"}  # anatomy has a left and a right
+CPU_BUDGET_MINUTES = 12.0
+
+
+def plan_classification(fingerprint: dict[str, Any], *, has_gpu: bool = False) -> Plan:
+    """Derive a classification plan from a fingerprint (see ``medlens.data.fingerprint``)."""
+    notes: list[str] = []
+    dims = int(fingerprint["spatial_dims"])
+    multilabel = fingerprint["task"] == "multilabel"
+    n_train = int(fingerprint["n_cases"]["train"])
+    median = [int(v) for v in fingerprint["shape"]["median"]]
+    cap = MAX_SIDE_2D if dims == 2 else MAX_SIDE_3D
+    input_size = [min(s, cap) for s in median]
+    if input_size != median:
+        notes.append(f"input size {input_size}: median image {median} shrunk to at most {cap} per axis")
+    else:
+        notes.append(f"input size {input_size}: the median image size")
+
+    data = _data_plan(fingerprint, input_size, notes)
+    augment = _augment_plan(fingerprint, dims, notes)
+    model = _model_plan(dims, input_size, n_train, notes)
+
+    voxels = math.prod(input_size)
+    batch = int(min(128, max(8, 2 ** round(math.log2(max(1, (2 if dims == 2 else 1) * 2**21 // voxels))))))
+    batch = min(batch, max(8, 2 ** int(math.log2(max(8, n_train // 8)))))
+    notes.append(f"batch size {batch}: about 2M input voxels per batch, at least 8 steps per epoch")
+
+    steps_per_epoch = max(1, n_train // batch)
+    max_epochs = int(min(200, max(30, 20000 // steps_per_epoch)))
+    notes.append(f"up to {max_epochs} epochs (about 20k steps for this data size, between 30 and 200)")
+    budget = None if has_gpu else CPU_BUDGET_MINUTES
+    if budget:
+        notes.append(
+            f"no GPU here: training budget {budget:g} min, the learning rate anneals to it "
+            "(train.budget_minutes=null trains all epochs)"
+        )
+
+    counts = fingerprint["class_counts"]["train"]
+    class_weights = None
+    if not multilabel and min(counts) > 0 and max(counts) / min(counts) > 1.5:
+        total = sum(counts)
+        class_weights = [round(total / (len(counts) * c), 4) for c in counts]
+        notes.append(f"class weights {class_weights}: training classes are imbalanced {counts}")
+    train = TrainPlan(
+        batch_size=batch,
+        max_epochs=max_epochs,
+        budget_minutes=budget,
+        early_stopping_patience=max(10, max_epochs // 5),
+        monitor="val_auc",
+        loss="bce" if multilabel else "cross_entropy",
+        class_weights=class_weights,
+        label_smoothing=0.0 if multilabel else 0.05,
+    )
+    optim = OptimPlan(name="adamw", lr=2e-3 if dims == 2 else 1e-3, weight_decay=5e-2, schedule="cosine")
+    return Plan(
+        task="multilabel" if multilabel else "classification",
+        spatial_dims=dims,  # type: ignore[arg-type]
+        class_names=list(fingerprint["class_names"]),
+        data=data,
+        augment=augment,
+        model=model,
+        optim=optim,
+        train=train,
+        notes=notes,
+    )
+
+
+def _data_plan(fp: dict[str, Any], input_size: list[int], notes: list[str]) -> DataPlan:
+    inten = fp["intensity"]
+    modality = str(fp.get("modality", "OT")).upper()
+    clip = None
+    if modality == "CT":
+        clip = [inten["p00_5"], inten["p99_5"]]
+        notes.append(f"CT: intensities clipped to the 0.5-99.5 percentiles {clip} before z-scoring")
+    elif inten["max"] - inten["min"] > 0 and inten["n_unique"] > 256:
+        clip = [inten["p00_5"], inten["p99_5"]]
+        notes.append("continuous intensities: clipped to the 0.5-99.5 percentiles, then z-scored")
+    else:
+        notes.append("z-score normalisation with the dataset mean and standard deviation")
+    mean, std = inten["mean"], max(inten["std"], 1e-6)
+    gb = fp["n_cases"]["all"] * math.prod(input_size) * fp["channels"] * 4 / 1e9
+    cache = "memory" if gb <= MEMORY_CACHE_LIMIT_GB else "none"
+    notes.append(f"data cache: {cache} ({gb:.2f} GB of resized images)")
+    return DataPlan(input_size=input_size, channels=int(fp["channels"]), mean=mean, std=std, clip=clip, cache=cache)
+
+
+def _augment_plan(fp: dict[str, Any], dims: int, notes: list[str]) -> AugmentPlan:
+    modality = str(fp.get("modality", "OT")).upper()
+    binary = fp["intensity"]["n_unique"] <= 2
+    lateral = modality in LATERAL_MODALITIES
+    flips = [] if lateral else list(range(dims))
+    why = [
+        "no mirroring: this modality's anatomy has a left and a right"
+        if lateral
+        else "mirroring on every axis: no handedness assumed for this modality"
+    ]
+    if binary:
+        why.append("no intensity changes: the images are binary masks")
+    return AugmentPlan(
+        flip_axes=flips,
+        rotate_degrees=15.0 if dims == 2 else 10.0,
+        scale=[0.9, 1.1],
+        translate=0.06,
+        brightness=0.0 if binary else 0.1,
+        contrast=0.0 if binary else 0.15,
+        noise_std=0.0 if binary else 0.05,
+        probability=0.8,
+        why="; ".join(why),
+    )
+
+
+def _model_plan(dims: int, input_size: list[int], n_train: int, notes: list[str]) -> ModelPlan:
+    small = min(input_size) <= 64
+    width = 0.5 if n_train < 5000 else 1.0
+    if dims == 2:
+        depth = 18
+        stem = {"stem_stride": 1 if small else 2, "stem_pool": not small}
+    else:
+        depth = 18 if max(input_size) <= 32 else 10
+        stem = {"stem_stride": 2, "stem_pool": min(input_size) > 32}
+    why = (
+        f"MONAI ResNet-{depth} in {dims}D, width x{width} ({n_train} training cases"
+        f"{' < 5000: half width against overfitting' if width < 1 else ''}); "
+        f"stem stride {stem['stem_stride']}{' + max-pool' if stem['stem_pool'] else ''} for {input_size} inputs"
+    )
+    if dims == 3 and depth == 10:
+        why += "; ResNet-10 since volumes above 32 per axis cost ~8x more per layer"
+    notes.append(why)
+    return ModelPlan(name=f"monai_resnet{depth}", kwargs={"widen_factor": width, **stem}, dropout=0.2, why=why)

@@ -1,0 +1,1 @@
+"""One module per task: its loss, metrics and training step."""

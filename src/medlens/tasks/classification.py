@@ -1,0 +1,115 @@
+"""Classification and multi-label classification: network, loss, augmentation and validation metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from medlens.plan.schema import Plan
+from medlens.tasks.budget import BudgetSchedule
+from medlens.transforms.augment import augment_batch
+from medlens.transforms.preprocess import normalize
+
+
+def build_network(plan: Plan) -> nn.Module:
+    from medlens.models import create_model
+
+    return create_model(
+        plan.model.name,
+        task=plan.task,
+        spatial_dims=plan.spatial_dims,
+        in_channels=plan.data.channels,
+        num_classes=len(plan.class_names),
+        input_size=plan.data.input_size,
+        pretrained=plan.model.pretrained,
+        dropout=plan.model.dropout,
+        **plan.model.kwargs,
+    )
+
+
+def probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
+    """Softmax for single-label tasks, sigmoid per label for multi-label."""
+    return torch.sigmoid(logits) if task == "multilabel" else torch.softmax(logits, dim=1)
+
+
+class ClassificationModule(pl.LightningModule):
+    """The training step of a classifier; every number comes from the plan."""
+
+    def __init__(self, plan: dict[str, Any], budget: BudgetSchedule | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters({"plan": plan})
+        self.plan = Plan.model_validate(plan)
+        self.net = build_network(self.plan)
+        weights = self.plan.train.class_weights
+        self.register_buffer("class_weights", torch.tensor(weights, dtype=torch.float32) if weights else None)
+        self.budget = budget
+        self._val_probs: list[torch.Tensor] = []
+        self._val_targets: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.plan.task == "multilabel":
+            return F.binary_cross_entropy_with_logits(logits, y)
+        return F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=self.plan.train.label_smoothing)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        x = augment_batch(normalize(x, self.plan.data), self.plan.augment)
+        loss = self.loss(self(x), y)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self(normalize(x, self.plan.data))
+        self.log("val_loss", self.loss(logits, y), on_epoch=True, batch_size=len(x))
+        self._val_probs.append(probabilities(logits.float(), self.plan.task).cpu())
+        self._val_targets.append(y.cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        from torchmetrics.functional.classification import (
+            binary_auroc,
+            multiclass_accuracy,
+            multiclass_auroc,
+            multilabel_auroc,
+        )
+
+        if not self._val_probs:
+            return
+        probs, y = torch.cat(self._val_probs), torch.cat(self._val_targets)
+        self._val_probs.clear()
+        self._val_targets.clear()
+        k = probs.shape[1]
+        if self.plan.task == "multilabel":
+            auc = multilabel_auroc(probs, y.int(), num_labels=k)
+            acc = ((probs > 0.5).int() == y.int()).float().mean()
+        elif k == 2:
+            auc = binary_auroc(probs[:, 1], y)
+            acc = multiclass_accuracy(probs, y, num_classes=k, average="micro")
+        else:
+            auc = multiclass_auroc(probs, y, num_classes=k)
+            acc = multiclass_accuracy(probs, y, num_classes=k, average="micro")
+        self.log("val_auc", auc, prog_bar=True)
+        self.log("val_acc", acc, prog_bar=True)
+
+    def configure_optimizers(self) -> Any:
+        o = self.plan.optim
+        decay, no_decay = [], []
+        for name, p in self.net.named_parameters():
+            (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+        groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if o.name == "sgd":
+            optimizer: torch.optim.Optimizer = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=True)
+        else:
+            optimizer = torch.optim.AdamW(groups, lr=o.lr)
+        budget = self.budget
+        if budget is None:
+            return optimizer
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: budget.factor(o.schedule))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,1 @@
+"""Preprocessing (the same at training and prediction) and augmentation pipelines."""

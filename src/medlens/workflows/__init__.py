@@ -1,0 +1,1 @@
+"""The public API: plain functions composing the layers below (the CLI and the service call these)."""

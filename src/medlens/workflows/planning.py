@@ -1,0 +1,62 @@
+"""Fingerprint a dataset and write its plan."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from medlens.core.errors import InputError
+from medlens.data.dataset import Dataset, load_dataset
+from medlens.data.fingerprint import compute_fingerprint
+from medlens.plan.overrides import apply_overrides, load_plan, save_plan
+from medlens.plan.schema import Plan
+
+log = logging.getLogger(__name__)
+
+
+def check_trainable(dataset: Dataset) -> None:
+    """Fail early, naming the problem, when a dataset cannot be trained on."""
+    manifest = dataset.root / dataset.spec.manifest
+    for split in ("train", "val"):
+        if not dataset.split(split):
+            raise InputError(manifest, f"no cases in the {split} split")
+    if dataset.spec.task in ("classification", "multilabel"):
+        from medlens.data.fingerprint import _class_counts
+
+        counts = _class_counts(dataset, "train")
+        missing = [n for n, c in zip(dataset.spec.classes, counts, strict=True) if c == 0]
+        if missing:
+            raise InputError(manifest, f"class(es) with no training case: {', '.join(missing)}")
+
+
+def make_plan(dataset: Dataset, overrides: list[str] | None = None) -> Plan:
+    """The plan for ``dataset``: rules applied to its fingerprint, then the overrides."""
+    import torch
+
+    check_trainable(dataset)
+    fingerprint = compute_fingerprint(dataset)
+    if dataset.spec.task in ("classification", "multilabel"):
+        from medlens.plan.classification import plan_classification
+
+        plan = plan_classification(fingerprint, has_gpu=torch.cuda.is_available())
+    else:
+        raise InputError(dataset.root, f"no planner for task {dataset.spec.task!r} yet")
+    return apply_overrides(plan, overrides or [])
+
+
+def plan_dataset(root: str | Path, overrides: list[str] | None = None) -> tuple[Plan, Path]:
+    """Write ``DATASET/plan.yaml`` and return the plan and its path."""
+    dataset = load_dataset(root)
+    plan = make_plan(dataset, overrides)
+    path = dataset.root / "plan.yaml"
+    save_plan(plan, path)
+    return plan, path
+
+
+def resolve_plan(dataset: Dataset, overrides: list[str] | None = None) -> Plan:
+    """The dataset's edited ``plan.yaml`` when there is one, else a fresh plan; overrides on top."""
+    path = dataset.root / "plan.yaml"
+    if path.is_file():
+        check_trainable(dataset)
+        return apply_overrides(load_plan(path), overrides or [])
+    return make_plan(dataset, overrides)

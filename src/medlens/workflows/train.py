@@ -1,0 +1,311 @@
+"""Train a planned model, one or several seeds, into a run folder that can be resumed.
+
+Run folder::
+
+    RUN_DIR/
+      run.yaml                 # dataset, seeds, overrides
+      plan.yaml                # the plan as trained
+      seed_0/checkpoints/      # best.ckpt (by validation AUC) and last.ckpt (for --resume)
+      seed_0/logs/metrics.csv  # per-epoch CSV log; seed_0/curves.png plots it
+      seed_0/summary.json      # written when the seed has finished
+      bundle/                  # what predict/evaluate/serve need (models/bundle.py)
+      train_summary.json
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from medlens.core.atomic import write_text_atomic
+from medlens.core.errors import ConfigError, InputError
+from medlens.data.dataset import Dataset, load_dataset
+from medlens.plan.overrides import load_plan, save_plan
+from medlens.plan.schema import Plan
+from medlens.workflows.planning import resolve_plan
+
+log = logging.getLogger(__name__)
+
+
+def train(
+    dataset_dir: str | Path,
+    out: str | Path,
+    *,
+    budget_minutes: float | None = None,
+    seeds: int = 1,
+    overrides: list[str] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train ``seeds`` models with the dataset's plan; return the training summary.
+
+    Args:
+        dataset_dir: a dataset folder (``medlens import``); its ``plan.yaml`` is used when present.
+        out: the run folder to create (or to continue with ``resume``).
+        budget_minutes: wall-clock training budget per seed (overrides ``train.budget_minutes``).
+        seeds: number of seeds (0, 1, ...); their models form an ensemble, their spread is reported.
+        overrides: ``key=value`` plan overrides.
+        resume: continue an interrupted run from its last checkpoints; finished seeds are kept.
+        progress: show a progress bar.
+
+    Example:
+        >>> train("datasets/pneumonia", "runs/pneumonia", budget_minutes=5, seeds=3)  # doctest: +SKIP
+    """
+    out = Path(out)
+    dataset = load_dataset(dataset_dir)
+    if resume:
+        if not (out / "plan.yaml").is_file():
+            raise InputError(out, "nothing to resume (no plan.yaml in this run folder)")
+        if overrides:
+            raise ConfigError("--set", "cannot change the plan of a run being resumed")
+        plan = load_plan(out / "plan.yaml")
+        seeds = int(yaml.safe_load((out / "run.yaml").read_text()).get("seeds", seeds))
+    else:
+        extra = list(overrides or [])
+        if budget_minutes is not None:
+            extra.append(f"train.budget_minutes={budget_minutes}")
+        plan = resolve_plan(dataset, extra)
+        if plan.task != dataset.spec.task or plan.class_names != dataset.spec.classes:
+            raise ConfigError("plan", f"plan is for {plan.task} {plan.class_names}, dataset is {dataset.spec.task} {dataset.spec.classes}")
+        if out.exists() and any(out.iterdir()):
+            raise InputError(out, "run folder exists and is not empty (use --resume to continue it, or another --out)")
+    if seeds < 1:
+        raise ConfigError("--seeds", "must be at least 1")
+
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        save_plan(plan, out / "plan.yaml")
+        run_info = {"dataset": str(dataset.root.resolve()), "seeds": seeds, "overrides": list(overrides or [])}
+        write_text_atomic(out / "run.yaml", yaml.safe_dump(run_info, sort_keys=False))
+    try:
+        return _train_seeds(dataset, plan, out, seeds, progress)
+    except BaseException:
+        if created and not any(out.glob("seed_*/checkpoints/*.ckpt")):
+            shutil.rmtree(out, ignore_errors=True)  # nothing worth resuming: leave nothing half-written
+        raise
+
+
+def _train_seeds(dataset: Dataset, plan: Plan, out: Path, seeds: int, progress: bool) -> dict[str, Any]:
+    from medlens.data.loading import load_in_memory
+
+    train_cases, val_cases = dataset.split("train"), dataset.split("val")
+    cached: dict[str, Any] = {}
+    if plan.data.cache == "memory":
+        cached["train"] = load_in_memory(dataset, train_cases, plan.data, "train")
+        cached["val"] = load_in_memory(dataset, val_cases, plan.data, "val")
+    summaries, states, val_probs = [], [], []
+    for seed in range(seeds):
+        summary, state, probs = _train_one(dataset, plan, out / f"seed_{seed}", seed, cached, progress)
+        summaries.append(summary)
+        states.append(state)
+        val_probs.append(probs)
+    return _finish(dataset, plan, out, summaries, states, np.stack(val_probs))
+
+
+def _train_one(
+    dataset: Dataset, plan: Plan, seed_dir: Path, seed: int, cached: dict[str, Any], progress: bool
+) -> tuple[dict[str, Any], dict[str, torch.Tensor], np.ndarray]:
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from medlens.data.loading import make_loader
+    from medlens.tasks.budget import BudgetSchedule
+    from medlens.tasks.classification import ClassificationModule
+
+    summary_path = seed_dir / "summary.json"
+    ckpt_dir = seed_dir / "checkpoints"
+    t = plan.train
+    plan = plan.model_copy(update={"train": t.model_copy(update={"seed": seed})})
+    loaders = {
+        split: make_loader(
+            dataset,
+            dataset.split(split),
+            plan.data,
+            batch_size=t.batch_size if split == "train" else max(t.batch_size, 64),
+            shuffle=split == "train",
+            seed=seed,
+            num_workers=t.num_workers,
+            cached=(cached[split], None) if split in cached else None,  # type: ignore[arg-type]
+            label=split,
+        )
+        for split in ("train", "val")
+    }
+    if summary_path.is_file():
+        log.info("seed %d already finished; kept", seed)
+        summary = json.loads(summary_path.read_text())
+    else:
+        pl.seed_everything(seed, workers=True, verbose=False)
+        steps = len(loaders["train"]) * t.max_epochs
+        budget = BudgetSchedule(steps, t.budget_minutes, plan.optim.warmup_fraction)
+        module = ClassificationModule(plan.model_dump(), budget=budget)
+        best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=t.monitor, mode="max", save_last=True)
+        callbacks: list[Any] = [best, budget]
+        if t.early_stopping_patience:
+            callbacks.append(EarlyStopping(monitor=t.monitor, mode="max", patience=t.early_stopping_patience))
+        if progress:
+            from lightning.pytorch.callbacks import RichProgressBar
+
+            callbacks.append(RichProgressBar(leave=False))
+        trainer = pl.Trainer(
+            max_epochs=t.max_epochs,
+            accelerator="auto",
+            devices=1,
+            precision=_precision(t.precision),
+            callbacks=callbacks,
+            logger=CSVLogger(seed_dir, name="logs", version=""),
+            check_val_every_n_epoch=t.val_every_epochs,
+            num_sanity_val_steps=0,
+            enable_model_summary=False,
+            enable_progress_bar=progress,
+            log_every_n_steps=max(1, min(50, len(loaders["train"]))),
+            deterministic=False,
+        )
+        last = ckpt_dir / "last.ckpt"
+        start = time.monotonic()
+        trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=str(last) if last.is_file() else None)
+        if trainer.interrupted:
+            raise KeyboardInterrupt
+        if not best.best_model_path:
+            raise InputError(seed_dir, "training produced no checkpoint (no validation ran)")
+        summary = {
+            "seed": seed,
+            "best_val_auc": float(best.best_model_score) if best.best_model_score is not None else None,
+            "epochs": int(trainer.current_epoch),
+            "steps": int(budget.step),
+            "train_seconds": round(budget.state_dict()["elapsed"], 1),
+            "wall_seconds_this_session": round(time.monotonic() - start, 1),
+            "stopped_by": "budget" if budget.progress >= 1 and budget.budget and budget.step < steps else "epochs or early stopping",
+        }
+        _plot_curves(seed_dir)
+        write_text_atomic(summary_path, json.dumps(summary, indent=2))
+    state = _best_weights(ckpt_dir / "best.ckpt")
+    from medlens.models.bundle import Bundle
+
+    probe = Bundle(seed_dir, plan, [])
+    from medlens.tasks.classification import build_network
+
+    net = build_network(plan.model_copy(update={"model": plan.model.model_copy(update={"pretrained": None})}))
+    net.load_state_dict(state)
+    probe._nets = [net.eval()]
+    x_val = cached.get("val")
+    if x_val is None:
+        x_val = torch.cat([b[0] for b in loaders["val"]])
+    probs, _ = probe.predict_proba(x_val)
+    log.info("seed %d: best validation AUC %.4f after %s epochs", seed, summary["best_val_auc"] or float("nan"), summary["epochs"])
+    return summary, state, probs
+
+
+def _best_weights(path: Path) -> dict[str, torch.Tensor]:
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    return {k[len("net.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+
+
+def _precision(value: str) -> str:
+    if value != "auto":
+        return value if value != "32" else "32-true"
+    if torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+def _finish(
+    dataset: Dataset,
+    plan: Plan,
+    out: Path,
+    summaries: list[dict[str, Any]],
+    states: list[dict[str, torch.Tensor]],
+    val_probs: np.ndarray,
+) -> dict[str, Any]:
+    from medlens.data.loading import targets_of
+    from medlens.models.bundle import save_bundle
+
+    y_val = targets_of(dataset, dataset.split("val")).numpy()
+    threshold = None
+    if plan.task == "classification" and len(plan.class_names) == 2:
+        from medlens.evaluate.classification import choose_threshold
+
+        threshold = float(choose_threshold(y_val, val_probs.mean(axis=0)[:, 1]))
+    aucs = [s["best_val_auc"] for s in summaries if s["best_val_auc"] is not None]
+    summary: dict[str, Any] = {
+        "dataset": str(dataset.root.resolve()),
+        "seeds": summaries,
+        "val_auc_mean": statistics.fmean(aucs) if aucs else None,
+        "val_auc_sd": statistics.stdev(aucs) if len(aucs) > 1 else 0.0,
+        "train_seconds_per_seed": [s["train_seconds"] for s in summaries],
+        "operating_threshold": threshold,
+    }
+    info = {
+        "dataset": dataset.spec.name,
+        "modality": dataset.spec.modality,
+        "n_train": len(dataset.split("train")),
+        "n_val": len(dataset.split("val")),
+        "val_auc_per_member": aucs,
+    }
+    card = _model_card(dataset, plan, summary)
+    save_bundle(out / "bundle", plan, states, threshold=threshold, info=info, card=card)
+    write_text_atomic(out / "train_summary.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def _model_card(dataset: Dataset, plan: Plan, summary: dict[str, Any]) -> str:
+    lines = [
+        f"# Model card: {dataset.spec.name} {plan.task}",
+        "",
+        f"- Task: {plan.task}, {plan.spatial_dims}D, classes: {', '.join(plan.class_names)}",
+        f"- Network: {plan.model.name} {plan.model.kwargs}, input {plan.data.input_size} x {plan.data.channels} channel(s)",
+        f"- Training data: {dataset.spec.name} ({dataset.spec.modality}), {len(dataset.split('train'))} training and "
+        f"{len(dataset.split('val'))} validation cases",
+        f"- Ensemble of {len(summary['seeds'])} seed(s); validation AUC "
+        f"{summary['val_auc_mean']:.4f} ± {summary['val_auc_sd']:.4f}" if summary["val_auc_mean"] is not None else "",
+        f"- Operating threshold (chosen on validation): {summary['operating_threshold']}",
+        "",
+        "## Intended use and limits",
+        "",
+        "Research use. Validated only on data like the training set above; test metrics with 95% confidence intervals",
+        "are in the evaluation report (`medlens evaluate`). Not a medical device.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _plot_curves(seed_dir: Path) -> None:
+    """Plot the per-epoch CSV log (loss and validation AUC) to ``curves.png``."""
+    import csv
+
+    path = seed_dir / "logs" / "metrics.csv"
+    if not path.is_file():
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(open(path)))
+    series: dict[str, list[tuple[int, float]]] = {}
+    for row in rows:
+        for key in ("train_loss", "val_loss", "val_auc", "val_acc"):
+            if row.get(key):
+                series.setdefault(key, []).append((int(row["epoch"]), float(row[key])))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for key in ("train_loss", "val_loss"):
+        if key in series:
+            a.plot(*zip(*series[key], strict=True), label=key)
+    for key in ("val_auc", "val_acc"):
+        if key in series:
+            b.plot(*zip(*series[key], strict=True), label=key)
+    a.set_xlabel("epoch"), b.set_xlabel("epoch"), a.legend(), b.legend()
+    a.set_title("loss"), b.set_title("validation")
+    fig.tight_layout()
+    fig.savefig(seed_dir / "curves.png", dpi=90)
+    plt.close(fig)
