@@ -55,23 +55,33 @@ def _nanmean(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else NAN
 
 
-def reference(task: str, y: np.ndarray, p: np.ndarray, threshold: float) -> tuple[dict, list[dict], np.ndarray]:
+def reference(
+    task: str, y: np.ndarray, p: np.ndarray, threshold: float
+) -> tuple[dict, list[dict], np.ndarray]:
     """Top-level metrics, per-class metrics and confusion matrix, from scikit-learn."""
     if task == "binary":
         pred = (p >= threshold).astype(int)
         top = _binary_reference(y, p, pred)
-        per_class = [_binary_reference((y == c).astype(int), [1 - p, p][c], (pred == c).astype(int)) for c in (0, 1)]
+        per_class = [
+            _binary_reference((y == c).astype(int), [1 - p, p][c], (pred == c).astype(int)) for c in (0, 1)
+        ]
         return top, per_class, skm.confusion_matrix(y, pred, labels=[0, 1])
     if task == "multiclass":
         k = p.shape[1]
         pred = p.argmax(axis=1)
-        per_class = [_binary_reference((y == c).astype(int), p[:, c], (pred == c).astype(int)) for c in range(k)]
+        per_class = [
+            _binary_reference((y == c).astype(int), p[:, c], (pred == c).astype(int)) for c in range(k)
+        ]
         labels = list(range(k))
         top = {
             "accuracy": skm.accuracy_score(y, pred),
             "balanced_accuracy": _sk(skm.balanced_accuracy_score, y, pred),
-            "sensitivity": _sk(skm.recall_score, y, pred, labels=labels, average="macro", zero_division=np.nan),
-            "precision": _sk(skm.precision_score, y, pred, labels=labels, average="macro", zero_division=np.nan),
+            "sensitivity": _sk(
+                skm.recall_score, y, pred, labels=labels, average="macro", zero_division=np.nan
+            ),
+            "precision": _sk(
+                skm.precision_score, y, pred, labels=labels, average="macro", zero_division=np.nan
+            ),
             "f1": _sk(skm.f1_score, y, pred, labels=labels, average="macro", zero_division=np.nan),
             "specificity": _nanmean([c["specificity"] for c in per_class]),
             "auc": _nanmean([c["auc"] for c in per_class]),
@@ -85,7 +95,11 @@ def reference(task: str, y: np.ndarray, p: np.ndarray, threshold: float) -> tupl
     pred = (p >= threshold).astype(int)
     per_class = [_binary_reference(y[:, c], p[:, c], pred[:, c]) for c in range(y.shape[1])]
     top = {key: _nanmean([c[key] for c in per_class]) for key in per_class[0]}
-    for key, fn in (("sensitivity", skm.recall_score), ("precision", skm.precision_score), ("f1", skm.f1_score)):
+    for key, fn in (
+        ("sensitivity", skm.recall_score),
+        ("precision", skm.precision_score),
+        ("f1", skm.f1_score),
+    ):
         top[f"{key}_sklearn"] = _sk(fn, y, pred, average="macro", zero_division=np.nan)
     if all(0 < s < len(y) for s in y.sum(axis=0)):
         top["auc_sklearn"] = skm.roc_auc_score(y, p, average="macro")
@@ -105,7 +119,9 @@ def test_metrics_match_sklearn(task: str, kind: str) -> None:
     y, p = make_case(task, kind, seed=10 * TASKS.index(task) + KINDS.index(kind))
     threshold = None if task == "multiclass" else 0.42
     names = _names(task, y)
-    m = classification_metrics(y, p, task=task, class_names=names, threshold=threshold, n_bootstrap=60, seed=1)
+    m = classification_metrics(
+        y, p, task=task, class_names=names, threshold=threshold, n_bootstrap=60, seed=1
+    )
     top, per_class, cm = reference(task, y, p, 0.42)
 
     for key, theirs in top.items():
@@ -123,7 +139,9 @@ def test_metrics_match_sklearn(task: str, kind: str) -> None:
 def test_threshold_half_figures_match_sklearn(task: str, kind: str) -> None:
     y, p = make_case(task, kind, seed=7)
     threshold = None if task == "multiclass" else 0.3
-    m = classification_metrics(y, p, task=task, class_names=_names(task, y), threshold=threshold, n_bootstrap=0)
+    m = classification_metrics(
+        y, p, task=task, class_names=_names(task, y), threshold=threshold, n_bootstrap=0
+    )
     top, _, _ = reference(task, y, p, 0.5)
     for key in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "precision", "f1", "auc"):
         assert _close(m["at_threshold_0.5"][key]["value"], top[key]), key
@@ -162,8 +180,9 @@ def test_support_and_operating_point() -> None:
 def test_binary_accepts_two_column_probabilities_and_column_labels() -> None:
     y, p = make_case("binary", "random")
     one = classification_metrics(y, p, task="binary", class_names=["a", "b"], n_bootstrap=20)
-    two = classification_metrics(y[:, None], np.stack([1 - p, p], 1), task="binary", class_names=["a", "b"],
-                                 n_bootstrap=20)
+    two = classification_metrics(
+        y[:, None], np.stack([1 - p, p], 1), task="binary", class_names=["a", "b"], n_bootstrap=20
+    )
     assert one == two
 
 

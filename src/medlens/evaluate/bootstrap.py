@@ -54,26 +54,33 @@ def counts_from_indices(idx: np.ndarray, n_cases: int) -> np.ndarray:
 
 
 def _tie_groups(score: np.ndarray, target: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted positives and negatives per group of tied scores, in ascending score order.
+    """Weighted positives and all cases per group of tied scores, in ascending score order.
 
     Returns:
-        ``(pos, neg)``, each of shape ``(b, G)`` for ``G`` distinct scores.
+        ``(pos, total)``, each of shape ``(b, G)`` for ``G`` distinct scores, float64.
     """
     order = np.argsort(score, kind="stable")
     s = score[order]
     t = target[order].astype(bool)
+    # float32 is exact here: weights and group sums are integers below N < 2**24
+    w = weights[:, order].astype(np.float32, copy=False)  # (b, N) weights in score order
+    if np.all(s[1:] != s[:-1]):  # no ties: every case is its own group
+        pos = np.where(t, w, np.float32(0.0))
+        return pos.astype(np.float64), w.astype(np.float64)
     starts = np.concatenate([[0], np.flatnonzero(np.diff(s)) + 1])  # first index of each tie group
-    w = weights[:, order].astype(np.float64)  # (b, N) weights in score order
-    pos = np.add.reduceat(np.where(t, w, 0.0), starts, axis=1)  # (b, G)
-    neg = np.add.reduceat(np.where(t, 0.0, w), starts, axis=1)  # (b, G)
-    return pos, neg
+    total = np.add.reduceat(w, starts, axis=1).astype(np.float64)  # (b, G)
+    w[:, ~t] = 0.0  # keep positives only (w is a fresh copy from the fancy index)
+    return np.add.reduceat(w, starts, axis=1).astype(np.float64), total
 
 
-def weighted_roc_auc(score: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """ROC AUC of one binary problem under each row of case weights.
+def weighted_rank_metrics(
+    score: np.ndarray, target: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """ROC AUC and average precision of one binary problem under each row of case weights.
 
     AUC is the probability that a random positive scores above a random negative, ties counting half,
-    which equals scikit-learn's trapezoidal ``roc_auc_score``.
+    which equals scikit-learn's trapezoidal ``roc_auc_score``. Average precision is scikit-learn's
+    ``AP = sum_k (R_k - R_{k-1}) P_k`` over the distinct scores taken as thresholds, highest first.
 
     Args:
         score: scores ``(N,)``, higher meaning more likely positive.
@@ -81,39 +88,42 @@ def weighted_roc_auc(score: np.ndarray, target: np.ndarray, weights: np.ndarray)
         weights: case weights ``(b, N)``.
 
     Returns:
-        ``(b,)`` AUC per row; NaN where a row has no positive or no negative case.
+        ``(auc, ap)``, each ``(b,)``; AUC is NaN where a row has no positive or no negative case, AP where
+        it has no positive case.
     """
-    pos, neg = _tie_groups(score, target, weights)
-    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
-    neg_below = np.cumsum(neg, axis=1) - neg  # weighted negatives strictly below each group
-    wins = (pos * (neg_below + 0.5 * neg)).sum(axis=1)
+    pos, total = _tie_groups(score, target, weights)  # (b, G) each, ascending score
+    cum_pos, cum_total = np.cumsum(pos, axis=1), np.cumsum(total, axis=1)
+    n_pos, n_all = cum_pos[:, -1].copy(), cum_total[:, -1].copy()
+    n_neg = n_all - n_pos
+    # AUC: each positive wins over the negatives below its group and half of those tied with it.
+    # In-place arithmetic on (b, G) buffers: this is the hot loop of the bootstrap.
+    beaten = np.subtract(cum_total, cum_pos)  # negatives at or below each group
+    tied = np.subtract(total, pos)
+    tied *= 0.5
+    beaten -= tied
+    wins = np.einsum("ij,ij->i", pos, beaten)
+    # AP: at the threshold of each group, the cases at or above it are predicted positive
+    tp = np.subtract(pos, cum_pos, out=cum_pos)
+    tp += n_pos[:, None]
+    predicted = np.subtract(total, cum_total, out=cum_total)
+    predicted += n_all[:, None]
+    np.maximum(predicted, 1.0, out=predicted)  # 0 only where tp and pos are 0 too
+    tp /= predicted
+    precision_mass = np.einsum("ij,ij->i", pos, tp)
     with np.errstate(invalid="ignore", divide="ignore"):
-        auc = wins / (n_pos * n_neg)
-    return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
+        auc = np.where((n_pos > 0) & (n_neg > 0), wins / (n_pos * n_neg), np.nan)
+        ap = np.where(n_pos > 0, precision_mass / n_pos, np.nan)
+    return auc, ap
+
+
+def weighted_roc_auc(score: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """ROC AUC per row of case weights (see :func:`weighted_rank_metrics`)."""
+    return weighted_rank_metrics(score, target, weights)[0]
 
 
 def weighted_average_precision(score: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Average precision (scikit-learn's definition) of one binary problem under each row of weights.
-
-    ``AP = sum_k (R_k - R_{k-1}) P_k`` over the distinct scores taken as thresholds, highest first.
-
-    Args:
-        score: scores ``(N,)``.
-        target: 0/1 truth ``(N,)``.
-        weights: case weights ``(b, N)``.
-
-    Returns:
-        ``(b,)`` AP per row; NaN where a row has no positive case.
-    """
-    pos, neg = _tie_groups(score, target, weights)
-    pos, neg = pos[:, ::-1], neg[:, ::-1]  # (b, G) highest score first
-    tp, fp = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
-    predicted = tp + fp
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    n_pos = pos.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ap = (pos * precision).sum(axis=1) / n_pos
-    return np.where(n_pos > 0, ap, np.nan)
+    """Average precision per row of case weights (see :func:`weighted_rank_metrics`)."""
+    return weighted_rank_metrics(score, target, weights)[1]
 
 
 def percentile_ci(samples: np.ndarray, min_valid_fraction: float = 0.5) -> tuple[list[float | None], str]:

@@ -1,4 +1,4 @@
-"""Classification metrics with 95% bootstrap confidence intervals, for binary, multiclass and multilabel tasks.
+"""Classification metrics with 95% bootstrap confidence intervals: binary, multiclass and multilabel tasks.
 
 What is computed, and how (every figure matches scikit-learn; the tests check each one):
 
@@ -82,7 +82,9 @@ def _validate(
         raise EvaluationInputError(f"task {task!r} is not one of {', '.join(TASKS)}")
     y_true, y_prob = np.asarray(y_true), np.asarray(y_prob, dtype=np.float64)
     if len(y_true) == 0 or len(y_true) != len(y_prob):
-        raise EvaluationInputError(f"y_true has {len(y_true)} cases and y_prob {len(y_prob)}; need equal, > 0")
+        raise EvaluationInputError(
+            f"y_true has {len(y_true)} cases and y_prob {len(y_prob)}; need equal, > 0"
+        )
     if not np.all(np.isfinite(y_prob)) or y_prob.min() < -1e-6 or y_prob.max() > 1 + 1e-6:
         raise EvaluationInputError("y_prob must hold probabilities in [0, 1] (apply softmax/sigmoid first)")
     y_prob = np.clip(y_prob, 0.0, 1.0)
@@ -150,16 +152,20 @@ def choose_threshold(y_true: np.ndarray, y_prob: np.ndarray) -> float:
         return 0.5
     fpr, tpr, _ = roc_curve(y, p, drop_intermediate=False)
     distinct = np.unique(p)[::-1]  # descending: ROC point i >= 1 predicts positive for p >= distinct[i - 1]
-    bounds = np.concatenate([[1.0], distinct, [0.0]])  # point i holds for thresholds in (bounds[i+1], bounds[i]]
+    bounds = np.concatenate(
+        [[1.0], distinct, [0.0]]
+    )  # point i holds for thresholds in (bounds[i+1], bounds[i]]
     j = tpr - fpr
     candidates = []
     for i in np.flatnonzero(j >= j.max() - 1e-12):
         lower, upper = float(bounds[i + 1]), float(bounds[i])
-        candidates.append(0.5 if lower < 0.5 <= upper else (lower + upper) / 2)
+        candidates.append(0.5 if lower < 0.5 < upper else (lower + upper) / 2)
     return float(min(candidates, key=lambda t: (abs(t - 0.5), t)))
 
 
-def _column_targets(y_true: np.ndarray, y_prob: np.ndarray, task: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _column_targets(
+    y_true: np.ndarray, y_prob: np.ndarray, task: str, k: int
+) -> tuple[np.ndarray, np.ndarray]:
     """One-vs-rest truth indicators and scores, ``(N, M)`` each (binary: both classes)."""
     if task == "multilabel":
         return y_true, y_prob
@@ -192,10 +198,9 @@ def _raw(
         else:
             raw[f"accuracy@{name}"] = counts["tp"].sum(axis=1, keepdims=True) / n  # (b, 1)
     m = truth.shape[1]
-    raw["auc"] = np.stack([bs.weighted_roc_auc(scores[:, c], truth[:, c], weights) for c in range(m)], 1)
-    raw["average_precision"] = np.stack(
-        [bs.weighted_average_precision(scores[:, c], truth[:, c], weights) for c in range(m)], 1
-    )
+    ranked = [bs.weighted_rank_metrics(scores[:, c], truth[:, c], weights) for c in range(m)]
+    raw["auc"] = np.stack([auc for auc, _ in ranked], axis=1)  # (b, M)
+    raw["average_precision"] = np.stack([ap for _, ap in ranked], axis=1)  # (b, M)
     raw["ece"] = expected_calibration_error(*calib, n_bins=DEFAULT_N_BINS, weights=weights)[:, None]
     return raw
 
@@ -225,7 +230,7 @@ def _summaries(raw: dict[str, np.ndarray], masks: dict[str, np.ndarray], task: s
     if task == "multilabel":  # per label: mean recall over the classes present, then mean over labels
         both = np.stack([sens, raw[col("specificity")]], axis=-1)  # (b, L, 2)
         both_mask = np.stack([masks[col("sensitivity")], masks[col("specificity")]], axis=-1)  # (L, 2)
-        out["balanced_accuracy"] = _masked_mean(_masked_mean(both, both_mask), both_mask.any(axis=-1))
+        out["balanced_accuracy"] = _masked_mean(_masked_mean(both, both_mask), np.any(both_mask, axis=-1))
     else:
         out["balanced_accuracy"] = _masked_mean(sens, masks[col("sensitivity")])
     out["ece"] = raw["ece"][:, 0]
@@ -338,7 +343,9 @@ def classification_metrics(
     result: dict[str, Any] = _block(point, boot, masks, task, class_names, "op")
     result["operating_point"] = {
         "threshold": None if task == "multiclass" else op,
-        "chosen_on": "argmax" if task == "multiclass" else ("default 0.5" if threshold is None else threshold_source),
+        "chosen_on": "argmax"
+        if task == "multiclass"
+        else ("default 0.5" if threshold is None else threshold_source),
     }
     result["at_threshold_0.5"] = _block(point, boot, masks, task, class_names, "half")
     result["per_class"] = {}
@@ -412,8 +419,8 @@ def classification_curves(
         "at_threshold_0.5": confusion_matrix(y_true, predict_labels(y_prob, task, 0.5), task, k),
     }
     if task == "binary" and 0 < y_true.sum() < len(y_true):
-        for name, t in (("operating", op), ("at_threshold_0.5", 0.5)):
-            pred = y_prob >= t
+        for name, cut in (("operating", op), ("at_threshold_0.5", 0.5)):
+            pred = y_prob >= cut
             curves["points"][name] = (float(pred[y_true == 0].mean()), float(pred[y_true == 1].mean()))
     curves["reliability"] = reliability_diagram(*calibration_pairs(y_true, y_prob, task), task=task)
     return curves

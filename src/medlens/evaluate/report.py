@@ -37,8 +37,8 @@ _LABELS = {
     "ece": "expected calibration error",
 }
 _AVERAGING = {
-    "binary": "Sensitivity, precision, F1, AUC and average precision are for the positive class ({positive}); "
-    "specificity is the recall of {negative}.",
+    "binary": "Sensitivity, precision, F1, AUC and average precision are for the positive class "
+    "({positive}); specificity is the recall of {negative}.",
     "multiclass": "Predictions are the arg-max (no threshold, so both columns agree). Sensitivity, "
     "specificity, precision, F1, AUC and average precision are macro averages over classes, one-vs-rest.",
     "multilabel": "Every metric is computed per label at its threshold and averaged over labels (accuracy "
@@ -121,13 +121,23 @@ def write_classification_report(
     curves = classification_curves(y_true, y_prob, task=task, class_names=class_names, threshold=threshold)
     operating_label = _operating_label(metrics)
     images = {
-        "roc": (plots.roc_png(curves, metrics), "ROC curves, with the AUC of each class" + (
-            "; circle: operating threshold, square: threshold 0.5" if task == "binary" else "")),
-        "pr": (plots.pr_png(curves, metrics), "Precision-recall curves, with the average precision of each class"),
-        "reliability": (plots.reliability_png(metrics["calibration"], metrics["ece"]),
-                        "Reliability diagram: " + metrics["calibration"]["compares"]),
-        "confusion": (plots.confusion_png(curves["confusion"], class_names, task, operating_label),
-                      "Confusion matrix (rows: true, columns: predicted), counts and row shares"),
+        "roc": (
+            plots.roc_png(curves, metrics),
+            "ROC curves, with the AUC of each class"
+            + ("; circle: operating threshold, square: threshold 0.5" if task == "binary" else ""),
+        ),
+        "pr": (
+            plots.pr_png(curves, metrics),
+            "Precision-recall curves, with the average precision of each class",
+        ),
+        "reliability": (
+            plots.reliability_png(metrics["calibration"], metrics["ece"]),
+            "Reliability diagram: " + metrics["calibration"]["compares"],
+        ),
+        "confusion": (
+            plots.confusion_png(curves["confusion"], class_names, task, operating_label),
+            "Confusion matrix (rows: true, columns: predicted), counts and row shares",
+        ),
     }
     for key, (png, _) in images.items():
         with atomic_file(out_dir / f"{key}.png", "wb") as handle:
@@ -137,17 +147,26 @@ def write_classification_report(
     for key in METRIC_KEYS:
         op, half = metrics[key], metrics["at_threshold_0.5"][key]
         notes = [n for n in (op.get("note"), half.get("note")) if n]
-        metric_rows.append({"label": _LABELS[key], "op": _cell(op), "half": _cell(half),
-                            "note": "; ".join(dict.fromkeys(notes))})
+        metric_rows.append(
+            {
+                "label": _LABELS[key],
+                "op": _cell(op),
+                "half": _cell(half),
+                "note": "; ".join(dict.fromkeys(notes)),
+            }
+        )
     class_rows = [
         {"name": name, "support": entry["support"], "cells": [_cell(entry[key]) for key in PER_CLASS_KEYS]}
         for name, entry in metrics["per_class"].items()
     ]
     boot = metrics.get("bootstrap", {})
     n_boot = boot.get("n_resamples", 0)
-    bootstrap_text = (f"95% percentile bootstrap intervals over cases ({n_boot} resamples, seed {boot.get('seed')})"
-                      if n_boot else "no bootstrap intervals computed")
-    negative, positive = (class_names + ["", ""])[:2]
+    bootstrap_text = (
+        f"95% percentile bootstrap intervals over cases ({n_boot} resamples, seed {boot.get('seed')})"
+        if n_boot
+        else "no bootstrap intervals computed"
+    )
+    negative, positive = [*class_names, "", ""][:2]
     html = _render(
         {
             "title": title,
@@ -160,8 +179,10 @@ def write_classification_report(
             "averaging_text": _AVERAGING[task].format(positive=positive, negative=negative),
             "per_class_labels": [_LABELS[key] for key in PER_CLASS_KEYS],
             "class_rows": class_rows,
-            "plots": [{"key": key, "data": base64.b64encode(png).decode("ascii"), "caption": caption}
-                      for key, (png, caption) in images.items()],
+            "plots": [
+                {"key": key, "data": base64.b64encode(png).decode("ascii"), "caption": caption}
+                for key, (png, caption) in images.items()
+            ],
             "context_rows": _context_rows(context),
             "method_text": (
                 f"{bootstrap_text}; a resample on which a metric is undefined for a class (for instance no "
