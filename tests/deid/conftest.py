@@ -29,6 +29,11 @@ def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_key(tmp_path_factory.mktemp("key"))
 
 
+@pytest.fixture()
+def other_key(tmp_path: Path) -> Path:
+    return make_key(tmp_path, "other.key")
+
+
 @pytest.fixture(autouse=True)
 def _medlens_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Never write the default key into the real home."""

@@ -25,9 +25,13 @@ def deid(
         False, "--keep-device-identity", help="Keep device serial numbers, station names and similar."
     ),
     reject_burned_in: bool = typer.Option(
-        False, "--reject-burned-in", help="Send images likely to carry burned-in text to the quarantine folder."
+        False,
+        "--reject-burned-in",
+        help="Send images likely to carry burned-in text to the quarantine folder.",
     ),
-    quarantine: Path | None = typer.Option(None, "--quarantine", help="Quarantine folder (default OUT-quarantine)."),
+    quarantine: Path | None = typer.Option(
+        None, "--quarantine", help="Quarantine folder (default OUT-quarantine)."
+    ),
     mapping: Path | None = typer.Option(
         None, "--mapping", help="Write the original -> pseudonym mapping to this CSV (never inside OUT)."
     ),
@@ -35,7 +39,7 @@ def deid(
         min(4, os.cpu_count() or 1), "--workers", "-j", help="Worker processes (1: in this process)."
     ),
 ) -> None:
-    """De-identify DICOM files (PS3.15 Annex E Basic profile); every input is written, quarantined or skipped."""
+    """De-identify DICOM files (PS3.15 Annex E Basic profile): each input written, quarantined or skipped."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -71,7 +75,9 @@ def deid(
         console.print(f"quarantined  {source_file}: {reason}", markup=False, highlight=False, soft_wrap=True)
     if not reject_burned_in:
         for source_file, reason in report.burned_in_files:
-            console.print(f"check pixels {source_file}: {reason}", markup=False, highlight=False, soft_wrap=True)
+            console.print(
+                f"check pixels {source_file}: {reason}", markup=False, highlight=False, soft_wrap=True
+            )
     typer.echo(report.summary())
     typer.echo(f"output: {report.out}" + (f"; quarantine: {report.quarantine}" if report.quarantined else ""))
     if report.mapping_file:

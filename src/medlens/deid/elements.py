@@ -151,9 +151,7 @@ class ElementRules:
     def _pseudonym(self, elem: DataElement, tag: int, vr: str) -> None:
         if elem.VM == 0 or not str(elem.value).strip():
             return
-        if tag == _PATIENT_ID:
-            elem.value = self.pseudo.patient_id(self._patient)
-        elif tag == _PATIENT_NAME:
+        if tag in (_PATIENT_ID, _PATIENT_NAME):
             elem.value = self.pseudo.patient_id(self._patient)
         else:
             elem.value = self.pseudo.text(f"{tag:08X}", str(elem.value), _TEXT_MAX.get(vr, 16))

@@ -39,7 +39,7 @@ def _last_element_truncated(ds: Dataset) -> bool:
 
 
 def read_dicom(path: Path) -> Dataset:
-    """Read a DICOM file, or raise ``Skipped`` with the reason (not DICOM, unreadable, truncated, DICOMDIR)."""
+    """Read a DICOM file, or raise ``Skipped`` with why (not DICOM, unreadable, truncated, DICOMDIR)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

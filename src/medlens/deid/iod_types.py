@@ -70,9 +70,9 @@ def _generate(target: Path) -> None:  # pragma: no cover - maintenance script
 
     wanted = set()
     for row in read_table("basic"):
-        if "/" in row.basic or any("/" in v for v in row.options.values()):
-            if "X" not in row.tag[1:5] and "X" not in row.tag[6:10]:
-                wanted.add(parse_tag(row.tag))
+        conditional = "/" in row.basic or any("/" in v for v in row.options.values())
+        if conditional and "X" not in row.tag[1:5] and "X" not in row.tag[6:10]:
+            wanted.add(parse_tag(row.tag))
     rows = []
     for sop, iod in sorted(sop_iod.items()):
         best: dict[int, str] = {}

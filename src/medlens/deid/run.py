@@ -82,7 +82,7 @@ def deidentify(
         key: a key file (at least 16 bytes); pseudonyms are consistent for one key. Default: a key created
             once in ``MEDLENS_HOME/deid/key``.
         profile: ``basic`` or a site profile YAML file that extends it.
-        keep_dates_shifted: Retain Longitudinal Temporal Information, Modified Dates option (per-patient shift).
+        keep_dates_shifted: Retain Longitudinal Temporal Information, Modified Dates option.
         keep_patient_characteristics: Retain Patient Characteristics option.
         keep_device_identity: Retain Device Identity option.
         reject_burned_in: send files likely to carry burned-in text to ``quarantine`` instead of ``out``.
