@@ -145,7 +145,7 @@ def percentile_ci(samples: np.ndarray, min_valid_fraction: float = 0.5) -> tuple
     if valid.size == 0 or valid.size < min_valid_fraction * total:
         return [None, None], f"interval not given: defined on only {valid.size} of {total} resamples"
     lo, hi = np.percentile(valid, [2.5, 97.5])
-    note = f"{skipped} of {total} resamples lacked a class and were skipped" if skipped else ""
+    note = f"{skipped} of {total} resamples left it undefined and were skipped" if skipped else ""
     return [float(lo), float(hi)], note
 
 
