@@ -118,10 +118,7 @@ class Dataset:
 def write_dataset(root: str | Path, spec: DatasetSpec, cases: list[Case]) -> Dataset:
     """Write ``dataset.yaml`` and the manifest into ``root`` (atomically, file by file)."""
     root = Path(root)
-    ids = [c.case_id for c in cases]
-    if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
-        raise InputError(root, f"duplicate case_id {dup!r}")
+    _check_unique_ids(root, cases)
     with atomic_file(root / spec.manifest, "w") as handle:
         writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS)  # type: ignore[arg-type]
         writer.writeheader()
@@ -166,4 +163,13 @@ def load_dataset(root: str | Path) -> Dataset:
         ]
     if not cases:
         raise InputError(manifest, "manifest has no cases")
+    _check_unique_ids(manifest, cases)
     return Dataset(root=root, spec=spec, cases=cases)
+
+
+def _check_unique_ids(where: Path, cases: list[Case]) -> None:
+    seen: set[str] = set()
+    for case in cases:
+        if case.case_id in seen:
+            raise InputError(where, f"duplicate case_id {case.case_id!r}")
+        seen.add(case.case_id)
