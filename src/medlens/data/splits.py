@@ -24,7 +24,7 @@ def assign_splits(
 
     Patients are grouped, then each stratum (for example the class of the patient's first case) is shuffled
     with ``seed`` and cut by the fractions, so class balance is kept in every split. Cases that already have
-    a split keep it.
+    a split keep it, and the unsplit cases of a patient who already has a split join that split.
 
     Hand-written because scikit-learn's ``StratifiedGroupKFold`` gives equal folds only (no 70/10/20 cut)
     and ``GroupShuffleSplit`` does not stratify.
@@ -38,10 +38,15 @@ def assign_splits(
     if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
         raise ValueError(f"split fractions val={val_fraction} test={test_fraction} must leave cases to train on")
     strata = strata if strata is not None else ["" for _ in cases]
+    # a patient who already has a split keeps it for the rest of their cases (no patient in two splits)
+    given = {c.patient_id: c.split for c in cases if c.split}
     by_patient: dict[str, list[int]] = defaultdict(list)
     for i, case in enumerate(cases):
         if not case.split:
-            by_patient[case.patient_id].append(i)
+            if case.patient_id in given:
+                case.split = given[case.patient_id]
+            else:
+                by_patient[case.patient_id].append(i)
     patient_stratum = {p: strata[idx[0]] for p, idx in by_patient.items()}
     groups: dict[str, list[str]] = defaultdict(list)
     for patient, stratum in patient_stratum.items():
