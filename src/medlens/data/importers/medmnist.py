@@ -119,6 +119,8 @@ def import_medmnist(path: str | Path, out: str | Path, *, overwrite: bool = Fals
     class_names = [str(v) for v in info.get("labels", [])] or [f"class_{i}" for i in range(n_labels)]
     if len(class_names) < n_labels:
         raise InputError(path, f"labels go up to {n_labels - 1} but {name} has {len(class_names)} classes")
+    if multilabel and len(class_names) != n_labels:
+        raise InputError(path, f"labels have {n_labels} columns but {name} has {len(class_names)} labels")
     channels = ["red", "green", "blue"] if (spatial_dims == 2 and first.ndim == 4) else ["gray"]
     with atomic_dir(out, overwrite=overwrite) as tmp:
         (tmp / "images").mkdir()
@@ -136,7 +138,7 @@ def import_medmnist(path: str | Path, out: str | Path, *, overwrite: bool = Fals
             spatial_dims=spatial_dims,
             modality=_MODALITY.get(name or "", "OT"),
             channels=channels,
-            classes=class_names[:n_labels] if not multilabel else class_names,
+            classes=class_names,  # all catalog classes, even those absent from this archive
             source={"format": "medmnist", "file": str(path.resolve()), "md5": md5sum(path)},
         )
         write_dataset(tmp, spec, cases)
