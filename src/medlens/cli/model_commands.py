@@ -61,7 +61,8 @@ def evaluate_cmd(
         entry = metrics.get(key)
         if isinstance(entry, dict) and entry.get("value") is not None:
             lo, hi = entry["ci95"]
-            table.add_row(key, f"{entry['value']:.4f}", f"{lo:.4f} - {hi:.4f}")
+            ci = f"{lo:.4f} - {hi:.4f}" if lo is not None and hi is not None else "-"
+            table.add_row(key, f"{entry['value']:.4f}", ci)
     console = Console()
     console.print(table)
     console.print(f"report: {Path(out) / 'report.html'}")
@@ -91,8 +92,10 @@ def models_cmd(
     from medlens.models import list_models
 
     table = Table(title="medlens models")
-    for col in ("name", "tasks", "dims", "source", "parameters", "description"):
+    table.add_column("name", no_wrap=True)
+    for col in ("tasks", "dims", "source", "parameters"):
         table.add_column(col)
+    table.add_column("description", ratio=1)
     for row in list_models(task):
         table.add_row(
             row["name"],

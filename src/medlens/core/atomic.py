@@ -58,10 +58,17 @@ def atomic_file(target: str | Path, mode: str = "w") -> Iterator[object]:
     try:
         with open(tmp, mode) as handle:
             yield handle
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the permissions open() would
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def write_text_atomic(target: str | Path, text: str) -> None:

@@ -70,6 +70,20 @@ class Image:
 
         return "".join(nib.orientations.aff2axcodes(self.affine))
 
+    def as_2d(self) -> Image:
+        """A one-slice volume as a 2D picture ``(C, row, column)``; any other image is returned unchanged.
+
+        Single DICOM slices are read as one-slice volumes indexed ``(C, column, row, slice)``; 2D models and
+        2D datasets take them as pictures, like PNGs.
+        """
+        if self.spatial_dims != 3 or self.spatial_shape[2] != 1:
+            return self
+        affine = np.eye(3)
+        affine[:2, :2] = np.diag(self.spacing[1::-1])  # rows then columns
+        return Image(
+            self.array[..., 0].swapaxes(1, 2), affine, self.kind, dict(self.meta), dict(self.identifiers), list(self.warnings)
+        )
+
     def to_metatensor(self) -> Any:
         """Return a MONAI MetaTensor carrying the pixels and the affine (for MONAI transforms)."""
         from monai.data import MetaTensor

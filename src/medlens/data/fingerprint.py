@@ -43,6 +43,8 @@ def compute_fingerprint(dataset: Dataset, *, max_images: int = 400, seed: int = 
         case = dataset.cases[int(i)]
         path = dataset.image_paths(case)[0]
         image = read_image(path)
+        if dataset.spec.spatial_dims == 2:
+            image = image.as_2d()
         if image.spatial_dims != dataset.spec.spatial_dims:
             raise InputError(path, f"{image.spatial_dims}D image in a {dataset.spec.spatial_dims}D dataset")
         shapes.append(image.spatial_shape)

@@ -55,7 +55,7 @@ def describe_images(paths: list[Path]) -> tuple[int, list[str], str]:
     modality: Counter[str] = Counter()
     for path in paths:
         try:
-            image = read_image(path)
+            image = read_image(path).as_2d()
         except InputError:
             raise
         dims[image.spatial_dims] += 1

@@ -23,9 +23,12 @@ def to_input(image: Image, data: DataPlan, *, source: str = "") -> np.ndarray:
     from monai.transforms import Resize
 
     dims = len(data.input_size)
+    if dims == 2:
+        image = image.as_2d()
+    array = image.array
     if image.spatial_dims != dims:
         raise InputError(source or "image", f"{image.spatial_dims}D image given to a {dims}D model")
-    array = image.array.astype(np.float32, copy=False)
+    array = array.astype(np.float32, copy=False)
     if array.shape[0] != data.channels:
         if data.channels == 1:
             array = array.mean(axis=0, keepdims=True)

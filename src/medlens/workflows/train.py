@@ -122,6 +122,9 @@ def _train_one(
     from medlens.data.loading import make_loader
     from medlens.tasks.budget import BudgetSchedule
     from medlens.tasks.classification import ClassificationModule
+    from medlens.tasks.throughput import Throughput
+
+    _quiet_lightning()
 
     summary_path = seed_dir / "summary.json"
     ckpt_dir = seed_dir / "checkpoints"
@@ -150,7 +153,8 @@ def _train_one(
         budget = BudgetSchedule(steps, t.budget_minutes, plan.optim.warmup_fraction)
         module = ClassificationModule(plan.model_dump(), budget=budget)
         best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=t.monitor, mode="max", save_last=True)
-        callbacks: list[Any] = [best, budget]
+        speed = Throughput()
+        callbacks: list[Any] = [best, budget, speed]
         if t.early_stopping_patience:
             callbacks.append(EarlyStopping(monitor=t.monitor, mode="max", patience=t.early_stopping_patience))
         if progress:
@@ -184,6 +188,8 @@ def _train_one(
             "epochs": int(trainer.current_epoch),
             "steps": int(budget.step),
             "train_seconds": round(budget.state_dict()["elapsed"], 1),
+            "train_images_per_second": round(speed.images_per_second or 0.0, 2),
+            "batch_size": t.batch_size,
             "wall_seconds_this_session": round(time.monotonic() - start, 1),
             "stopped_by": "budget" if budget.progress >= 1 and budget.budget and budget.step < steps else "epochs or early stopping",
         }
@@ -204,6 +210,19 @@ def _train_one(
     probs, _ = probe.predict_proba(x_val)
     log.info("seed %d: best validation AUC %.4f after %s epochs", seed, summary["best_val_auc"] or float("nan"), summary["epochs"])
     return summary, state, probs
+
+
+def _quiet_lightning() -> None:
+    """Lightning logs device banners and tips at INFO through its own handlers; keep them out of the way."""
+    import warnings
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning_utilities"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*litlogger.*")
 
 
 def _best_weights(path: Path) -> dict[str, torch.Tensor]:
