@@ -36,8 +36,12 @@ def apply_overrides(plan: Plan, overrides: list[str]) -> Plan:
         _check_key(Plan, key.split("."), key)
         node = raw
         parts = key.split(".")
-        for part in parts[:-1]:
+        for depth, part in enumerate(parts[:-1]):
+            if node.get(part) is None and depth > 0:  # free-form dicts (model.kwargs) may gain nested keys
+                node[part] = {}
             node = node[part]
+            if not isinstance(node, dict):
+                raise ConfigError(key, f"{'.'.join(parts[: depth + 1])} is a value, it has no sub-keys")
         node[parts[-1]] = value
     return validate_plan(raw, source="--set")
 

@@ -1,0 +1,142 @@
+"""``--set key=value`` overrides and plan.yaml round trips (medlens.plan.overrides)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from medlens.core.errors import ConfigError, InputError
+from medlens.plan.overrides import apply_overrides, load_plan, save_plan
+from medlens.plan.schema import AugmentPlan, DataPlan, ModelPlan, OptimPlan, Plan, TrainPlan
+
+
+@pytest.fixture()
+def plan() -> Plan:
+    return Plan(
+        task="classification",
+        spatial_dims=2,
+        class_names=["normal", "pneumonia"],
+        data=DataPlan(input_size=[28, 28], mean=120.5, std=60.25, clip=[0.0, 255.0]),
+        augment=AugmentPlan(flip_axes=[0, 1], rotate_degrees=15.0),
+        model=ModelPlan(name="monai_resnet18", kwargs={"widen_factor": 0.5, "stem_stride": 1}),
+        optim=OptimPlan(),
+        train=TrainPlan(class_weights=[0.7, 1.8], budget_minutes=6.0),
+        notes=["input size [28, 28]: the median image size", "why: unicode ü and: colons"],
+    )
+
+
+def test_nested_values_set_with_their_types(plan: Plan) -> None:
+    new = apply_overrides(
+        plan,
+        [
+            "optim.lr=0.01",
+            "train.batch_size=32",
+            "augment.flip_axes=[1]",
+            "train.budget_minutes=null",
+            "train.class_weights=",
+            "data.input_size=[32, 32]",
+            "optim.name=sgd",
+            "model.pretrained=/tmp/weights v2.pt",
+        ],
+    )
+    assert new.optim.lr == 0.01 and isinstance(new.optim.lr, float)
+    assert new.train.batch_size == 32 and isinstance(new.train.batch_size, int)
+    assert new.augment.flip_axes == [1]
+    assert new.train.budget_minutes is None
+    assert new.train.class_weights is None
+    assert new.data.input_size == [32, 32]
+    assert new.optim.name == "sgd"
+    assert new.model.pretrained == "/tmp/weights v2.pt"
+    # the input plan is not changed; untouched fields are kept
+    assert plan.optim.lr == OptimPlan().lr and plan.train.batch_size == TrainPlan().batch_size
+    assert new.data.mean == plan.data.mean and new.notes == plan.notes
+
+
+def test_later_override_wins(plan: Plan) -> None:
+    assert apply_overrides(plan, ["train.seed=1", "train.seed=5"]).train.seed == 5
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("train.bach_size=8", "train.bach_size"),
+        ("trian.batch_size=8", "trian.batch_size"),
+        ("learning_rate=0.1", "learning_rate"),
+        ("optim.lr.value=0.1", "optim.lr.value"),
+        ("model.name.x=resnet18", "model.name.x"),
+    ],
+)
+def test_unknown_key_names_the_key(plan: Plan, override: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        apply_overrides(plan, [override])
+    assert info.value.key == key
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("train.batch_size=abc", "train.batch_size"),
+        ("train.batch_size=3.5", "train.batch_size"),
+        ("optim.name=adam", "optim.name"),
+        ("data.input_size=28", "data.input_size"),
+        ("train.loss=focal", "train.loss"),
+        ("augment=3", "augment"),
+    ],
+)
+def test_wrong_type_names_the_key(plan: Plan, override: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        apply_overrides(plan, [override])
+    assert info.value.key == key
+    assert "--set" in str(info.value)
+
+
+def test_missing_equals_sign(plan: Plan) -> None:
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_overrides(plan, ["train.batch_size"])
+
+
+def test_kwargs_accept_sub_keys(plan: Plan) -> None:
+    new = apply_overrides(plan, ["model.kwargs.widen_factor=0.25", "model.kwargs.stem_pool=true"])
+    assert new.model.kwargs == {"widen_factor": 0.25, "stem_stride": 1, "stem_pool": True}
+    deeper = apply_overrides(plan, ["model.kwargs.block.depth=3"])
+    assert deeper.model.kwargs["block"] == {"depth": 3}
+    with pytest.raises(ConfigError, match=r"model\.kwargs\.widen_factor\.x"):
+        apply_overrides(plan, ["model.kwargs.widen_factor.x=1"])  # 0.5 has no sub-keys
+
+
+def test_save_load_round_trip(plan: Plan, tmp_path: Path) -> None:
+    path = tmp_path / "plan.yaml"
+    save_plan(plan, path)
+    assert load_plan(path) == plan
+    assert path.read_text().startswith("#")  # the header comment says how to edit
+    assert [p.name for p in tmp_path.iterdir()] == ["plan.yaml"]
+
+
+def test_edited_plan_is_validated(plan: Plan, tmp_path: Path) -> None:
+    path = tmp_path / "plan.yaml"
+    save_plan(plan, path)
+    raw = yaml.safe_load(path.read_text())
+    raw["train"]["bach_size"] = 8
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as info:
+        load_plan(path)
+    assert info.value.key == "train.bach_size"
+    assert str(path) in str(info.value)
+    raw["train"].pop("bach_size")
+    raw["optim"]["lr"] = "fast"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"^optim\.lr"):
+        load_plan(path)
+
+
+def test_missing_or_broken_plan_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no plan.yaml"):
+        load_plan(tmp_path / "plan.yaml")
+    (tmp_path / "plan.yaml").write_text("train: {batch_size: [8\n")
+    with pytest.raises(InputError, match="not valid YAML"):
+        load_plan(tmp_path / "plan.yaml")
+    (tmp_path / "plan.yaml").write_text("")
+    with pytest.raises(ConfigError):
+        load_plan(tmp_path / "plan.yaml")
