@@ -132,7 +132,7 @@ def test_edited_plan_is_validated(plan: Plan, tmp_path: Path) -> None:
 
 
 def test_missing_or_broken_plan_file(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="no plan.yaml"):
+    with pytest.raises(InputError, match=r"no plan\.yaml"):
         load_plan(tmp_path / "plan.yaml")
     (tmp_path / "plan.yaml").write_text("train: {batch_size: [8\n")
     with pytest.raises(InputError, match="not valid YAML"):
