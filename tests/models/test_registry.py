@@ -1,0 +1,125 @@
+"""Every registered network builds and runs (STYLE.md item 12, after timm's tests/test_models.py).
+
+One generic contract, parametrised over the registry: built for each spatial dimensionality it declares,
+with 1 and 3 input channels and a small input (2D 32x32, 3D 32^3), a batch of 2 gives finite logits of
+shape (2, K) that depend on the input. None is skipped: the heaviest (MONAI ResNet-34 3D at full 32^3
+resolution) takes about 3 s here.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from medlens.core.errors import ConfigError
+from medlens.models import create_model, list_models
+from medlens.models import registry as registry_module
+
+SIZE = 32
+
+
+def _entries() -> list[registry_module.ModelEntry]:
+    # the registry's own entries, without building every model at collection time (list_models builds them
+    # all to count parameters); test_list_models checks that both agree
+    registry_module._load_builtin()
+    return sorted(registry_module._REGISTRY.values(), key=lambda e: e.name)
+
+
+CASES = [
+    pytest.param(e.name, dims, channels, id=f"{e.name}-{dims}d-{channels}ch")
+    for e in _entries()
+    for dims in e.spatial_dims
+    for channels in (1, 3)
+]
+
+
+@pytest.fixture(scope="module")
+def listed() -> dict[str, dict]:
+    return {row["name"]: row for row in list_models()}
+
+
+def test_list_models_matches_registry(listed: dict[str, dict]) -> None:
+    assert sorted(listed) == [e.name for e in _entries()]
+    assert {"resnet18", "monai_resnet18", "monai_resnet10"} <= set(listed)
+    for entry in _entries():
+        row = listed[entry.name]
+        assert row["spatial_dims"] == list(entry.spatial_dims)
+        assert "classification" in row["tasks"] and "multilabel" in row["tasks"]
+        assert row["description"]
+    assert {r["name"] for r in list_models(task="segmentation")} == set()
+
+
+@pytest.mark.parametrize(("name", "dims", "channels"), CASES)
+def test_forward(name: str, dims: int, channels: int, listed: dict[str, dict]) -> None:
+    torch.manual_seed(0)
+    k = 3 if channels == 1 else 5
+    model = create_model(
+        name, task="classification", spatial_dims=dims, in_channels=channels, num_classes=k, input_size=[SIZE] * dims
+    )
+    model.eval()
+    x = torch.randn(2, channels, *[SIZE] * dims)
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (2, k)
+    assert torch.isfinite(out).all()
+    assert not torch.allclose(out[0], out[1])  # the logits depend on the input
+    if channels == 1 and dims == listed[name]["spatial_dims"][0]:
+        # list_models counts a 2-class, 1-channel build: ours differs by the head's extra outputs only
+        head = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+        extra = (k - 2) * (head.in_features + (head.bias is not None))
+        assert sum(p.numel() for p in model.parameters()) == listed[name]["parameters"] + extra
+
+
+@pytest.mark.parametrize("name", ["resnet18", "efficientnet_b0", "densenet121", "monai_resnet18"])
+def test_small_inputs_get_a_stride_1_stem(name: str) -> None:
+    def first_conv(model: nn.Module) -> nn.Conv2d:
+        return next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+
+    small = create_model(name, task="classification", spatial_dims=2, in_channels=1, num_classes=2, input_size=[28, 28])
+    large = create_model(
+        name, task="classification", spatial_dims=2, in_channels=1, num_classes=2, input_size=[224, 224]
+    )
+    assert first_conv(small).stride == (1, 1)
+    assert first_conv(large).stride == (2, 2)
+
+
+def test_multilabel_task_is_served() -> None:
+    model = create_model(
+        "resnet18", task="multilabel", spatial_dims=2, in_channels=1, num_classes=14, input_size=[28, 28]
+    )
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 14)
+
+
+def test_unknown_name() -> None:
+    with pytest.raises(ConfigError, match="resnet19") as info:
+        create_model(
+            "resnet19", task="classification", spatial_dims=2, in_channels=1, num_classes=2, input_size=[28, 28]
+        )
+    assert info.value.key == "model.name"
+
+
+def test_2d_model_asked_for_3d() -> None:
+    with pytest.raises(ConfigError, match="2D, the data is 3D"):
+        create_model(
+            "resnet18", task="classification", spatial_dims=3, in_channels=1, num_classes=2, input_size=[28] * 3
+        )
+
+
+def test_3d_model_asked_for_2d(monkeypatch: pytest.MonkeyPatch) -> None:
+    # every built-in 3D network also serves 2D, so register a 3D-only one for the duration of the test
+    registry_module._load_builtin()
+    monkeypatch.setitem(registry_module._REGISTRY, "only3d", registry_module._REGISTRY["monai_resnet10"])
+    entry = registry_module._REGISTRY["monai_resnet10"]
+    monkeypatch.setitem(
+        registry_module._REGISTRY,
+        "only3d",
+        registry_module.ModelEntry("only3d", entry.builder, entry.tasks, (3,), "test", "3D only"),
+    )
+    with pytest.raises(ConfigError, match="3D, the data is 2D"):
+        create_model("only3d", task="classification", spatial_dims=2, in_channels=1, num_classes=2, input_size=[28, 28])
+
+
+def test_wrong_task() -> None:
+    with pytest.raises(ConfigError, match="segmentation"):
+        create_model("resnet18", task="segmentation", spatial_dims=2, in_channels=1, num_classes=2, input_size=[28, 28])
