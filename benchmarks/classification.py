@@ -50,7 +50,18 @@ def main() -> int:
         run([medlens, "-q", "import", "medmnist", str(Path(data) / archive), "--out", str(work / "dataset")])
         run([medlens, "-q", "plan", str(work / "dataset")])
         start = time.monotonic()
-        run([medlens, "-q", "train", str(work / "dataset"), "--out", str(work / "run"), "--seeds", str(args.seeds)])
+        run(
+            [
+                medlens,
+                "-q",
+                "train",
+                str(work / "dataset"),
+                "--out",
+                str(work / "run"),
+                "--seeds",
+                str(args.seeds),
+            ]
+        )
         wall = time.monotonic() - start
         run([medlens, "-q", "evaluate", str(work / "run"), "--split", "test", "--out", str(work / "eval")])
         metrics = json.loads((work / "eval" / "metrics.json").read_text())
@@ -70,7 +81,9 @@ def main() -> int:
             "train_seconds_per_seed": summary["train_seconds_per_seed"],
             "train_wall_seconds_all_seeds": round(wall, 1),
             "per_seed": seeds["per_seed"],
-            "plan_model": json.loads(json.dumps(__import__("yaml").safe_load((work / "run" / "plan.yaml").read_text())["model"])),
+            "plan_model": json.loads(
+                json.dumps(__import__("yaml").safe_load((work / "run" / "plan.yaml").read_text())["model"])
+            ),
             "target": target,
             "machine": f"{platform.node()} {os.cpu_count()} cores",
             "command": f".venv/bin/python benchmarks/classification.py --sets {name} --seeds {args.seeds}",
@@ -85,7 +98,10 @@ def main() -> int:
             f"| {result['test_acc_operating_mean']:.3f} ± {result['test_acc_operating_sd']:.3f} "
             f"| {metrics['auc']['value']:.3f} | {per_seed_min} | {target} |"
         )
-    print("\n| dataset | test AUC (mean ± sd) | test ACC @0.5 | test ACC @val threshold | ensemble AUC | train min/seed | target |")
+    print(
+        "\n| dataset | test AUC (mean ± sd) | test ACC @0.5 | test ACC @val threshold | ensemble AUC "
+        "| train min/seed | target |"
+    )
     print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     return 0

@@ -61,14 +61,26 @@ def main() -> int:
     for name in args.sets:
         work = args.work / name
         shutil.rmtree(work, ignore_errors=True)
-        subprocess.run([medlens, "-q", "import", "medmnist", str(Path(data) / SETS[name]), "--out", str(work / "ds")], check=True)
+        subprocess.run(
+            [medlens, "-q", "import", "medmnist", str(Path(data) / SETS[name]), "--out", str(work / "ds")],
+            check=True,
+        )
         subprocess.run([medlens, "-q", "plan", str(work / "ds")], check=True)
         plan = load_plan(work / "ds" / "plan.yaml")
         before = pure_compute(plan, args.steps)
         cmd = [
-            medlens, "-q", "train", str(work / "ds"), "--out", str(work / "run"),
-            "--set", "train.budget_minutes=null", "--set", f"train.max_epochs={args.epochs}",
-            "--set", "train.early_stopping_patience=null",
+            medlens,
+            "-q",
+            "train",
+            str(work / "ds"),
+            "--out",
+            str(work / "run"),
+            "--set",
+            "train.budget_minutes=null",
+            "--set",
+            f"train.max_epochs={args.epochs}",
+            "--set",
+            "train.early_stopping_patience=null",
         ]
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
@@ -93,7 +105,8 @@ def main() -> int:
         (ROOT / "results").mkdir(exist_ok=True)
         (ROOT / "results" / f"throughput_{name}.json").write_text(json.dumps(result, indent=2))
         rows.append(
-            f"| {name} | {plan.model.name} b{plan.train.batch_size} | {train_ips:.1f} | {pure:.1f} | {result['ratio']:.2f} |"
+            f"| {name} | {plan.model.name} b{plan.train.batch_size} | {train_ips:.1f} | {pure:.1f} "
+            f"| {result['ratio']:.2f} |"
         )
     print("\n| dataset | model, batch | medlens train img/s | pure compute img/s | ratio |")
     print("|---|---|---|---|---|")

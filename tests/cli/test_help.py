@@ -11,8 +11,17 @@ import pytest
 from medlens.cli.main import main
 
 COMMANDS = [
-    ["import", "medmnist"], ["import", "folder"], ["import", "csv"], ["plan"], ["train"], ["evaluate"], ["predict"],
-    ["models"], ["info"], ["convert"], ["deid"],
+    ["import", "medmnist"],
+    ["import", "folder"],
+    ["import", "csv"],
+    ["plan"],
+    ["train"],
+    ["evaluate"],
+    ["predict"],
+    ["models"],
+    ["info"],
+    ["convert"],
+    ["deid"],
 ]
 
 

@@ -11,11 +11,21 @@ import pytest
 from medlens.cli.main import main
 
 TINY = [
-    "--set", "train.max_epochs=2",
-    "--set", "train.budget_minutes=null",
-    "--set", "train.batch_size=16",
-    "--set", "model.kwargs.widen_factor=0.25",
+    "--set",
+    "train.max_epochs=2",
+    "--set",
+    "train.budget_minutes=null",
+    "--set",
+    "train.batch_size=16",
+    "--set",
+    "model.kwargs.widen_factor=0.25",
 ]
+
+
+@pytest.fixture(scope="session")
+def tiny() -> list[str]:
+    """Plan overrides that make training take seconds: 2 epochs, batch 16, quarter-width network."""
+    return list(TINY)
 
 
 @pytest.fixture(scope="session")

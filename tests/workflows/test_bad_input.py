@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from medlens.cli.main import main
-from tests.workflows.conftest import TINY
 
 
 def _fails_cleanly(args: list[str], capsys: pytest.CaptureFixture[str], *needles: str) -> str:
@@ -40,25 +39,37 @@ def test_unsupported_format(pneumonia_run: Path, tmp_path: Path, capsys: pytest.
     assert not (tmp_path / "o").exists()
 
 
-def test_wrong_dimensionality(pneumonia_run: Path, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_wrong_dimensionality(
+    pneumonia_run: Path, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     volume = next((data_root / "nifti").glob("*.nii*"))
-    _fails_cleanly(["predict", str(pneumonia_run / "run"), str(volume), "--out", str(tmp_path / "o")], capsys, "3D", "2D")
+    _fails_cleanly(
+        ["predict", str(pneumonia_run / "run"), str(volume), "--out", str(tmp_path / "o")], capsys, "3D", "2D"
+    )
     assert not (tmp_path / "o").exists()
 
 
 def test_unknown_plan_key(pneumonia_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
-    _fails_cleanly(["train", str(pneumonia_run / "ds"), "--out", str(run), "--set", "train.bach_size=8"], capsys, "train.bach_size")
+    _fails_cleanly(
+        ["train", str(pneumonia_run / "ds"), "--out", str(run), "--set", "train.bach_size=8"],
+        capsys,
+        "train.bach_size",
+    )
     assert not run.exists()
 
 
 def test_bad_plan_value(pneumonia_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
-    _fails_cleanly(["train", str(pneumonia_run / "ds"), "--out", str(run), "--set", "optim.lr=fast"], capsys, "optim.lr")
+    _fails_cleanly(
+        ["train", str(pneumonia_run / "ds"), "--out", str(run), "--set", "optim.lr=fast"], capsys, "optim.lr"
+    )
     assert not run.exists()
 
 
-def test_missing_class_in_training_split(pneumonia_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_class_in_training_split(
+    pneumonia_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import shutil
 
     ds = tmp_path / "ds"
@@ -76,16 +87,24 @@ def test_not_a_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     _fails_cleanly(["plan", str(tmp_path)], capsys, str(tmp_path), "dataset.yaml")
 
 
-def test_existing_run_folder_is_not_overwritten(pneumonia_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_existing_run_folder_is_not_overwritten(
+    tiny: list[str], pneumonia_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     before = sorted(p.name for p in (pneumonia_run / "run").iterdir())
-    _fails_cleanly(["train", str(pneumonia_run / "ds"), "--out", str(pneumonia_run / "run"), *TINY], capsys, "--resume")
+    _fails_cleanly(["train", str(pneumonia_run / "ds"), "--out", str(pneumonia_run / "run"), *tiny], capsys, "--resume")
     assert sorted(p.name for p in (pneumonia_run / "run").iterdir()) == before
 
 
 def test_debug_shows_traceback(tmp_path: Path) -> None:
     result = subprocess.run(
-        [str(Path(sys.executable).with_name("medlens")), "--debug", "plan", str(tmp_path)], capture_output=True, text=True
+        [str(Path(sys.executable).with_name("medlens")), "--debug", "plan", str(tmp_path)],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode != 0 and "Traceback" in result.stderr
-    plain = subprocess.run([str(Path(sys.executable).with_name("medlens")), "plan", str(tmp_path)], capture_output=True, text=True)
+    plain = subprocess.run(
+        [str(Path(sys.executable).with_name("medlens")), "plan", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
     assert plain.returncode == 1 and "Traceback" not in plain.stderr and "dataset.yaml" in plain.stderr

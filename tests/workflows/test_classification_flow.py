@@ -14,7 +14,6 @@ import yaml
 from sklearn.metrics import roc_auc_score
 
 from medlens.cli.main import main
-from tests.workflows.conftest import TINY
 
 
 def test_train_writes_run_and_bundle(pneumonia_run: Path) -> None:
@@ -36,7 +35,22 @@ def test_train_writes_run_and_bundle(pneumonia_run: Path) -> None:
 
 def test_evaluate_metrics_agree_with_sklearn(pneumonia_run: Path) -> None:
     out = pneumonia_run / "eval"
-    assert main(["-q", "evaluate", str(pneumonia_run / "run"), "--split", "test", "--out", str(out), "--bootstrap", "200"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "evaluate",
+                str(pneumonia_run / "run"),
+                "--split",
+                "test",
+                "--out",
+                str(out),
+                "--bootstrap",
+                "200",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     rows = list(csv.DictReader(open(out / "predictions.csv")))
     assert len(rows) == metrics["n_cases"] == 40
@@ -75,7 +89,22 @@ def test_predict_png_dicom_and_folder(pneumonia_run: Path, data_root: Path) -> N
 
 def test_predict_matches_evaluate_probabilities(pneumonia_run: Path) -> None:
     ev = pneumonia_run / "eval_val"
-    assert main(["-q", "evaluate", str(pneumonia_run / "run"), "--split", "val", "--out", str(ev), "--bootstrap", "0"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "evaluate",
+                str(pneumonia_run / "run"),
+                "--split",
+                "val",
+                "--out",
+                str(ev),
+                "--bootstrap",
+                "0",
+            ]
+        )
+        == 0
+    )
     first = next(csv.DictReader(open(ev / "predictions.csv")))
     image = pneumonia_run / "ds" / "images" / f"{first['case_id']}.png"
     out = pneumonia_run / "pred_one"
@@ -91,8 +120,26 @@ def test_three_d_flow_with_nifti_prediction(
     ds, run = tmp_path / "ds", tmp_path / "run"
     assert main(["-q", "import", "medmnist", str(npz), "--out", str(ds)]) == 0
     assert yaml.safe_load((ds / "dataset.yaml").read_text())["spatial_dims"] == 3
-    assert main(["-q", "train", str(ds), "--out", str(run), "--set", "train.max_epochs=1", "--set", "train.budget_minutes=null",
-                 "--set", "train.batch_size=8", "--set", "model.kwargs.widen_factor=0.25"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "train",
+                str(ds),
+                "--out",
+                str(run),
+                "--set",
+                "train.max_epochs=1",
+                "--set",
+                "train.budget_minutes=null",
+                "--set",
+                "train.batch_size=8",
+                "--set",
+                "model.kwargs.widen_factor=0.25",
+            ]
+        )
+        == 0
+    )
     assert yaml.safe_load((run / "plan.yaml").read_text())["spatial_dims"] == 3
     volume = sorted((ds / "images").glob("test_*.nii.gz"))[0]
     assert main(["-q", "predict", str(run), str(volume), "--out", str(tmp_path / "pred")]) == 0
@@ -100,7 +147,7 @@ def test_three_d_flow_with_nifti_prediction(
     assert row["prediction"] in {"normal", "hyperplasia"}
 
 
-def test_pretrained_checkpoint_with_other_head(pneumonia_run: Path, tmp_path: Path) -> None:
+def test_pretrained_checkpoint_with_other_head(tiny: list[str], pneumonia_run: Path, tmp_path: Path) -> None:
     """--set model.pretrained=PATH starts from a checkpoint; a head of another size is replaced."""
     import torch
     from safetensors.torch import load_file
@@ -111,7 +158,19 @@ def test_pretrained_checkpoint_with_other_head(pneumonia_run: Path, tmp_path: Pa
     ckpt = tmp_path / "other_head.pt"
     torch.save({"state_dict": {f"model.{k}": v for k, v in state.items()}}, ckpt)
     run = tmp_path / "run"
-    code = main(["-q", "train", str(pneumonia_run / "ds"), "--out", str(run), *TINY, "--set", "train.max_epochs=1",
-                 "--set", f"model.pretrained={ckpt}"])
+    code = main(
+        [
+            "-q",
+            "train",
+            str(pneumonia_run / "ds"),
+            "--out",
+            str(run),
+            *tiny,
+            "--set",
+            "train.max_epochs=1",
+            "--set",
+            f"model.pretrained={ckpt}",
+        ]
+    )
     assert code == 0
     assert (run / "bundle" / "member_0.safetensors").is_file()

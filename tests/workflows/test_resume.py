@@ -12,15 +12,24 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.workflows.conftest import TINY
-
 
 @pytest.mark.integration
-def test_resume_after_kill(pneumonia_run: Path, tmp_path: Path) -> None:
+def test_resume_after_kill(tiny: list[str], pneumonia_run: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     medlens = str(Path(sys.executable).with_name("medlens"))
-    args = [medlens, "-q", "train", str(pneumonia_run / "ds"), "--out", str(run), *TINY, "--set", "train.max_epochs=4",
-            "--set", "train.early_stopping_patience=null"]
+    args = [
+        medlens,
+        "-q",
+        "train",
+        str(pneumonia_run / "ds"),
+        "--out",
+        str(run),
+        *tiny,
+        "--set",
+        "train.max_epochs=4",
+        "--set",
+        "train.early_stopping_patience=null",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     last = run / "seed_0" / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 240
@@ -33,7 +42,11 @@ def test_resume_after_kill(pneumonia_run: Path, tmp_path: Path) -> None:
     assert not (run / "seed_0" / "summary.json").exists()
     epoch_at_kill = torch.load(last, map_location="cpu", weights_only=False)["epoch"]
     assert epoch_at_kill < 4
-    done = subprocess.run([medlens, "-q", "train", str(pneumonia_run / "ds"), "--out", str(run), "--resume"], capture_output=True, text=True)
+    done = subprocess.run(
+        [medlens, "-q", "train", str(pneumonia_run / "ds"), "--out", str(run), "--resume"],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads((run / "seed_0" / "summary.json").read_text())
     assert summary["epochs"] == 4

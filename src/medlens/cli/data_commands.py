@@ -115,11 +115,23 @@ def plan_cmd(
     table.add_column("choice")
     table.add_column("value")
     table.add_row("task", f"{plan.task} {plan.spatial_dims}D, {len(plan.class_names)} classes")
-    table.add_row("input", f"{plan.data.input_size} x {plan.data.channels} ch, {plan.data.normalization}, clip {plan.data.clip}")
+    table.add_row(
+        "input",
+        f"{plan.data.input_size} x {plan.data.channels} ch, {plan.data.normalization}, clip {plan.data.clip}",
+    )
     table.add_row("network", f"{plan.model.name} {plan.model.kwargs}")
-    table.add_row("augmentation", f"flip {plan.augment.flip_axes}, rotate {plan.augment.rotate_degrees}°, scale {plan.augment.scale}")
-    table.add_row("optimiser", f"{plan.optim.name} lr {plan.optim.lr} wd {plan.optim.weight_decay}, {plan.optim.schedule}")
-    table.add_row("training", f"batch {plan.train.batch_size}, up to {plan.train.max_epochs} epochs, budget {plan.train.budget_minutes} min")
+    table.add_row(
+        "augmentation",
+        f"flip {plan.augment.flip_axes}, rotate {plan.augment.rotate_degrees}°, scale {plan.augment.scale}",
+    )
+    table.add_row(
+        "optimiser",
+        f"{plan.optim.name} lr {plan.optim.lr} wd {plan.optim.weight_decay}, {plan.optim.schedule}",
+    )
+    table.add_row(
+        "training",
+        f"batch {plan.train.batch_size}, up to {plan.train.max_epochs} epochs, budget {plan.train.budget_minutes} min",
+    )
     table.add_row("loss", f"{plan.train.loss}, class weights {plan.train.class_weights}")
     console = Console()
     console.print(table)

@@ -42,7 +42,14 @@ def _root(
         handlers=[RichHandler(show_time=False, show_path=debug, rich_tracebacks=debug)],
         force=True,
     )
-    for noisy in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "PIL", "matplotlib"):
+    for noisy in (
+        "lightning",
+        "lightning.pytorch",
+        "lightning.fabric",
+        "pytorch_lightning",
+        "PIL",
+        "matplotlib",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING if not debug else logging.INFO)
 
 
@@ -85,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # an unexpected failure: still one line unless --debug
         if debug:
             raise
-        print(f"medlens: internal error: {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
+        print(
+            f"medlens: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
+            file=sys.stderr,
+        )
         return 2
     return 0
 

@@ -22,8 +22,12 @@ def parse_duration(text: str) -> float:
 def train_cmd(
     dataset_dir: Path = typer.Argument(..., help="A dataset folder; its plan.yaml is used when present."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder to create (checkpoints, logs, bundle)."),
-    budget: str | None = typer.Option(None, "--budget", help="Training time per seed, e.g. 10m, 1h (the schedule anneals to it)."),
-    seeds: int = typer.Option(1, "--seeds", help="Train N seeds; their ensemble is the model, their spread is reported."),
+    budget: str | None = typer.Option(
+        None, "--budget", help="Training time per seed, e.g. 10m, 1h (the schedule anneals to it)."
+    ),
+    seeds: int = typer.Option(
+        1, "--seeds", help="Train N seeds; their ensemble is the model, their spread is reported."
+    ),
     set_: list[str] = typer.Option([], "--set", help="Override a plan field, e.g. --set optim.lr=0.001."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoints."),
 ) -> None:
@@ -36,7 +40,10 @@ def train_cmd(
     summary = train(dataset_dir, out, budget_minutes=minutes, seeds=seeds, overrides=set_, resume=resume)
     console = Console()
     for s in summary["seeds"]:
-        console.print(f"seed {s['seed']}: best validation AUC {s['best_val_auc']:.4f}, {s['epochs']} epochs, {s['train_seconds']:.0f} s")
+        console.print(
+            f"seed {s['seed']}: best validation AUC {s['best_val_auc']:.4f}, {s['epochs']} epochs, "
+            f"{s['train_seconds']:.0f} s"
+        )
     console.print(f"model bundle: {Path(out) / 'bundle'}")
 
 

@@ -81,14 +81,21 @@ class Image:
         affine = np.eye(3)
         affine[:2, :2] = np.diag(self.spacing[1::-1])  # rows then columns
         return Image(
-            self.array[..., 0].swapaxes(1, 2), affine, self.kind, dict(self.meta), dict(self.identifiers), list(self.warnings)
+            self.array[..., 0].swapaxes(1, 2),
+            affine,
+            self.kind,
+            dict(self.meta),
+            dict(self.identifiers),
+            list(self.warnings),
         )
 
     def to_metatensor(self) -> Any:
         """Return a MONAI MetaTensor carrying the pixels and the affine (for MONAI transforms)."""
         from monai.data import MetaTensor
 
-        return MetaTensor(self.array, affine=self.affine, meta={**self.meta, "kind": self.kind})
+        import torch
+
+        return MetaTensor(self.array, affine=torch.as_tensor(self.affine), meta={**self.meta, "kind": self.kind})
 
 
 def default_affine(spatial_dims: int, spacing: tuple[float, ...] | None = None) -> np.ndarray:

@@ -96,7 +96,10 @@ class Dataset:
         try:
             index = int(case.target)
         except ValueError:
-            raise InputError(self.root / self.spec.manifest, f"case {case.case_id}: target {case.target!r} is not a class index") from None
+            raise InputError(
+                self.root / self.spec.manifest,
+                f"case {case.case_id}: target {case.target!r} is not a class index",
+            ) from None
         if not 0 <= index < self.num_classes:
             raise InputError(
                 self.root / self.spec.manifest,

@@ -90,9 +90,13 @@ def make_loader(
     generator = torch.Generator().manual_seed(seed)
     if data.cache == "memory":
         x = cached[0] if cached is not None else load_in_memory(dataset, cases, data, label)
-        sampler = RandomSampler(range(len(cases)), generator=generator) if shuffle else SequentialSampler(range(len(cases)))
+        sampler = (
+            RandomSampler(range(len(cases)), generator=generator) if shuffle else SequentialSampler(range(len(cases)))
+        )
         drop_last = shuffle and len(cases) > batch_size
-        return DataLoader(_InMemory(x, y), sampler=BatchSampler(sampler, batch_size, drop_last=drop_last), batch_size=None)
+        return DataLoader(
+            _InMemory(x, y), sampler=BatchSampler(sampler, batch_size, drop_last=drop_last), batch_size=None
+        )
     return DataLoader(
         _Streamed(dataset, cases, y, data),
         batch_size=batch_size,

@@ -10,7 +10,21 @@ from medlens.core.errors import InputError
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom", ".nii", ".nrrd", ".mha", ".npz", ".npy"}
+IMAGE_SUFFIXES = {
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".tif",
+    ".tiff",
+    ".bmp",
+    ".dcm",
+    ".dicom",
+    ".nii",
+    ".nrrd",
+    ".mha",
+    ".npz",
+    ".npy",
+}
 
 
 def is_image_file(path: Path) -> bool:

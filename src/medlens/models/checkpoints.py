@@ -20,6 +20,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise InputError(path, "pretrained checkpoint not found")
     try:
+        state: object
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
@@ -43,12 +44,29 @@ def _strip(key: str) -> str:
     return key
 
 
-def load_pretrained(model: nn.Module, path: str | Path) -> None:
-    """Load matching weights into ``model``; adapt input convolutions, leave a mismatched head as built."""
-    from timm.models import adapt_input_conv
+def adapt_input_channels(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """Fit a convolution weight (O, I, *kernel) to ``in_channels`` inputs, in 2D or 3D.
 
+    One channel gets the sum over the checkpoint's channels; otherwise channels are cycled and scaled by
+    ``I / in_channels``. Either way an image whose channels are all equal gives the same response as before
+    (gray into an RGB checkpoint, or gray repeated into a gray checkpoint). The rule is timm's
+    ``adapt_input_conv``, written out because that one takes 2D, 3-channel weights only.
+    """
+    source = weight.shape[1]
+    w = weight.float()
+    if in_channels == 1:
+        out = w.sum(dim=1, keepdim=True)  # (O, 1, *kernel)
+    else:
+        repeat = -(-in_channels // source)
+        out = w.repeat(1, repeat, *[1] * (w.ndim - 2))[:, :in_channels] * (source / in_channels)
+    return out.to(weight.dtype)
+
+
+def load_pretrained(model: nn.Module, path: str | Path) -> None:
+    """Load matching weights into ``model``; adapt the input convolution, leave a mismatched head as built."""
     state = read_state_dict(path)
     own = model.state_dict()
+    input_conv = next((k for k, v in own.items() if v.ndim >= 4), None)  # the first convolution weight
     loaded, replaced = {}, []
     for key, value in state.items():
         if key not in own:
@@ -56,8 +74,8 @@ def load_pretrained(model: nn.Module, path: str | Path) -> None:
         target = own[key]
         if value.shape == target.shape:
             loaded[key] = value
-        elif value.ndim >= 4 and value.shape[0] == target.shape[0] and value.shape[2:] == target.shape[2:]:
-            loaded[key] = adapt_input_conv(target.shape[1], value)  # input channels differ: sum/repeat like timm
+        elif key == input_conv and value.shape[:1] + value.shape[2:] == target.shape[:1] + target.shape[2:]:
+            loaded[key] = adapt_input_channels(value, target.shape[1])  # only the input channels differ
         else:
             replaced.append(key)
     if not loaded:

@@ -16,10 +16,14 @@ def _small(input_size: list[int]) -> bool:
     return min(input_size) <= SMALL_INPUT
 
 
-def _timm(name: str, in_channels: int, num_classes: int, input_size: list[int], dropout: float = 0.0, **kw: Any) -> nn.Module:
+def _timm(
+    name: str, in_channels: int, num_classes: int, input_size: list[int], dropout: float = 0.0, **kw: Any
+) -> nn.Module:
     import timm
 
-    model = timm.create_model(name, pretrained=False, in_chans=in_channels, num_classes=num_classes, drop_rate=dropout, **kw)
+    model = timm.create_model(
+        name, pretrained=False, in_chans=in_channels, num_classes=num_classes, drop_rate=dropout, **kw
+    )
     if _small(input_size):
         _small_stem(model)
     return model
@@ -70,7 +74,7 @@ def _monai_resnet(depth: int) -> None:
         tasks=CLASSIFY,
         spatial_dims=(3, 2),
         source="monai",
-        description=f"ResNet-{depth} (MONAI), 2D or 3D, width set by widen_factor; small-image stem for inputs up to 64",
+        description=f"ResNet-{depth} (MONAI), 2D or 3D, width set by widen_factor; small-image stem up to 64 px",
     )
     def build(
         spatial_dims: int,
@@ -103,8 +107,8 @@ def _monai_resnet(depth: int) -> None:
             num_classes=num_classes,
             **kw,
         )
-        if dropout:
-            net.fc = nn.Sequential(nn.Dropout(dropout), net.fc)
+        if dropout and net.fc is not None:
+            net.fc = nn.Sequential(nn.Dropout(dropout), net.fc)  # type: ignore[assignment]
         return net
 
 
@@ -119,7 +123,20 @@ for _depth in (10, 18, 34):
     source="monai",
     description="DenseNet-121 (MONAI), 2D or 3D",
 )
-def _densenet121(spatial_dims: int, in_channels: int, num_classes: int, input_size: list[int], dropout: float = 0.0, **kw: Any) -> nn.Module:
+def _densenet121(
+    spatial_dims: int,
+    in_channels: int,
+    num_classes: int,
+    input_size: list[int],
+    dropout: float = 0.0,
+    **kw: Any,
+) -> nn.Module:
     from monai.networks.nets import DenseNet121
 
-    return DenseNet121(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=num_classes, dropout_prob=dropout, **kw)
+    return DenseNet121(
+        spatial_dims=spatial_dims,
+        in_channels=in_channels,
+        out_channels=num_classes,
+        dropout_prob=dropout,
+        **kw,
+    )

@@ -34,7 +34,9 @@ def register_model(
     """Decorator: register ``builder(spatial_dims, in_channels, num_classes, input_size, **kwargs)``."""
 
     def add(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _REGISTRY[name] = ModelEntry(name, builder, tasks, spatial_dims, source, description or (builder.__doc__ or "").strip())
+        _REGISTRY[name] = ModelEntry(
+            name, builder, tasks, spatial_dims, source, description or (builder.__doc__ or "").strip()
+        )
         return builder
 
     return add
@@ -84,9 +86,15 @@ def create_model(
     if task not in entry.tasks:
         raise ConfigError("model.name", f"{name} serves {', '.join(entry.tasks)}, not {task}")
     if spatial_dims not in entry.spatial_dims:
-        raise ConfigError("model.name", f"{name} is {'/'.join(map(str, entry.spatial_dims))}D, the data is {spatial_dims}D")
+        raise ConfigError(
+            "model.name", f"{name} is {'/'.join(map(str, entry.spatial_dims))}D, the data is {spatial_dims}D"
+        )
     model = entry.builder(
-        spatial_dims=spatial_dims, in_channels=in_channels, num_classes=num_classes, input_size=list(input_size), **kwargs
+        spatial_dims=spatial_dims,
+        in_channels=in_channels,
+        num_classes=num_classes,
+        input_size=list(input_size),
+        **kwargs,
     )
     if pretrained:
         from medlens.models.checkpoints import load_pretrained

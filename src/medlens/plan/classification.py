@@ -7,7 +7,7 @@ Each rule reads the fingerprint and records its reason in ``plan.notes`` (or a `
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 from medlens.plan.schema import AugmentPlan, DataPlan, ModelPlan, OptimPlan, Plan, TrainPlan
 
@@ -95,7 +95,7 @@ def _data_plan(fp: dict[str, Any], input_size: list[int], notes: list[str]) -> D
         notes.append("z-score normalisation with the dataset mean and standard deviation")
     mean, std = inten["mean"], max(inten["std"], 1e-6)
     gb = fp["n_cases"]["all"] * math.prod(input_size) * fp["channels"] * 4 / 1e9
-    cache = "memory" if gb <= MEMORY_CACHE_LIMIT_GB else "none"
+    cache: Literal["memory", "none"] = "memory" if gb <= MEMORY_CACHE_LIMIT_GB else "none"
     notes.append(f"data cache: {cache} ({gb:.2f} GB of resized images)")
     return DataPlan(input_size=input_size, channels=int(fp["channels"]), mean=mean, std=std, clip=clip, cache=cache)
 

@@ -56,7 +56,8 @@ class ClassificationModule(pl.LightningModule):
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.plan.task == "multilabel":
             return F.binary_cross_entropy_with_logits(logits, y)
-        return F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=self.plan.train.label_smoothing)
+        weight = self.class_weights if isinstance(self.class_weights, torch.Tensor) else None
+        return F.cross_entropy(logits, y, weight=weight, label_smoothing=self.plan.train.label_smoothing)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
@@ -100,10 +101,14 @@ class ClassificationModule(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         o = self.plan.optim
-        decay, no_decay = [], []
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
         for name, p in self.net.named_parameters():
             (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
-        groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        groups = [
+            {"params": decay, "weight_decay": o.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
         if o.name == "sgd":
             optimizer: torch.optim.Optimizer = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=True)
         else:

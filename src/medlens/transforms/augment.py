@@ -49,10 +49,7 @@ def augment_batch(x: torch.Tensor, plan: AugmentPlan, generator: torch.Generator
     spatial = plan.rotate_degrees > 0 or plan.scale != [1.0, 1.0] or plan.translate > 0 or plan.flip_axes
     if spatial:
         rad = math.radians(plan.rotate_degrees)
-        if dims == 2:
-            rot = _rotation_2d((rand(b) * 2 - 1) * rad)
-        else:
-            rot = _rotation_3d((rand(b, 3) * 2 - 1) * rad)
+        rot = _rotation_2d((rand(b) * 2 - 1) * rad) if dims == 2 else _rotation_3d((rand(b, 3) * 2 - 1) * rad)
         lo, hi = plan.scale
         scale = lo + rand(b, 1) * (hi - lo)
         matrix = rot / scale[:, :, None]  # zoom in for scale > 1

@@ -40,7 +40,7 @@ def to_input(image: Image, data: DataPlan, *, source: str = "") -> np.ndarray:
             raise InputError(source or "image", f"{array.shape[0]} channels, the model takes {data.channels}")
     if list(array.shape[1:]) != list(data.input_size):
         mode = "bilinear" if dims == 2 else "trilinear"
-        resized = Resize(spatial_size=data.input_size, mode=mode, anti_aliasing=True)(array)
+        resized = Resize(spatial_size=data.input_size, mode=mode, anti_aliasing=True)(torch.from_numpy(array))
         array = np.asarray(resized.numpy() if hasattr(resized, "numpy") else resized, dtype=np.float32)
     return array
 

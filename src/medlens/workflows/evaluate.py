@@ -78,8 +78,14 @@ def evaluate(
         clean = {k: v for k, v in metrics.items() if not k.startswith("_")}
         (tmp / "metrics.json").write_text(json.dumps(clean, indent=2))
         write_classification_report(
-            metrics, y, prob, tmp, title=f"{data.spec.name}: {split} set", task=task,
-            class_names=bundle.class_names, context=context,
+            metrics,
+            y,
+            prob,
+            tmp,
+            title=f"{data.spec.name}: {split} set",
+            task=task,
+            class_names=bundle.class_names,
+            context=context,
         )
         _write_predictions(tmp / "predictions.csv", cases, y, prob, bundle.class_names)
     return clean
@@ -126,4 +132,10 @@ def _write_predictions(path: Path, cases: list[Any], y: np.ndarray, prob: np.nda
         writer = csv.writer(handle)
         writer.writerow(["case_id", "target", *[f"p_{n}" for n in names]])
         for case, target, p in zip(cases, y, prob, strict=True):
-            writer.writerow([case.case_id, ";".join(map(str, np.atleast_1d(target).astype(int))), *[f"{v:.6f}" for v in p]])
+            writer.writerow(
+                [
+                    case.case_id,
+                    ";".join(map(str, np.atleast_1d(target).astype(int))),
+                    *[f"{v:.6f}" for v in p],
+                ]
+            )

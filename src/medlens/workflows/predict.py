@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from medlens.models.bundle import load_bundle
 log = logging.getLogger(__name__)
 
 
-def expand_inputs(inputs: list[str | Path], spatial_dims: int = 2) -> list[Path]:
+def expand_inputs(inputs: Sequence[str | Path], spatial_dims: int = 2) -> list[Path]:
     """Files as given; folders expanded to their image files, except that for a 3D model a folder holding
     one multi-file DICOM series stays one input (the volume)."""
     found: list[Path] = []
@@ -47,7 +48,9 @@ def _is_volume_folder(folder: Path) -> bool:
     return len(series) == 1 and len(series[0].files) > 1
 
 
-def predict(run_dir: str | Path, inputs: list[str | Path], out: str | Path, *, overwrite: bool = True) -> list[dict[str, Any]]:
+def predict(
+    run_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, *, overwrite: bool = True
+) -> list[dict[str, Any]]:
     """Predict every input; write ``predictions.csv`` and one JSON per input into ``out``.
 
     Example:
@@ -64,7 +67,11 @@ def predict(run_dir: str | Path, inputs: list[str | Path], out: str | Path, *, o
         image = read_image(path)
         arrays.append(to_input(image, bundle.plan.data, source=str(path)))
     prob, _ = bundle.predict_proba(torch.from_numpy(np.stack(arrays)))
-    task = "multilabel" if bundle.plan.task == "multilabel" else ("binary" if len(bundle.class_names) == 2 else "multiclass")
+    task = (
+        "multilabel"
+        if bundle.plan.task == "multilabel"
+        else ("binary" if len(bundle.class_names) == 2 else "multiclass")
+    )
     threshold = bundle.threshold if (task == "binary" and bundle.threshold is not None) else 0.5
     labels = predict_labels(prob[:, 1] if task == "binary" else prob, task, threshold)
     rows = []

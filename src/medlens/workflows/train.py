@@ -75,7 +75,10 @@ def train(
             extra.append(f"train.budget_minutes={budget_minutes}")
         plan = resolve_plan(dataset, extra)
         if plan.task != dataset.spec.task or plan.class_names != dataset.spec.classes:
-            raise ConfigError("plan", f"plan is for {plan.task} {plan.class_names}, dataset is {dataset.spec.task} {dataset.spec.classes}")
+            raise ConfigError(
+                "plan",
+                f"plan is for {plan.task} {plan.class_names}, dataset is {dataset.spec.task} {dataset.spec.classes}",
+            )
         if out.exists() and any(out.iterdir()):
             raise InputError(out, "run folder exists and is not empty (use --resume to continue it, or another --out)")
     if seeds < 1:
@@ -85,7 +88,11 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     if not resume:
         save_plan(plan, out / "plan.yaml")
-        run_info = {"dataset": str(dataset.root.resolve()), "seeds": seeds, "overrides": list(overrides or [])}
+        run_info = {
+            "dataset": str(dataset.root.resolve()),
+            "seeds": seeds,
+            "overrides": list(overrides or []),
+        }
         write_text_atomic(out / "run.yaml", yaml.safe_dump(run_info, sort_keys=False))
     try:
         return _train_seeds(dataset, plan, out, seeds, progress)
@@ -165,7 +172,7 @@ def _train_one(
             max_epochs=t.max_epochs,
             accelerator="auto",
             devices=1,
-            precision=_precision(t.precision),
+            precision=_precision(t.precision),  # type: ignore[arg-type]
             callbacks=callbacks,
             logger=CSVLogger(seed_dir, name="logs", version=""),
             check_val_every_n_epoch=t.val_every_epochs,
@@ -191,7 +198,9 @@ def _train_one(
             "train_images_per_second": round(speed.images_per_second or 0.0, 2),
             "batch_size": t.batch_size,
             "wall_seconds_this_session": round(time.monotonic() - start, 1),
-            "stopped_by": "budget" if budget.progress >= 1 and budget.budget and budget.step < steps else "epochs or early stopping",
+            "stopped_by": "budget"
+            if budget.progress >= 1 and budget.budget and budget.step < steps
+            else "epochs or early stopping",
         }
         _plot_curves(seed_dir)
         write_text_atomic(summary_path, json.dumps(summary, indent=2))
@@ -208,7 +217,12 @@ def _train_one(
     if x_val is None:
         x_val = torch.cat([b[0] for b in loaders["val"]])
     probs, _ = probe.predict_proba(x_val)
-    log.info("seed %d: best validation AUC %.4f after %s epochs", seed, summary["best_val_auc"] or float("nan"), summary["epochs"])
+    log.info(
+        "seed %d: best validation AUC %.4f after %s epochs",
+        seed,
+        summary["best_val_auc"] or float("nan"),
+        summary["epochs"],
+    )
     return summary, state, probs
 
 
@@ -282,11 +296,14 @@ def _model_card(dataset: Dataset, plan: Plan, summary: dict[str, Any]) -> str:
         f"# Model card: {dataset.spec.name} {plan.task}",
         "",
         f"- Task: {plan.task}, {plan.spatial_dims}D, classes: {', '.join(plan.class_names)}",
-        f"- Network: {plan.model.name} {plan.model.kwargs}, input {plan.data.input_size} x {plan.data.channels} channel(s)",
+        f"- Network: {plan.model.name} {plan.model.kwargs}, "
+        f"input {plan.data.input_size} x {plan.data.channels} channel(s)",
         f"- Training data: {dataset.spec.name} ({dataset.spec.modality}), {len(dataset.split('train'))} training and "
         f"{len(dataset.split('val'))} validation cases",
         f"- Ensemble of {len(summary['seeds'])} seed(s); validation AUC "
-        f"{summary['val_auc_mean']:.4f} ± {summary['val_auc_sd']:.4f}" if summary["val_auc_mean"] is not None else "",
+        f"{summary['val_auc_mean']:.4f} ± {summary['val_auc_sd']:.4f}"
+        if summary["val_auc_mean"] is not None
+        else "",
         f"- Operating threshold (chosen on validation): {summary['operating_threshold']}",
         "",
         "## Intended use and limits",
@@ -310,7 +327,8 @@ def _plot_curves(seed_dir: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = list(csv.DictReader(open(path)))
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle))
     series: dict[str, list[tuple[int, float]]] = {}
     for row in rows:
         for key in ("train_loss", "val_loss", "val_auc", "val_acc"):

@@ -47,12 +47,14 @@ def import_folder(
     for split, root in roots:
         for index, name in enumerate(class_names):
             class_dir = root / name
-            files = sorted(p for p in class_dir.rglob("*") if p.is_file() and is_image_file(p)) if class_dir.is_dir() else []
+            files = (
+                sorted(p for p in class_dir.rglob("*") if p.is_file() and is_image_file(p))
+                if class_dir.is_dir()
+                else []
+            )
             for path in files:
                 case_id = f"{split + '/' if split else ''}{name}/{path.relative_to(class_dir)}"
-                cases.append(
-                    Case(case_id, patient_id_of(path), [str(path.resolve())], str(index), split=split)
-                )
+                cases.append(Case(case_id, patient_id_of(path), [str(path.resolve())], str(index), split=split))
     if not cases:
         raise InputError(folder, "no image files found in the class subfolders")
     counts = {n: sum(c.target == str(i) for c in cases) for i, n in enumerate(class_names)}

@@ -16,7 +16,7 @@ import urllib.request
 import zipfile
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import yaml
@@ -30,10 +30,24 @@ log = logging.getLogger(__name__)
 _CATALOG = Path(__file__).with_name("medmnist_catalog.yaml")
 # DICOM modality of each MedMNIST source, from the MedMNIST v2 paper's dataset descriptions.
 _MODALITY = {
-    "chestmnist": "DX", "pneumoniamnist": "DX", "breastmnist": "US", "dermamnist": "XC", "retinamnist": "OP",
-    "octmnist": "OPT", "pathmnist": "SM", "bloodmnist": "SM", "tissuemnist": "SM", "organamnist": "CT",
-    "organcmnist": "CT", "organsmnist": "CT", "organmnist3d": "CT", "nodulemnist3d": "CT", "adrenalmnist3d": "CT",
-    "fracturemnist3d": "CT", "vesselmnist3d": "MR", "synapsemnist3d": "OT",
+    "chestmnist": "DX",
+    "pneumoniamnist": "DX",
+    "breastmnist": "US",
+    "dermamnist": "XC",
+    "retinamnist": "OP",
+    "octmnist": "OPT",
+    "pathmnist": "SM",
+    "bloodmnist": "SM",
+    "tissuemnist": "SM",
+    "organamnist": "CT",
+    "organcmnist": "CT",
+    "organsmnist": "CT",
+    "organmnist3d": "CT",
+    "nodulemnist3d": "CT",
+    "adrenalmnist3d": "CT",
+    "fracturemnist3d": "CT",
+    "vesselmnist3d": "MR",
+    "synapsemnist3d": "OT",
 }
 
 
@@ -110,7 +124,7 @@ def import_medmnist(path: str | Path, out: str | Path, *, overwrite: bool = Fals
     name, size = parse_name(path)
     info = catalog().get(name, {}) if name else {}
     first = arrays["train_images"]
-    spatial_dims = 3 if first.ndim == 4 and first.shape[-1] not in (3,) or first.ndim == 5 else 2
+    spatial_dims: Literal[2, 3] = 3 if (first.ndim == 4 and first.shape[-1] not in (3,)) or first.ndim == 5 else 2
     if name and info.get("spatial_dims") and info["spatial_dims"] != spatial_dims:
         raise InputError(path, f"images shaped {first.shape[1:]} but {name} is {info['spatial_dims']}D")
     labels = {s: _labels(path, arrays, s) for s in SPLITS}
