@@ -109,7 +109,6 @@ def test_2d_model_asked_for_3d() -> None:
 def test_3d_model_asked_for_2d(monkeypatch: pytest.MonkeyPatch) -> None:
     # every built-in 3D network also serves 2D, so register a 3D-only one for the duration of the test
     registry_module._load_builtin()
-    monkeypatch.setitem(registry_module._REGISTRY, "only3d", registry_module._REGISTRY["monai_resnet10"])
     entry = registry_module._REGISTRY["monai_resnet10"]
     monkeypatch.setitem(
         registry_module._REGISTRY,
