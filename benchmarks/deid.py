@@ -3,7 +3,8 @@
 The real 192-slice MR series is repeated (symlinks in a temporary folder outside git) to at least 10,000
 files. Each tool runs as its own command-line process; peak memory is the largest resident set of the whole
 process tree (parent plus workers), sampled from /proc every 50 ms, and also sampled at each quarter of the
-run to show whether memory stays flat.
+run to show whether memory stays flat. Inputs are read once before timing and outputs are synced to disk
+between runs, so no tool pays for another's cold cache or pending writes.
 
     MEDLENS_DATA=../shared/data .venv/bin/python benchmarks/deid.py [--files 10000] [--workers 2]
 
@@ -123,7 +124,12 @@ def main() -> None:
             "dicognito": [sys.executable, "-m", "dicognito", "--quiet", "--seed", "bench",
                           "--output-directory", str(work / "d"), str(source)],
         }  # fmt: skip
+        # Same conditions for every tool: inputs in the page cache before the first timed run (otherwise
+        # whichever tool runs first pays for cold reads), and earlier outputs flushed to disk between runs.
+        for path in series:
+            path.read_bytes()
         for name, cmd in runs.items():
+            os.sync()
             out = Path(cmd[cmd.index("--output-directory") + 1]) if name == "dicognito" else Path(cmd[4])
             # dicognito names outputs by SOP Instance UID, and the repeated copies share UIDs, so its folder
             # holds 192 files at the end; progress for it is counted on the medlens scale only approximately.
