@@ -50,6 +50,10 @@ def augment_batch(x: torch.Tensor, plan: AugmentPlan, generator: torch.Generator
     if spatial:
         rad = math.radians(plan.rotate_degrees)
         rot = _rotation_2d((rand(b) * 2 - 1) * rad) if dims == 2 else _rotation_3d((rand(b, 3) * 2 - 1) * rad)
+        # rotate in pixels, not in affine_grid's [-1, 1] coordinates, so a non-square image is not sheared:
+        # D^-1 R D with D = diag(size / 2) in affine_grid's (x, y, z) = (last, ..., first) axis order
+        size = torch.tensor(x.shape[2:][::-1], dtype=rot.dtype, device=dev)
+        rot = rot * size[None, None, :] / size[None, :, None]
         lo, hi = plan.scale
         scale = lo + rand(b, 1) * (hi - lo)
         matrix = rot / scale[:, :, None]  # zoom in for scale > 1
