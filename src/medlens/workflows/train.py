@@ -18,7 +18,6 @@ import json
 import logging
 import shutil
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
@@ -122,19 +121,11 @@ def _train_seeds(dataset: Dataset, plan: Plan, out: Path, seeds: int, progress: 
 def _train_one(
     dataset: Dataset, plan: Plan, seed_dir: Path, seed: int, cached: dict[str, Any], progress: bool
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor], np.ndarray]:
-    import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
-
     from medlens.data.loading import make_loader
-    from medlens.tasks.budget import BudgetSchedule
-    from medlens.tasks.classification import ClassificationModule
-    from medlens.tasks.throughput import Throughput
+    from medlens.models.bundle import Bundle
+    from medlens.tasks.classification import ClassificationModule, build_network
+    from medlens.tasks.fitting import best_weights, fit_seed
 
-    _quiet_lightning()
-
-    summary_path = seed_dir / "summary.json"
-    ckpt_dir = seed_dir / "checkpoints"
     t = plan.train
     plan = plan.model_copy(update={"train": t.model_copy(update={"seed": seed})})
     loaders = {
@@ -151,105 +142,25 @@ def _train_one(
         )
         for split in ("train", "val")
     }
-    if summary_path.is_file():
-        log.info("seed %d already finished; kept", seed)
-        summary = json.loads(summary_path.read_text())
-    else:
-        pl.seed_everything(seed, workers=True, verbose=False)
-        steps = len(loaders["train"]) * t.max_epochs
-        budget = BudgetSchedule(steps, t.budget_minutes, plan.optim.warmup_fraction)
-        module = ClassificationModule(plan.model_dump(), budget=budget)
-        best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=t.monitor, mode="max", save_last=True)
-        speed = Throughput()
-        callbacks: list[Any] = [best, budget, speed]
-        if t.early_stopping_patience:
-            callbacks.append(EarlyStopping(monitor=t.monitor, mode="max", patience=t.early_stopping_patience))
-        if progress:
-            from lightning.pytorch.callbacks import RichProgressBar
-
-            callbacks.append(RichProgressBar(leave=False))
-        trainer = pl.Trainer(
-            max_epochs=t.max_epochs,
-            accelerator="auto",
-            devices=1,
-            precision=_precision(t.precision),  # type: ignore[arg-type]
-            callbacks=callbacks,
-            logger=CSVLogger(seed_dir, name="logs", version=""),
-            check_val_every_n_epoch=t.val_every_epochs,
-            num_sanity_val_steps=0,
-            enable_model_summary=False,
-            enable_progress_bar=progress,
-            log_every_n_steps=max(1, min(50, len(loaders["train"]))),
-            deterministic=False,
-        )
-        last = ckpt_dir / "last.ckpt"
-        start = time.monotonic()
-        trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=str(last) if last.is_file() else None)
-        if trainer.interrupted:
-            raise KeyboardInterrupt
-        if not best.best_model_path:
-            raise InputError(seed_dir, "training produced no checkpoint (no validation ran)")
-        summary = {
-            "seed": seed,
-            "best_val_auc": float(best.best_model_score) if best.best_model_score is not None else None,
-            "epochs": int(trainer.current_epoch),
-            "steps": int(budget.step),
-            "train_seconds": round(budget.state_dict()["elapsed"], 1),
-            "train_images_per_second": round(speed.images_per_second or 0.0, 2),
-            "batch_size": t.batch_size,
-            "wall_seconds_this_session": round(time.monotonic() - start, 1),
-            "stopped_by": "budget"
-            if budget.progress >= 1 and budget.budget and budget.step < steps
-            else "epochs or early stopping",
-        }
-        _plot_curves(seed_dir)
-        write_text_atomic(summary_path, json.dumps(summary, indent=2))
-    state = _best_weights(ckpt_dir / "best.ckpt")
-    from medlens.models.bundle import Bundle
-
-    probe = Bundle(seed_dir, plan, [])
-    from medlens.tasks.classification import build_network
-
+    summary = fit_seed(
+        lambda budget: ClassificationModule(plan.model_dump(), budget=budget),
+        loaders["train"],
+        loaders["val"],
+        plan,
+        seed_dir,
+        seed,
+        progress=progress,
+    )
+    summary.setdefault("best_val_auc", summary.get(f"best_{t.monitor}"))
+    state = best_weights(seed_dir)
     net = build_network(plan.model_copy(update={"model": plan.model.model_copy(update={"pretrained": None})}))
     net.load_state_dict(state)
-    probe._nets = [net.eval()]
+    probe = Bundle(seed_dir, plan, [], _nets=[net.eval()])
     x_val = cached.get("val")
     if x_val is None:
         x_val = torch.cat([b[0] for b in loaders["val"]])
     probs, _ = probe.predict_proba(x_val)
-    log.info(
-        "seed %d: best validation AUC %.4f after %s epochs",
-        seed,
-        summary["best_val_auc"] or float("nan"),
-        summary["epochs"],
-    )
     return summary, state, probs
-
-
-def _quiet_lightning() -> None:
-    """Lightning logs device banners and tips at INFO through its own handlers; keep them out of the way."""
-    import warnings
-
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning_utilities"):
-        logger = logging.getLogger(name)
-        logger.handlers.clear()
-        logger.setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*litlogger.*")
-
-
-def _best_weights(path: Path) -> dict[str, torch.Tensor]:
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    return {k[len("net.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
-
-
-def _precision(value: str) -> str:
-    if value != "auto":
-        return value if value != "32" else "32-true"
-    if torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "32-true"
 
 
 def _finish(
@@ -313,36 +224,3 @@ def _model_card(dataset: Dataset, plan: Plan, summary: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def _plot_curves(seed_dir: Path) -> None:
-    """Plot the per-epoch CSV log (loss and validation AUC) to ``curves.png``."""
-    import csv
-
-    path = seed_dir / "logs" / "metrics.csv"
-    if not path.is_file():
-        return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with open(path) as handle:
-        rows = list(csv.DictReader(handle))
-    series: dict[str, list[tuple[int, float]]] = {}
-    for row in rows:
-        for key in ("train_loss", "val_loss", "val_auc", "val_acc"):
-            if row.get(key):
-                series.setdefault(key, []).append((int(row["epoch"]), float(row[key])))
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
-    for key in ("train_loss", "val_loss"):
-        if key in series:
-            a.plot(*zip(*series[key], strict=True), label=key)
-    for key in ("val_auc", "val_acc"):
-        if key in series:
-            b.plot(*zip(*series[key], strict=True), label=key)
-    a.set_xlabel("epoch"), b.set_xlabel("epoch"), a.legend(), b.legend()
-    a.set_title("loss"), b.set_title("validation")
-    fig.tight_layout()
-    fig.savefig(seed_dir / "curves.png", dpi=90)
-    plt.close(fig)
