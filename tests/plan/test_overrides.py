@@ -140,3 +140,22 @@ def test_missing_or_broken_plan_file(tmp_path: Path) -> None:
     (tmp_path / "plan.yaml").write_text("")
     with pytest.raises(ConfigError):
         load_plan(tmp_path / "plan.yaml")
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["data.normalization=minmax", "data.clip=null"],  # a min-max range must be given
+        ["data.clip=[255, 0]"],
+        ["data.clip=[0, 100, 255]"],
+    ],
+)
+def test_inconsistent_intensity_range(plan: Plan, overrides: list[str]) -> None:
+    with pytest.raises(ConfigError, match="clip") as info:
+        apply_overrides(plan, overrides)
+    assert info.value.key == "data"
+
+
+def test_minmax_with_a_range(plan: Plan) -> None:
+    new = apply_overrides(plan, ["data.normalization=minmax", "data.clip=[-1000, 400]"])
+    assert (new.data.normalization, new.data.clip) == ("minmax", [-1000.0, 400.0])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Strict(BaseModel):
@@ -22,6 +22,14 @@ class DataPlan(_Strict):
     std: float = Field(1.0, description="intensity divisor after subtracting the mean")
     clip: list[float] | None = Field(None, description="[low, high] intensity clip before normalising")
     cache: Literal["memory", "none"] = Field("memory", description="hold the resized images in memory")
+
+    @model_validator(mode="after")
+    def _check_range(self) -> DataPlan:
+        if self.clip is not None and (len(self.clip) != 2 or self.clip[0] > self.clip[1]):
+            raise ValueError(f"clip must be [low, high] with low <= high, got {self.clip}")
+        if self.normalization == "minmax" and self.clip is None:
+            raise ValueError("normalization minmax needs clip: [low, high], the range mapped to [0, 1]")
+        return self
 
 
 class AugmentPlan(_Strict):
