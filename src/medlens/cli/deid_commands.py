@@ -29,9 +29,7 @@ def deid(
         "--reject-burned-in",
         help="Send images likely to carry burned-in text to the quarantine folder.",
     ),
-    quarantine: Path | None = typer.Option(
-        None, "--quarantine", help="Quarantine folder (default OUT-quarantine)."
-    ),
+    quarantine: Path | None = typer.Option(None, "--quarantine", help="Quarantine folder (default OUT-quarantine)."),
     mapping: Path | None = typer.Option(
         None, "--mapping", help="Write the original -> pseudonym mapping to this CSV (never inside OUT)."
     ),
@@ -75,9 +73,7 @@ def deid(
         console.print(f"quarantined  {source_file}: {reason}", markup=False, highlight=False, soft_wrap=True)
     if not reject_burned_in:
         for source_file, reason in report.burned_in_files:
-            console.print(
-                f"check pixels {source_file}: {reason}", markup=False, highlight=False, soft_wrap=True
-            )
+            console.print(f"check pixels {source_file}: {reason}", markup=False, highlight=False, soft_wrap=True)
     typer.echo(report.summary())
     typer.echo(f"output: {report.out}" + (f"; quarantine: {report.quarantine}" if report.quarantined else ""))
     if report.mapping_file:

@@ -13,9 +13,7 @@ def _is_dicom_collection(path: Path) -> bool:
 
 def info(
     path: Path = typer.Argument(..., help="An image file, a DICOM folder or a DICOMDIR."),
-    series: str = typer.Option(
-        None, "--series", help="Which series (key from the table) when there are several."
-    ),
+    series: str = typer.Option(None, "--series", help="Which series (key from the table) when there are several."),
 ) -> None:
     """Show geometry, modality, the series found, and warnings."""
     from rich.console import Console
@@ -47,9 +45,7 @@ def info(
     table.add_row("origin (RAS mm)", ", ".join(f"{s:.4g}" for s in image.origin))
     if image.orientation:
         table.add_row("orientation", image.orientation)
-    table.add_row(
-        "direction (RAS)", "; ".join(", ".join(f"{v:+.3f}" for v in col) for col in image.direction.T)
-    )
+    table.add_row("direction (RAS)", "; ".join(", ".join(f"{v:+.3f}" for v in col) for col in image.direction.T))
     table.add_row("value range", f"{image.array.min():.6g} to {image.array.max():.6g}")
     for key in (
         "source_format",
@@ -75,9 +71,7 @@ def convert(
     source: Path = typer.Argument(..., help="An image file, a DICOM folder or a DICOMDIR."),
     out: Path = typer.Argument(..., help="Output file: .nii.gz, .nii, .nrrd, .mha, .npz, .png or .dcm."),
     series: str = typer.Option(None, "--series", help="Which series when the input holds several."),
-    window: str = typer.Option(
-        None, "--window", help="Display window for .png/.dcm: a preset or CENTER,WIDTH."
-    ),
+    window: str = typer.Option(None, "--window", help="Display window for .png/.dcm: a preset or CENTER,WIDTH."),
     slice_index: int = typer.Option(None, "--slice", help="Which slice of a volume to render to .png/.dcm."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT when it exists."),
 ) -> None:

@@ -30,6 +30,9 @@ def train_cmd(
     ),
     set_: list[str] = typer.Option([], "--set", help="Override a plan field, e.g. --set optim.lr=0.001."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoints."),
+    folds: int | None = typer.Option(
+        None, "--folds", help="k-fold cross-validation (segmentation); folds form the ensemble."
+    ),
 ) -> None:
     """Train a model on a dataset as its plan says (classification and multi-label, 2D and 3D)."""
     from rich.console import Console
@@ -37,13 +40,13 @@ def train_cmd(
     from medlens.workflows.train import train
 
     minutes = parse_duration(budget) if budget else None
-    summary = train(dataset_dir, out, budget_minutes=minutes, seeds=seeds, overrides=set_, resume=resume)
+    summary = train(dataset_dir, out, budget_minutes=minutes, seeds=seeds, overrides=set_, resume=resume, folds=folds)
     console = Console()
-    for s in summary["seeds"]:
-        console.print(
-            f"seed {s['seed']}: best validation AUC {s['best_val_auc']:.4f}, {s['epochs']} epochs, "
-            f"{s['train_seconds']:.0f} s"
-        )
+    for s in summary.get("seeds", []):
+        monitor = s.get("monitor", "val_auc")
+        best = s.get(f"best_{monitor}")
+        shown = f"{best:.4f}" if isinstance(best, float) else "n/a"
+        console.print(f"seed {s['seed']}: best {monitor} {shown}, {s['epochs']} epochs, {s['train_seconds']:.0f} s")
     console.print(f"model bundle: {Path(out) / 'bundle'}")
 
 
@@ -79,13 +82,15 @@ def predict_cmd(
     run_dir: Path = typer.Argument(..., help="A run folder or a bundle folder."),
     inputs: list[Path] = typer.Argument(..., help="Images or folders: PNG, JPEG, TIFF, DICOM, NIfTI, NRRD, MHA, npz."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for predictions.csv and one JSON per input."),
+    tta: bool = typer.Option(False, "--tta", help="Segmentation: mirror test-time augmentation."),
+    dicom_seg: bool = typer.Option(False, "--dicom-seg", help="Segmentation of DICOM input: also write a DICOM SEG."),
 ) -> None:
     """Predict with a trained model: class probabilities and the predicted class per input."""
     from rich.console import Console
 
     from medlens.workflows.predict import predict
 
-    rows = predict(run_dir, inputs, out)
+    rows = predict(run_dir, inputs, out, tta=tta, dicom_seg=dicom_seg)
     Console().print(f"{len(rows)} prediction(s) written to {Path(out) / 'predictions.csv'}")
 
 

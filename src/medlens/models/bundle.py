@@ -45,8 +45,7 @@ class Bundle:
         if not self._nets:
             from safetensors.torch import load_file
 
-            from medlens.tasks.classification import build_network
-
+            build_network = network_builder(self.plan.task)
             plan = self.plan.model_copy(update={"model": self.plan.model.model_copy(update={"pretrained": None})})
             for member in self.members:
                 net = build_network(plan)
@@ -73,6 +72,21 @@ class Bundle:
             per_member.append(torch.cat(chunks).numpy())
         stacked = np.stack(per_member)
         return stacked.mean(axis=0), stacked
+
+
+def network_builder(task: str) -> Any:
+    """The function that builds a task's network from a plan (``tasks/<task>.py: build_network``)."""
+    if task == "segmentation":
+        from medlens.tasks.segmentation import build_network as seg
+
+        return seg
+    if task == "detection":
+        from medlens.tasks.detection import build_network as det
+
+        return det
+    from medlens.tasks.classification import build_network as cls
+
+    return cls
 
 
 def save_bundle(

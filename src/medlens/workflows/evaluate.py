@@ -51,6 +51,14 @@ def evaluate(
     run_dir = Path(run_dir)
     bundle = load_bundle(run_dir)
     dataset_dir = Path(dataset) if dataset else _run_dataset(run_dir)
+    if bundle.plan.task == "segmentation":
+        from medlens.workflows.segmentation import evaluate_segmentation
+
+        return evaluate_segmentation(bundle, dataset_dir, out, split=split, n_bootstrap=n_bootstrap)
+    if bundle.plan.task == "detection":
+        from medlens.workflows.detection import evaluate_detection
+
+        return evaluate_detection(bundle, dataset_dir, out, split=split, n_bootstrap=n_bootstrap)
     data = load_dataset(dataset_dir)
     if data.spec.classes != bundle.class_names:
         raise InputError(dataset_dir, f"classes {data.spec.classes} differ from the model's {bundle.class_names}")

@@ -39,6 +39,14 @@ def make_plan(dataset: Dataset, overrides: list[str] | None = None) -> Plan:
         from medlens.plan.classification import plan_classification
 
         plan = plan_classification(fingerprint, has_gpu=torch.cuda.is_available())
+    elif dataset.spec.task == "segmentation":
+        from medlens.plan.segmentation import plan_segmentation
+
+        plan = plan_segmentation(fingerprint, has_gpu=torch.cuda.is_available())
+    elif dataset.spec.task == "detection":
+        from medlens.plan.detection import plan_detection
+
+        plan = plan_detection(fingerprint, has_gpu=torch.cuda.is_available())
     else:
         raise InputError(dataset.root, f"no planner for task {dataset.spec.task!r} yet")
     return apply_overrides(plan, overrides or [])

@@ -49,7 +49,13 @@ def _is_volume_folder(folder: Path) -> bool:
 
 
 def predict(
-    run_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, *, overwrite: bool = True
+    run_dir: str | Path,
+    inputs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    overwrite: bool = True,
+    tta: bool = False,
+    dicom_seg: bool = False,
 ) -> list[dict[str, Any]]:
     """Predict every input; write ``predictions.csv`` and one JSON per input into ``out``.
 
@@ -62,6 +68,14 @@ def predict(
 
     bundle = load_bundle(run_dir)
     paths = expand_inputs(inputs, bundle.plan.spatial_dims)
+    if bundle.plan.task == "segmentation":
+        from medlens.workflows.segmentation import predict_segmentation
+
+        return predict_segmentation(bundle, paths, out, tta=tta, dicom_seg=dicom_seg, overwrite=overwrite)
+    if bundle.plan.task == "detection":
+        from medlens.workflows.detection import predict_detection
+
+        return predict_detection(bundle, paths, out, overwrite=overwrite)
     arrays = []
     for path in paths:
         image = read_image(path)

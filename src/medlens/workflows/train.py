@@ -44,6 +44,7 @@ def train(
     overrides: list[str] | None = None,
     resume: bool = False,
     progress: bool = True,
+    folds: int | None = None,
 ) -> dict[str, Any]:
     """Train ``seeds`` models with the dataset's plan; return the training summary.
 
@@ -55,6 +56,7 @@ def train(
         overrides: ``key=value`` plan overrides.
         resume: continue an interrupted run from its last checkpoints; finished seeds are kept.
         progress: show a progress bar.
+        folds: k-fold cross-validation instead of the fixed validation split (tasks that support it).
 
     Example:
         >>> train("datasets/pneumonia", "runs/pneumonia", budget_minutes=5, seeds=3)  # doctest: +SKIP
@@ -94,14 +96,31 @@ def train(
         }
         write_text_atomic(out / "run.yaml", yaml.safe_dump(run_info, sort_keys=False))
     try:
-        return _train_seeds(dataset, plan, out, seeds, progress)
+        return _train_task(dataset, plan, out, seeds, progress, folds)
     except BaseException:
         if created and not any(out.glob("seed_*/checkpoints/*.ckpt")):
             shutil.rmtree(out, ignore_errors=True)  # nothing worth resuming: leave nothing half-written
         raise
 
 
-def _train_seeds(dataset: Dataset, plan: Plan, out: Path, seeds: int, progress: bool) -> dict[str, Any]:
+def _train_task(
+    dataset: Dataset, plan: Plan, out: Path, seeds: int, progress: bool, folds: int | None
+) -> dict[str, Any]:
+    """Hand the run to the task's trainer; each writes seed (or fold) folders and ``out/bundle``."""
+    if plan.task == "segmentation":
+        from medlens.workflows.segmentation import train_segmentation
+
+        return train_segmentation(dataset, plan, out, seeds=seeds, folds=folds, progress=progress)
+    if plan.task == "detection":
+        from medlens.workflows.detection import train_detection
+
+        return train_detection(dataset, plan, out, seeds=seeds, progress=progress)
+    if folds:
+        raise ConfigError("--folds", f"k-fold training is not available for {plan.task} (use --seeds)")
+    return _train_classification(dataset, plan, out, seeds, progress)
+
+
+def _train_classification(dataset: Dataset, plan: Plan, out: Path, seeds: int, progress: bool) -> dict[str, Any]:
     from medlens.data.loading import load_in_memory
 
     train_cases, val_cases = dataset.split("train"), dataset.split("val")
