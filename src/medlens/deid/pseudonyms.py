@@ -87,9 +87,7 @@ class Pseudonymizer:
         return self.remember(kind, original, self.digest(kind, original).hex()[:length].upper())
 
     def patient_id(self, original: str) -> str:
-        return self.remember(
-            "patient_id", original, "P" + self.digest("patient", original).hex()[:19].upper()
-        )
+        return self.remember("patient_id", original, "P" + self.digest("patient", original).hex()[:19].upper())
 
     def shift_days(self, patient: str) -> int:
         """Days to move every date of this patient back: constant per patient and key."""

@@ -84,8 +84,7 @@ class DeidReport:
         """One line, as the command line prints it."""
         c = self.counts
         text = (
-            f"{c['total']} input files: {c['written']} written, {c['quarantined']} quarantined, "
-            f"{c['skipped']} skipped"
+            f"{c['total']} input files: {c['written']} written, {c['quarantined']} quarantined, {c['skipped']} skipped"
         )
         if c["already_done"]:
             text += f", {c['already_done']} already done by an earlier run"

@@ -73,9 +73,7 @@ def _tie_groups(score: np.ndarray, target: np.ndarray, weights: np.ndarray) -> t
     return np.add.reduceat(w, starts, axis=1).astype(np.float64), total
 
 
-def weighted_rank_metrics(
-    score: np.ndarray, target: np.ndarray, weights: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def weighted_rank_metrics(score: np.ndarray, target: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """ROC AUC and average precision of one binary problem under each row of case weights.
 
     AUC is the probability that a random positive scores above a random negative, ties counting half,
@@ -149,9 +147,7 @@ def percentile_ci(samples: np.ndarray, min_valid_fraction: float = 0.5) -> tuple
     return [float(lo), float(hi)], note
 
 
-def weighted_confusion_counts(
-    truth: np.ndarray, predicted: np.ndarray, weights: np.ndarray
-) -> dict[str, np.ndarray]:
+def weighted_confusion_counts(truth: np.ndarray, predicted: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
     """One-vs-rest confusion counts per column under each row of case weights.
 
     Args:

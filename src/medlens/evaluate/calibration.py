@@ -26,8 +26,7 @@ DEFAULT_N_BINS = 15
 _DESCRIPTION = {
     "binary": "predicted probability of class 1 vs observed frequency of class 1",
     "multiclass": "top-class confidence vs accuracy of the arg-max prediction",
-    "multilabel": "per label: predicted probability vs observed frequency; mean over labels "
-    "(diagram pools all labels)",
+    "multilabel": "per label: predicted probability vs observed frequency; mean over labels (diagram pools all labels)",
 }
 
 

@@ -82,9 +82,7 @@ def _validate(
         raise EvaluationInputError(f"task {task!r} is not one of {', '.join(TASKS)}")
     y_true, y_prob = np.asarray(y_true), np.asarray(y_prob, dtype=np.float64)
     if len(y_true) == 0 or len(y_true) != len(y_prob):
-        raise EvaluationInputError(
-            f"y_true has {len(y_true)} cases and y_prob {len(y_prob)}; need equal, > 0"
-        )
+        raise EvaluationInputError(f"y_true has {len(y_true)} cases and y_prob {len(y_prob)}; need equal, > 0")
     if not np.all(np.isfinite(y_prob)) or y_prob.min() < -1e-6 or y_prob.max() > 1 + 1e-6:
         raise EvaluationInputError("y_prob must hold probabilities in [0, 1] (apply softmax/sigmoid first)")
     y_prob = np.clip(y_prob, 0.0, 1.0)
@@ -152,9 +150,7 @@ def choose_threshold(y_true: np.ndarray, y_prob: np.ndarray) -> float:
         return 0.5
     fpr, tpr, _ = roc_curve(y, p, drop_intermediate=False)
     distinct = np.unique(p)[::-1]  # descending: ROC point i >= 1 predicts positive for p >= distinct[i - 1]
-    bounds = np.concatenate(
-        [[1.0], distinct, [0.0]]
-    )  # point i holds for thresholds in (bounds[i+1], bounds[i]]
+    bounds = np.concatenate([[1.0], distinct, [0.0]])  # point i holds for thresholds in (bounds[i+1], bounds[i]]
     j = tpr - fpr
     candidates = []
     for i in np.flatnonzero(j >= j.max() - 1e-12):
@@ -163,9 +159,7 @@ def choose_threshold(y_true: np.ndarray, y_prob: np.ndarray) -> float:
     return float(min(candidates, key=lambda t: (abs(t - 0.5), t)))
 
 
-def _column_targets(
-    y_true: np.ndarray, y_prob: np.ndarray, task: str, k: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _column_targets(y_true: np.ndarray, y_prob: np.ndarray, task: str, k: int) -> tuple[np.ndarray, np.ndarray]:
     """One-vs-rest truth indicators and scores, ``(N, M)`` each (binary: both classes)."""
     if task == "multilabel":
         return y_true, y_prob
@@ -259,9 +253,7 @@ def _macro_note(key: str, mask: np.ndarray, class_names: list[str], task: str) -
     return f"mean over {int(mask.sum())} of {len(mask)} classes; undefined for {', '.join(missing)}"
 
 
-def _block(
-    point: dict, boot: dict | None, masks: dict, task: str, class_names: list[str], name: str
-) -> dict[str, Any]:
+def _block(point: dict, boot: dict | None, masks: dict, task: str, class_names: list[str], name: str) -> dict[str, Any]:
     """The metric entries at one prediction point (the operating threshold or 0.5)."""
     values = _summaries(point, masks, task, name)
     samples = _summaries(boot, masks, task, name) if boot is not None else None
@@ -335,17 +327,13 @@ def classification_metrics(
     masks = {key: ~np.isnan(value[0]) for key, value in point.items()}
     boot = None
     if n_bootstrap > 0:
-        blocks = [
-            _raw(w, truth, scores, preds, calib, task) for w in bs.resample_weights(n, n_bootstrap, seed)
-        ]
+        blocks = [_raw(w, truth, scores, preds, calib, task) for w in bs.resample_weights(n, n_bootstrap, seed)]
         boot = {key: np.concatenate([b[key] for b in blocks]) for key in point}
 
     result: dict[str, Any] = _block(point, boot, masks, task, class_names, "op")
     result["operating_point"] = {
         "threshold": None if task == "multiclass" else op,
-        "chosen_on": "argmax"
-        if task == "multiclass"
-        else ("default 0.5" if threshold is None else threshold_source),
+        "chosen_on": "argmax" if task == "multiclass" else ("default 0.5" if threshold is None else threshold_source),
     }
     result["at_threshold_0.5"] = _block(point, boot, masks, task, class_names, "half")
     result["per_class"] = {}

@@ -118,9 +118,7 @@ def reliability_png(calibration: dict[str, Any], ece: dict[str, Any]) -> bytes:
         title=f"Reliability diagram  (ECE {_fmt(ece)}{ci_text}, {calibration['n_bins']} bins)",
     )
     top.legend(loc="upper left", fontsize=8)
-    bottom.bar(
-        lower, [b["count"] for b in bins], width=width, align="edge", color="grey", edgecolor="black", lw=0.6
-    )
+    bottom.bar(lower, [b["count"] for b in bins], width=width, align="edge", color="grey", edgecolor="black", lw=0.6)
     bottom.set(xlabel="confidence: " + calibration["compares"].split(" vs ")[0], ylabel="cases")
     return _png(fig)
 
@@ -147,9 +145,7 @@ def _matrix(ax: Any, cm: np.ndarray, labels: list[str], title: str) -> None:
     ax.set(xlabel="predicted", ylabel="true", title=title)
 
 
-def confusion_png(
-    confusion: dict[str, np.ndarray], class_names: list[str], task: str, operating_label: str
-) -> bytes:
+def confusion_png(confusion: dict[str, np.ndarray], class_names: list[str], task: str, operating_label: str) -> bytes:
     """Confusion matrix at the operating point, and (binary, multilabel) at threshold 0.5 beside it.
 
     Multilabel: one 2x2 matrix per label at the operating threshold (negative/positive).

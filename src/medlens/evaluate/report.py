@@ -74,9 +74,7 @@ def _context_rows(context: dict[str, Any] | None) -> list[tuple[str, str, bool]]
 
 def _render(values: dict[str, Any]) -> str:
     source = resources.files("medlens.evaluate").joinpath("templates", _TEMPLATE).read_text(encoding="utf-8")
-    env = jinja2.Environment(
-        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True
-    )
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     return env.from_string(source).render(**values)
 
 

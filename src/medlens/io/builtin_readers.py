@@ -9,9 +9,7 @@ from medlens.core.image import Image
 from medlens.io.registry import register_reader
 
 
-@register_reader(
-    "dicom", (".dcm", ".dicom", ".ima", ".dcm.gz"), "one DICOM file (slice, multi-frame, 2D picture)"
-)
+@register_reader("dicom", (".dcm", ".dicom", ".ima", ".dcm.gz"), "one DICOM file (slice, multi-frame, 2D picture)")
 def _dicom(path: Path) -> Image:
     from medlens.io.dicom_file import read_dicom_file
 

@@ -61,11 +61,7 @@ def read_planar(ds: Dataset, path: Path) -> Image:
     slope = float(ds.get("RescaleSlope", 1) or 1)
     intercept = float(ds.get("RescaleIntercept", 0) or 0)
     # Rescale maps grey stored values to modality units; it does not apply to colour pixels.
-    values = (
-        apply_rescale(stored[None], np.asarray([slope]), np.asarray([intercept]))[0]
-        if samples == 1
-        else stored
-    )
+    values = apply_rescale(stored[None], np.asarray([slope]), np.asarray([intercept]))[0] if samples == 1 else stored
     warnings: list[str] = []
     spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
     if spacing is None:

@@ -121,8 +121,7 @@ def stack_geometry(
         if cos_tilt < 0.9999:
             angle = float(np.degrees(np.arccos(min(cos_tilt, 1.0))))
             warnings.append(
-                f"slices are stacked {angle:.2f} degrees off their normal (gantry tilt): "
-                "the affine is sheared"
+                f"slices are stacked {angle:.2f} degrees off their normal (gantry tilt): the affine is sheared"
             )
     else:
         affine[:3, 2] = normal * float(slice_spacing_hint or 1.0)

@@ -49,17 +49,14 @@ def read_multiframe(ds: Dataset, path: Path) -> Image:
     is_seg = str(ds.get("SOPClassUID", "")) == SEG_SOP_CLASS
 
     positions = [
-        _floats(frame_attribute(ds, f, "PlanePositionSequence", "ImagePositionPatient"))
-        for f in range(n_frames)
+        _floats(frame_attribute(ds, f, "PlanePositionSequence", "ImagePositionPatient")) for f in range(n_frames)
     ]
     orientation = _floats(frame_attribute(ds, 0, "PlaneOrientationSequence", "ImageOrientationPatient"))
     orientation = orientation or _floats(ds.get("ImageOrientationPatient"))
     spacing = _floats(frame_attribute(ds, 0, "PixelMeasuresSequence", "PixelSpacing")) or _floats(
         ds.get("PixelSpacing")
     )
-    between = frame_attribute(ds, 0, "PixelMeasuresSequence", "SpacingBetweenSlices") or ds.get(
-        "SpacingBetweenSlices"
-    )
+    between = frame_attribute(ds, 0, "PixelMeasuresSequence", "SpacingBetweenSlices") or ds.get("SpacingBetweenSlices")
     between_f = float(between) if between not in (None, "") else None
     if spacing is None:
         spacing = [1.0, 1.0]
@@ -119,9 +116,7 @@ def read_multiframe(ds: Dataset, path: Path) -> Image:
     meta["n_frames"] = n_frames
     note_photometric(meta, ds)
     if is_seg:
-        meta["segments"] = {
-            int(s.SegmentNumber): str(s.get("SegmentLabel", "")) for s in ds.get("SegmentSequence", [])
-        }
+        meta["segments"] = {int(s.SegmentNumber): str(s.get("SegmentLabel", "")) for s in ds.get("SegmentSequence", [])}
     return Image(
         array=stack_to_channel_first(stored, 1 if is_seg else samples),
         affine=lps_to_ras(affine_lps),

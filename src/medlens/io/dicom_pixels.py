@@ -53,9 +53,9 @@ def apply_rescale(stack: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray)
     shape = (-1,) + (1,) * (stack.ndim - 1)
     integral = np.all(slopes == np.round(slopes)) and np.all(intercepts == np.round(intercepts))
     if integral and np.issubdtype(stack.dtype, np.integer):
-        out = stack.astype(np.int64) * slopes.astype(np.int64).reshape(shape) + intercepts.astype(
-            np.int64
-        ).reshape(shape)
+        out = stack.astype(np.int64) * slopes.astype(np.int64).reshape(shape) + intercepts.astype(np.int64).reshape(
+            shape
+        )
         return compact_integers(out)
     return (stack.astype(np.float32) * slopes.reshape(shape) + intercepts.reshape(shape)).astype(np.float32)
 

@@ -177,9 +177,7 @@ def select_series(series: list[SeriesInfo], source: Path | str, series_uid: str 
     if series_uid is None:
         if len(series) == 1:
             return series[0]
-        raise InputError(
-            source, f"holds {len(series)} series, choose one with series_uid= (CLI: --series): {names}"
-        )
+        raise InputError(source, f"holds {len(series)} series, choose one with series_uid= (CLI: --series): {names}")
     exact = [s for s in series if s.key == series_uid]
     if exact:
         return exact[0]

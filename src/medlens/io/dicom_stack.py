@@ -54,9 +54,7 @@ def volume_from_slices(datasets: Sequence[Dataset], paths: Sequence[Path]) -> Im
     samples = int(first.get("SamplesPerPixel", 1))
     for ds, path in zip(datasets, paths, strict=True):
         if (int(ds.Rows), int(ds.Columns), int(ds.get("SamplesPerPixel", 1))) != (rows, cols, samples):
-            raise InputError(
-                path, f"slice size {ds.Rows}x{ds.Columns} differs from the series' {rows}x{cols}"
-            )
+            raise InputError(path, f"slice size {ds.Rows}x{ds.Columns} differs from the series' {rows}x{cols}")
 
     if all(has_geometry(ds) for ds in datasets):
         orientation = np.asarray([float(v) for v in first.ImageOrientationPatient])
@@ -80,9 +78,7 @@ def volume_from_slices(datasets: Sequence[Dataset], paths: Sequence[Path]) -> Im
         warnings.extend(geometry.warnings)
     else:
         logger.warning("%s: slices without position/orientation, stacked by InstanceNumber", paths[0])
-        warnings.append(
-            "no ImagePositionPatient/ImageOrientationPatient: stacked by InstanceNumber, 1 mm spacing"
-        )
+        warnings.append("no ImagePositionPatient/ImageOrientationPatient: stacked by InstanceNumber, 1 mm spacing")
         order = sorted(range(len(datasets)), key=lambda i: _instance_number(datasets[i]))
         affine_lps = np.diag([-1.0, -1.0, 1.0, 1.0])  # identity in RAS
 

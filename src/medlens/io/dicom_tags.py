@@ -69,9 +69,7 @@ def open_dataset(path: Path, stop_before_pixels: bool = False, force: bool = Fal
     except InvalidDicomError as exc:
         raise InputError(path, f"not a DICOM file ({exc})") from exc
     except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise InputError(
-            path, f"unreadable DICOM file, truncated or corrupt ({type(exc).__name__}: {exc})"
-        ) from exc
+        raise InputError(path, f"unreadable DICOM file, truncated or corrupt ({type(exc).__name__}: {exc})") from exc
 
 
 def has_pixels(ds: Dataset) -> bool:

@@ -100,9 +100,7 @@ def write_itk(image: Image, path: Path) -> Path:
     Header/data pairs (.mhd, .nhdr) are refused: two files cannot appear at once.
     """
     if path.suffix.lower() not in (".nrrd", ".mha"):
-        raise InputError(
-            path, "write single-file .nrrd or .mha (header/data pairs cannot be written atomically)"
-        )
+        raise InputError(path, "write single-file .nrrd or .mha (header/data pairs cannot be written atomically)")
     if image.spatial_dims != 3:
         raise InputError(path, f"NRRD/MHA output needs a 3D image, got {image.spatial_dims}D")
     img = image_to_sitk(image)

@@ -33,15 +33,11 @@ class ReaderEntry:
 _READERS: dict[str, ReaderEntry] = {}
 
 
-def register_reader(
-    name: str, suffixes: Sequence[str] = (), description: str = ""
-) -> Callable[[ReaderFn], ReaderFn]:
+def register_reader(name: str, suffixes: Sequence[str] = (), description: str = "") -> Callable[[ReaderFn], ReaderFn]:
     """Register ``fn(source, **options) -> Image`` under ``name`` for the given lower-case suffixes."""
 
     def decorate(fn: ReaderFn) -> ReaderFn:
-        _READERS[name] = ReaderEntry(
-            name, tuple(suffixes), description or (fn.__doc__ or "").split("\n")[0], fn
-        )
+        _READERS[name] = ReaderEntry(name, tuple(suffixes), description or (fn.__doc__ or "").split("\n")[0], fn)
         return fn
 
     return decorate

@@ -61,9 +61,7 @@ def write_secondary_capture(
         series_number: SeriesNumber of the new series.
     """
     if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3):
-        raise InputError(
-            path, f"secondary capture needs (H, W) or (H, W, 3) uint8, got {pixels.shape} {pixels.dtype}"
-        )
+        raise InputError(path, f"secondary capture needs (H, W) or (H, W, 3) uint8, got {pixels.shape} {pixels.dtype}")
     photometric = "RGB" if pixels.ndim == 3 else "MONOCHROME2"
     orientation = _patient_orientation(image)
     common = {
@@ -97,11 +95,7 @@ def write_secondary_capture(
 def _build(image: Image, common: dict[str, Any], reference: Dataset | str | Path | None) -> SCImage:
     """The Secondary Capture joining the reference's study, or the image's own identifiers."""
     if reference is not None:
-        ref = (
-            reference
-            if isinstance(reference, Dataset)
-            else pydicom.dcmread(reference, stop_before_pixels=True)
-        )
+        ref = reference if isinstance(reference, Dataset) else pydicom.dcmread(reference, stop_before_pixels=True)
         return SCImage.from_ref_dataset(ref_dataset=ref, **common)
     ids = image.identifiers
     return SCImage(

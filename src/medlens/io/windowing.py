@@ -31,9 +31,7 @@ MR_PERCENTILES: dict[str, tuple[float, float]] = {
 PRESETS = (*CT_WINDOWS, *MR_PERCENTILES, "dicom", "auto")
 
 
-def resolve_window(
-    image: Image, window: str | tuple[float, float] | None, data: np.ndarray
-) -> tuple[float, float]:
+def resolve_window(image: Image, window: str | tuple[float, float] | None, data: np.ndarray) -> tuple[float, float]:
     """The (low, high) value range to show for a window name or an explicit (centre, width).
 
     ``"auto"`` (and ``None``) uses the DICOM WindowCenter/WindowWidth when present, the soft-tissue window for
@@ -66,9 +64,7 @@ def to_uint8(image: Image, data: np.ndarray, window: str | tuple[float, float] |
 
     8-bit colour pictures are returned unchanged.
     """
-    if data.dtype == np.uint8 and (
-        image.channels in (3, 4) or (window is None and "modality" not in image.meta)
-    ):
+    if data.dtype == np.uint8 and (image.channels in (3, 4) or (window is None and "modality" not in image.meta)):
         return data
     low, high = resolve_window(image, window, data)
     scaled = (data.astype(np.float32) - low) / (high - low)

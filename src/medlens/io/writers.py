@@ -142,7 +142,5 @@ def write_image(image: Image, path: str | Path, **options: Any) -> Path:
     name = path.name.lower()
     suffix = ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
     if suffix not in _WRITERS:
-        raise InputError(
-            path, f"unknown output format {suffix or '(no suffix)'}; known: {' '.join(list_writers())}"
-        )
+        raise InputError(path, f"unknown output format {suffix or '(no suffix)'}; known: {' '.join(list_writers())}")
     return _WRITERS[suffix](image, path, **options)
