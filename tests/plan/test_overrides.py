@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,22 @@ def test_inconsistent_intensity_range(plan: Plan, overrides: list[str]) -> None:
 def test_minmax_with_a_range(plan: Plan) -> None:
     new = apply_overrides(plan, ["data.normalization=minmax", "data.clip=[-1000, 400]"])
     assert (new.data.normalization, new.data.clip) == ("minmax", [-1000.0, 400.0])
+
+
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [
+        ("augment.flip_axes=[0, 2]", "flip_axes [2]"),
+        ("augment.flip_axes=[-1]", "flip_axes [-1]"),
+        ("data.input_size=[28, 28, 28]", "input_size"),
+        ("spatial_dims=3", "input_size"),
+    ],
+)
+def test_axes_must_fit_the_dimensionality(plan: Plan, override: str, words: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        apply_overrides(plan, [override])
+
+
+def test_switching_to_3d_with_matching_sizes(plan: Plan) -> None:
+    new = apply_overrides(plan, ["spatial_dims=3", "data.input_size=[32, 32, 32]", "augment.flip_axes=[2]"])
+    assert (new.spatial_dims, new.augment.flip_axes) == (3, [2])

@@ -90,3 +90,12 @@ class Plan(_Strict):
     optim: OptimPlan
     train: TrainPlan
     notes: list[str] = Field(default_factory=list, description="why the rules chose what they chose")
+
+    @model_validator(mode="after")
+    def _check_axes(self) -> Plan:
+        if len(self.data.input_size) != self.spatial_dims:
+            raise ValueError(f"data.input_size {self.data.input_size} needs {self.spatial_dims} sizes (spatial_dims)")
+        bad = [a for a in self.augment.flip_axes if not 0 <= a < self.spatial_dims]
+        if bad:
+            raise ValueError(f"augment.flip_axes {bad}: spatial axes are 0..{self.spatial_dims - 1}")
+        return self
