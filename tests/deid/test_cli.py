@@ -12,9 +12,7 @@ import pytest
 from medlens.cli.main import main
 
 
-def test_cli_in_process(
-    dicom_root: Path, key_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_cli_in_process(dicom_root: Path, key_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out, mapping = tmp_path / "out", tmp_path / "map.csv"
     code = main(["deid", str(dicom_root / "deid_data"), str(out), "--key", str(key_file), "--workers", "1",
                  "--reject-burned-in", "--keep-dates-shifted", "--mapping", str(mapping)])  # fmt: skip

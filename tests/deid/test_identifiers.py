@@ -76,9 +76,7 @@ def identifying_values(ds: Dataset) -> tuple[set[str], set[str]]:
             if elem.tag.is_private or elem.keyword in NOT_IDENTIFYING:
                 continue
             if elem.keyword in IDENTIFYING_KEYWORDS or elem.VR in IDENTIFYING_VRS:
-                target = (
-                    substrings if elem.keyword in SUBSTRING_KEYWORDS or elem.VR in SUBSTRING_VRS else whole
-                )
+                target = substrings if elem.keyword in SUBSTRING_KEYWORDS or elem.VR in SUBSTRING_VRS else whole
                 for value in _values(elem):
                     if len(value) >= MIN_LENGTH and value not in UID_dictionary:
                         target.add(value)
@@ -171,9 +169,7 @@ def test_no_identifier_survives_with_dates_shifted_and_characteristics_kept(
     dicom_root: Path, key_file: Path, input_secrets, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    deidentify(
-        dicom_root, out, key=key_file, keep_dates_shifted=True, keep_patient_characteristics=True, workers=2
-    )
+    deidentify(dicom_root, out, key=key_file, keep_dates_shifted=True, keep_patient_characteristics=True, workers=2)
     assert leaks(out, input_secrets) == []
 
 
@@ -198,13 +194,9 @@ def test_output_names_carry_no_identifier(full_run, dicom_root: Path) -> None:
 def test_references_inside_sequences_follow_the_remapped_uids(full_run) -> None:
     _report, out, _mapping = full_run
     series = [pydicom.dcmread(p) for p in out.rglob("*.dcm")]
-    mr = [
-        ds for ds in series if ds.get("SeriesDescription") is None and ds.Modality == "MR" and ds.Rows == 256
-    ]
+    mr = [ds for ds in series if ds.get("SeriesDescription") is None and ds.Modality == "MR" and ds.Rows == 256]
     sop_uids = {ds.SOPInstanceUID for ds in series}
-    referenced = {
-        item.ReferencedSOPInstanceUID for ds in mr for item in ds.get("ReferencedImageSequence", [])
-    }
+    referenced = {item.ReferencedSOPInstanceUID for ds in mr for item in ds.get("ReferencedImageSequence", [])}
     assert referenced and all(uid.startswith("2.25.") for uid in referenced)
     # The localisers these slices reference are not in the data set; their UIDs are remapped all the same.
     assert referenced.isdisjoint({"", None})

@@ -104,9 +104,7 @@ def test_options_keep_what_they_promise(small_input: Path, key_file: Path, tmp_p
     assert basic.get("DeviceSerialNumber") != "45152"
 
 
-def test_rerun_after_an_interrupted_run_finishes_the_rest(
-    small_input: Path, key_file: Path, tmp_path: Path
-) -> None:
+def test_rerun_after_an_interrupted_run_finishes_the_rest(small_input: Path, key_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     seen = []
 
@@ -127,9 +125,7 @@ def test_rerun_after_an_interrupted_run_finishes_the_rest(
     assert not list(out.rglob("*.partial"))
     complete = _uids(out)
     assert len(complete) == 12
-    assert complete == _uids(
-        deidentify(small_input, tmp_path / "fresh", key=key_file).out and tmp_path / "fresh"
-    )
+    assert complete == _uids(deidentify(small_input, tmp_path / "fresh", key=key_file).out and tmp_path / "fresh")
 
 
 def test_reject_burned_in_quarantines(dicom_root: Path, key_file: Path, tmp_path: Path) -> None:
@@ -178,9 +174,7 @@ def test_site_profile_is_validated(tmp_path: Path) -> None:
         load_profile(bad_action)
 
 
-def test_mapping_file_only_when_asked_and_never_in_out(
-    small_input: Path, key_file: Path, tmp_path: Path
-) -> None:
+def test_mapping_file_only_when_asked_and_never_in_out(small_input: Path, key_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     report = deidentify(small_input, out, key=key_file)
     assert report.mapping_file is None and not list(out.rglob("*.csv"))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_case
 from sklearn import metrics as skm
 
+from conftest import make_case
 from medlens.evaluate import bootstrap as bs
 from medlens.evaluate.classification import METRIC_KEYS, classification_metrics
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_case
 from torchmetrics.classification import BinaryCalibrationError, MulticlassCalibrationError
 
+from conftest import make_case
 from medlens.evaluate.calibration import (
     bin_indices,
     calibration_pairs,

@@ -7,9 +7,9 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import KINDS, make_case
 from sklearn import metrics as skm
 
+from conftest import KINDS, make_case
 from medlens.evaluate.classification import (
     METRIC_KEYS,
     EvaluationInputError,
@@ -55,33 +55,23 @@ def _nanmean(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else NAN
 
 
-def reference(
-    task: str, y: np.ndarray, p: np.ndarray, threshold: float
-) -> tuple[dict, list[dict], np.ndarray]:
+def reference(task: str, y: np.ndarray, p: np.ndarray, threshold: float) -> tuple[dict, list[dict], np.ndarray]:
     """Top-level metrics, per-class metrics and confusion matrix, from scikit-learn."""
     if task == "binary":
         pred = (p >= threshold).astype(int)
         top = _binary_reference(y, p, pred)
-        per_class = [
-            _binary_reference((y == c).astype(int), [1 - p, p][c], (pred == c).astype(int)) for c in (0, 1)
-        ]
+        per_class = [_binary_reference((y == c).astype(int), [1 - p, p][c], (pred == c).astype(int)) for c in (0, 1)]
         return top, per_class, skm.confusion_matrix(y, pred, labels=[0, 1])
     if task == "multiclass":
         k = p.shape[1]
         pred = p.argmax(axis=1)
-        per_class = [
-            _binary_reference((y == c).astype(int), p[:, c], (pred == c).astype(int)) for c in range(k)
-        ]
+        per_class = [_binary_reference((y == c).astype(int), p[:, c], (pred == c).astype(int)) for c in range(k)]
         labels = list(range(k))
         top = {
             "accuracy": skm.accuracy_score(y, pred),
             "balanced_accuracy": _sk(skm.balanced_accuracy_score, y, pred),
-            "sensitivity": _sk(
-                skm.recall_score, y, pred, labels=labels, average="macro", zero_division=np.nan
-            ),
-            "precision": _sk(
-                skm.precision_score, y, pred, labels=labels, average="macro", zero_division=np.nan
-            ),
+            "sensitivity": _sk(skm.recall_score, y, pred, labels=labels, average="macro", zero_division=np.nan),
+            "precision": _sk(skm.precision_score, y, pred, labels=labels, average="macro", zero_division=np.nan),
             "f1": _sk(skm.f1_score, y, pred, labels=labels, average="macro", zero_division=np.nan),
             "specificity": _nanmean([c["specificity"] for c in per_class]),
             "auc": _nanmean([c["auc"] for c in per_class]),
@@ -119,9 +109,7 @@ def test_metrics_match_sklearn(task: str, kind: str) -> None:
     y, p = make_case(task, kind, seed=10 * TASKS.index(task) + KINDS.index(kind))
     threshold = None if task == "multiclass" else 0.42
     names = _names(task, y)
-    m = classification_metrics(
-        y, p, task=task, class_names=names, threshold=threshold, n_bootstrap=60, seed=1
-    )
+    m = classification_metrics(y, p, task=task, class_names=names, threshold=threshold, n_bootstrap=60, seed=1)
     top, per_class, cm = reference(task, y, p, 0.42)
 
     for key, theirs in top.items():
@@ -139,9 +127,7 @@ def test_metrics_match_sklearn(task: str, kind: str) -> None:
 def test_threshold_half_figures_match_sklearn(task: str, kind: str) -> None:
     y, p = make_case(task, kind, seed=7)
     threshold = None if task == "multiclass" else 0.3
-    m = classification_metrics(
-        y, p, task=task, class_names=_names(task, y), threshold=threshold, n_bootstrap=0
-    )
+    m = classification_metrics(y, p, task=task, class_names=_names(task, y), threshold=threshold, n_bootstrap=0)
     top, _, _ = reference(task, y, p, 0.5)
     for key in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "precision", "f1", "auc"):
         assert _close(m["at_threshold_0.5"][key]["value"], top[key]), key
@@ -169,9 +155,10 @@ def test_support_and_operating_point() -> None:
     assert m["operating_point"] == {"threshold": 0.3, "chosen_on": "validation"}
     assert m["per_class"]["pos"]["support"] == int(y.sum())
     assert m["per_class"]["neg"]["support"] == int((y == 0).sum())
-    assert classification_metrics(y, p, task="binary", class_names=["n", "p"], n_bootstrap=0)[
-        "operating_point"
-    ] == {"threshold": 0.5, "chosen_on": "default 0.5"}
+    assert classification_metrics(y, p, task="binary", class_names=["n", "p"], n_bootstrap=0)["operating_point"] == {
+        "threshold": 0.5,
+        "chosen_on": "default 0.5",
+    }
     y3, p3 = make_case("multiclass", "random")
     m3 = classification_metrics(y3, p3, task="multiclass", class_names=list("abcd"), n_bootstrap=0)
     assert m3["operating_point"] == {"threshold": None, "chosen_on": "argmax"}

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_case
 
+from conftest import make_case
 from medlens.evaluate.classification import classification_metrics
 from medlens.evaluate.report import write_classification_report
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_case
 from sklearn.metrics import roc_curve
 
+from conftest import make_case
 from medlens.evaluate.classification import choose_threshold
 
 

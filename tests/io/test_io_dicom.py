@@ -84,8 +84,7 @@ def test_seg_multiframe_uses_per_frame_functional_groups(testdata: Path) -> None
     image = read_image(path)
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     positions = [
-        [float(v) for v in f.PlanePositionSequence[0].ImagePositionPatient]
-        for f in ds.PerFrameFunctionalGroupsSequence
+        [float(v) for v in f.PlanePositionSequence[0].ImagePositionPatient] for f in ds.PerFrameFunctionalGroupsSequence
     ]
     z = sorted(p[2] for p in positions)
     assert image.kind == "label"
@@ -117,9 +116,7 @@ def test_order_does_not_come_from_file_names(mr_series_files: list[Path], tmp_pa
     np.testing.assert_allclose(straight.affine, again.affine)
 
 
-def test_mixed_folder_is_split_by_series_uid(
-    mr_series_files: list[Path], testdata: Path, tmp_path: Path
-) -> None:
+def test_mixed_folder_is_split_by_series_uid(mr_series_files: list[Path], testdata: Path, tmp_path: Path) -> None:
     ct_files = sorted((testdata / "dicomdirtests" / "98892001" / "CT5N").iterdir())
     mixed = _link_all(mr_series_files[:12] + ct_files, tmp_path / "mixed")
     series = find_series(mixed)
@@ -181,9 +178,7 @@ def test_dicomdir_lists_and_reads_series(testdata: Path) -> None:
     np.testing.assert_array_equal(via_dicomdir.array, direct.array)
 
 
-def test_truncated_file_is_an_input_error(
-    testdata: Path, mr_series_files: list[Path], tmp_path: Path
-) -> None:
+def test_truncated_file_is_an_input_error(testdata: Path, mr_series_files: list[Path], tmp_path: Path) -> None:
     data = (testdata / "CT_small.dcm").read_bytes()
     broken = tmp_path / "broken.dcm"
     broken.write_bytes(data[: len(data) // 2])

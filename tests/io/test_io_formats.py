@@ -123,9 +123,7 @@ def test_png_of_2d_rgb_is_unchanged(data_root: Path, tmp_path: Path) -> None:
     np.testing.assert_array_equal(np.asarray(PILImage.open(out)), image.array.transpose(1, 2, 0))
 
 
-def test_secondary_capture_joins_the_study(
-    mr_volume: Image, mr_series_files: list[Path], tmp_path: Path
-) -> None:
+def test_secondary_capture_joins_the_study(mr_volume: Image, mr_series_files: list[Path], tmp_path: Path) -> None:
     out = write_image(mr_volume, tmp_path / "overlay.dcm", window="mr", reference=mr_series_files[0])
     sc = pydicom.dcmread(out)
     source = pydicom.dcmread(mr_series_files[0], stop_before_pixels=True)

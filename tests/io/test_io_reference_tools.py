@@ -36,9 +36,7 @@ def _assert_same_geometry(affine: np.ndarray, image: Image) -> None:
 
 
 @pytest.mark.integration
-def test_series_matches_dcm2niix(
-    mr_volume: Image, mr_series_dir: Path, dcm2niix: str, tmp_path: Path
-) -> None:
+def test_series_matches_dcm2niix(mr_volume: Image, mr_series_dir: Path, dcm2niix: str, tmp_path: Path) -> None:
     subprocess.run(
         [dcm2niix, "-z", "n", "-b", "n", "-f", "ref", "-o", str(tmp_path), str(mr_series_dir)],
         check=True,

@@ -91,9 +91,8 @@ class Image:
 
     def to_metatensor(self) -> Any:
         """Return a MONAI MetaTensor carrying the pixels and the affine (for MONAI transforms)."""
-        from monai.data import MetaTensor
-
         import torch
+        from monai.data import MetaTensor
 
         return MetaTensor(self.array, affine=torch.as_tensor(self.affine), meta={**self.meta, "kind": self.kind})
 
