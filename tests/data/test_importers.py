@@ -63,12 +63,8 @@ def test_medmnist_2d(small_pneumonia_npz: Path, tmp_path: Path) -> None:
         assert [int(c.target) for c in cases] == arrays[f"{split}_labels"][:, 0].tolist()
         # pixels survive the trip through PNG unchanged
         first, last = cases[0], cases[-1]
-        np.testing.assert_array_equal(
-            np.asarray(PILImage.open(ds.image_paths(first)[0])), arrays[f"{split}_images"][0]
-        )
-        np.testing.assert_array_equal(
-            np.asarray(PILImage.open(ds.image_paths(last)[0])), arrays[f"{split}_images"][-1]
-        )
+        np.testing.assert_array_equal(np.asarray(PILImage.open(ds.image_paths(first)[0])), arrays[f"{split}_images"][0])
+        np.testing.assert_array_equal(np.asarray(PILImage.open(ds.image_paths(last)[0])), arrays[f"{split}_images"][-1])
     assert len({c.patient_id for c in ds.cases}) == 80
     assert load_dataset(tmp_path / "out").cases == ds.cases
 
@@ -106,9 +102,7 @@ def test_catalog_classes_kept_when_a_class_is_absent(
         keep = arrays[f"{split}_labels"][:, 0] == 0
         arrays[f"{split}_images"] = arrays[f"{split}_images"][keep]
         arrays[f"{split}_labels"] = arrays[f"{split}_labels"][keep]
-    ds = get_importer("medmnist")(
-        write_npz(tmp_path / "src" / "pneumoniamnist.npz", arrays), tmp_path / "out"
-    )
+    ds = get_importer("medmnist")(write_npz(tmp_path / "src" / "pneumoniamnist.npz", arrays), tmp_path / "out")
     assert ds.spec.classes == ["normal", "pneumonia"]
     assert {c.target for c in ds.cases} == {"0"}
 
@@ -130,9 +124,7 @@ def test_multilabel_archive(
     arrays = medmnist_subset("pneumoniamnist")
     rng = np.random.default_rng(0)
     for split in ("train", "val", "test"):
-        arrays[f"{split}_labels"] = rng.integers(0, 2, (len(arrays[f"{split}_images"]), n_labels)).astype(
-            np.uint8
-        )
+        arrays[f"{split}_labels"] = rng.integers(0, 2, (len(arrays[f"{split}_images"]), n_labels)).astype(np.uint8)
     ds = get_importer("medmnist")(write_npz(tmp_path / "src" / f"{name}.npz", arrays), tmp_path / "out")
     assert ds.spec.task == "multilabel"
     assert len(ds.spec.classes) == n_labels
@@ -183,9 +175,7 @@ def test_download_medmnist_from_local_file(data_root: Path, tmp_path: Path) -> N
     assert md5sum(got) == official
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["adrenalmnist3d.npz"]
     # a verified file is not fetched again (this URL would fail)
-    again = download_medmnist(
-        "adrenalmnist3d", 28, root=tmp_path / "cache", url=(tmp_path / "nope.npz").as_uri()
-    )
+    again = download_medmnist("adrenalmnist3d", 28, root=tmp_path / "cache", url=(tmp_path / "nope.npz").as_uri())
     assert again == got
 
 
@@ -325,9 +315,7 @@ def test_folder_of_dicom_files(data_root: Path, tmp_path: Path) -> None:
     for i in range(3):
         shutil.copy(testdata / "CT_small.dcm", src / "ct" / f"slice{i}.dcm")
     shutil.copy(testdata / "MR_small.dcm", src / "mr" / "a.dcm")
-    shutil.copy(
-        testdata / "MR_small.dcm", src / "mr" / "IM0001"
-    )  # DICOM without a suffix, found by its preamble
+    shutil.copy(testdata / "MR_small.dcm", src / "mr" / "IM0001")  # DICOM without a suffix, found by its preamble
     ds = get_importer("folder")(src, tmp_path / "out")
     assert ds.spec.classes == ["ct", "mr"]
     assert ds.spec.spatial_dims == 2
@@ -375,10 +363,7 @@ def csv_images(tmp_path: Path, pneumonia_by_class: dict[str, np.ndarray]) -> lis
     rows = []
     for name, images in pneumonia_by_class.items():
         _write_pngs(tmp_path / "imgs", images[:8], name)
-        rows += [
-            {"image": f"imgs/{name}{i:03d}.png", "label": name, "patient_id": f"{name}{i // 2}"}
-            for i in range(8)
-        ]
+        rows += [{"image": f"imgs/{name}{i:03d}.png", "label": name, "patient_id": f"{name}{i // 2}"} for i in range(8)]
     return rows
 
 
@@ -458,4 +443,26 @@ def test_multilabel_columns_must_match_the_catalog(
         arrays[f"{split}_labels"] = np.zeros((len(arrays[f"{split}_images"]), 3), np.uint8)
     with pytest.raises(InputError, match="3 columns"):
         get_importer("medmnist")(write_npz(tmp_path / "src" / "chestmnist.npz", arrays), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_medmnist_rgb_archive(tmp_path: Path, medmnist_subset: Callable, write_npz: Callable) -> None:
+    """Colour archives (PathMNIST, DermaMNIST, ...) are (N, H, W, 3): 2D with three channels, not 3D."""
+    arrays = medmnist_subset("pneumoniamnist")
+    for split in ("train", "val", "test"):
+        gray = arrays[f"{split}_images"]
+        arrays[f"{split}_images"] = np.stack([gray, 255 - gray, gray // 2], axis=-1)  # (N, 28, 28, 3)
+    ds = get_importer("medmnist")(write_npz(tmp_path / "src" / "my_rgb.npz", arrays), tmp_path / "out")
+    assert ds.spec.spatial_dims == 2
+    assert ds.spec.channels == ["red", "green", "blue"]
+    png = np.asarray(PILImage.open(ds.image_paths(ds.split("val")[2])[0]))
+    np.testing.assert_array_equal(png, arrays["val_images"][2])
+
+
+def test_medmnist_archive_of_the_wrong_dimensionality(
+    tmp_path: Path, medmnist_subset: Callable, write_npz: Callable
+) -> None:
+    arrays = medmnist_subset("pneumoniamnist")  # 2D images under a 3D catalog name
+    with pytest.raises(InputError, match="adrenalmnist3d is 3D"):
+        get_importer("medmnist")(write_npz(tmp_path / "src" / "adrenalmnist3d.npz", arrays), tmp_path / "out")
     assert not (tmp_path / "out").exists()
