@@ -39,8 +39,9 @@ demo: $(BIN)/medlens
 	$(BIN)/medlens plan $(DEMO_DIR)/dataset
 	$(BIN)/medlens train $(DEMO_DIR)/dataset --out $(DEMO_DIR)/run --budget $(DEMO_BUDGET)
 	$(BIN)/medlens evaluate $(DEMO_DIR)/run --split test --out $(DEMO_DIR)/eval
-	$(BIN)/medlens predict $(DEMO_DIR)/run $(DEMO_DIR)/eval/examples --out $(DEMO_DIR)/predictions
-	@echo; echo "report: $$(pwd)/$(DEMO_DIR)/eval/report.html"
+	$(BIN)/medlens predict $(DEMO_DIR)/run $(DEMO_DIR)/dataset/images/test_0000?.png --out $(DEMO_DIR)/predictions
+	@echo; echo "predictions: $$(pwd)/$(DEMO_DIR)/predictions/predictions.csv"
+	@echo "report:      $$(pwd)/$(DEMO_DIR)/eval/report.html"
 
 # pytest exits 5 when it collects no test: say so plainly instead of failing with a bare make error.
 test: setup
@@ -55,6 +56,7 @@ lint: $(BIN)/medlens
 bench: $(BIN)/medlens
 	$(BIN)/python benchmarks/classification.py
 	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/deid.py --files 10000 --workers 2
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache
