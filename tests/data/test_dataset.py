@@ -128,9 +128,7 @@ def test_class_index_outside_classes(tmp_path: Path, target: str) -> None:
 
 def test_label_vector_length_checked(tmp_path: Path) -> None:
     spec = _spec(task="multilabel", classes=["a", "b", "c"])
-    ds = write_dataset(
-        tmp_path, spec, [Case("ok", "p", ["x.png"], "1;0;1"), Case("short", "q", ["y.png"], "1;0")]
-    )
+    ds = write_dataset(tmp_path, spec, [Case("ok", "p", ["x.png"], "1;0;1"), Case("short", "q", ["y.png"], "1;0")])
     assert ds.label_vector(ds.cases[0]) == [1, 0, 1]
     with pytest.raises(InputError, match="short"):
         ds.label_vector(ds.cases[1])

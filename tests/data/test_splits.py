@@ -16,9 +16,7 @@ def _cases(n_patients: int = 200, per_patient: int = 3, n_classes: int = 3, seed
     rng = np.random.default_rng(seed)
     cases = []
     for p in range(n_patients):
-        label = int(
-            rng.choice(n_classes, p=np.linspace(2, 1, n_classes) / np.linspace(2, 1, n_classes).sum())
-        )
+        label = int(rng.choice(n_classes, p=np.linspace(2, 1, n_classes) / np.linspace(2, 1, n_classes).sum()))
         for k in range(int(rng.integers(1, per_patient + 1))):
             cases.append(Case(f"p{p}_{k}", f"p{p}", [f"p{p}_{k}.png"], str(label)))
     return cases
