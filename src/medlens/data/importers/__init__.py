@@ -36,4 +36,4 @@ def list_importers() -> list[str]:
 
 
 def _load_builtin() -> None:
-    from medlens.data.importers import folder, medmnist, table  # noqa: F401  (registration side effect)
+    from medlens.data.importers import coco, folder, medmnist, table, voc, yolo  # noqa: F401  (registration side effect)

@@ -1,0 +1,126 @@
+"""COCO JSON: one annotations file (``images``, ``annotations`` with ``bbox`` [x, y, w, h], ``categories``).
+
+Images listed without annotations are kept as negatives; crowd annotations (``iscrowd: 1``) are left out, as
+COCO's own evaluation ignores them. Class order follows the category ids.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from medlens.core.errors import InputError
+from medlens.data.boxes import ImageRecord, image_size_of, report_unknown, write_detection_dataset
+from medlens.data.dataset import Dataset
+from medlens.data.importers import register_importer
+
+log = logging.getLogger(__name__)
+
+
+@register_importer("coco")
+def import_coco(
+    annotations: str | Path,
+    images: str | Path,
+    out: str | Path,
+    *,
+    classes: list[str] | None = None,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Dataset:
+    """Import a COCO-format annotations file and its image folder into a detection dataset.
+
+    Args:
+        annotations: the COCO JSON file.
+        images: folder the ``file_name`` entries are relative to.
+        out: the dataset folder to create.
+        classes: class names in label order; other categories are reported and left out. By default every
+            category, in id order.
+        val_fraction: share of images for validation.
+        test_fraction: share of images for testing.
+        seed: seed of the split.
+        overwrite: replace an existing dataset folder.
+
+    Example:
+        >>> import_coco("instances.json", "images/", "datasets/cells")  # doctest: +SKIP
+    """
+    annotations, images = Path(annotations), Path(images)
+    content = _load(annotations)
+    categories = {int(c["id"]): str(c["name"]) for c in content.get("categories", [])}
+    names = list(classes) if classes else [categories[k] for k in sorted(categories)]
+    if not names:
+        raise InputError(annotations, "no categories (give the class names with --classes)")
+    per_image: dict[int, list[dict[str, Any]]] = {int(im["id"]): [] for im in content["images"]}
+    found: Counter[str] = Counter()
+    crowd = orphans = 0
+    for ann in content.get("annotations", []):
+        image_id = int(ann["image_id"])
+        if image_id not in per_image:
+            orphans += 1
+            continue
+        if ann.get("iscrowd", 0):
+            crowd += 1
+            continue
+        name = categories.get(int(ann["category_id"]), f"category_id {ann['category_id']}")
+        found[name] += 1
+        per_image[image_id].append({"name": name, "bbox": ann["bbox"]})
+    if orphans:
+        log.warning("%s: %d annotation(s) refer to image ids not in 'images'; left out", annotations, orphans)
+    if crowd:
+        log.info("%s: %d crowd annotation(s) left out", annotations, crowd)
+    report_unknown(annotations, found, names)
+    records = []
+    for entry in content["images"]:
+        path = images / str(entry["file_name"])
+        if not path.is_file():
+            raise InputError(path, f"image file missing (listed in {annotations})")
+        size = image_size_of(path)
+        if entry.get("height") and entry.get("width") and (int(entry["height"]), int(entry["width"])) != size:
+            log.warning("%s: %s lists %sx%s (HxW), the image is %s; using the image", path, annotations,
+                        entry["height"], entry["width"], size)  # fmt: skip
+        known = [a for a in per_image[int(entry["id"])] if a["name"] in names]
+        records.append(
+            ImageRecord(
+                case_id=Path(str(entry["file_name"])).with_suffix("").as_posix(),
+                image=path,
+                size=size,
+                boxes=[_xyxy(a["bbox"], annotations) for a in known],
+                labels=[names.index(a["name"]) for a in known],
+                source=str(annotations),
+            )
+        )
+    return write_detection_dataset(
+        out,
+        name=annotations.resolve().parent.name,
+        classes=names,
+        records=records,
+        source={"format": "coco", "annotations": str(annotations.resolve()), "images": str(images.resolve())},
+        overwrite=overwrite,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+    )
+
+
+def _load(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise InputError(path, "annotations file not found")
+    try:
+        content = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"not valid JSON ({exc})") from None
+    if not isinstance(content, dict) or not isinstance(content.get("images"), list):
+        raise InputError(path, "not a COCO annotations file (no 'images' list)")
+    return content
+
+
+def _xyxy(bbox: Any, where: Path) -> list[float]:
+    try:
+        x, y, w, h = (float(v) for v in bbox)
+    except (TypeError, ValueError):
+        raise InputError(where, f"bbox {bbox!r} is not [x, y, width, height]") from None
+    return [x, y, x + w, y + h]

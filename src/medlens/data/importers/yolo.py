@@ -1,0 +1,125 @@
+"""YOLO text labels: one ``.txt`` per image, a line ``class cx cy w h`` per box (normalised to the image size).
+
+Layouts accepted::
+
+    DIR/images/{train,val,test}/*.jpg  DIR/labels/{train,val,test}/*.txt   -> the given splits are kept
+    DIR/images/*.jpg  DIR/labels/*.txt                                     -> split by a seeded fraction
+
+Class names come from ``DIR/data.yaml`` (``names``) or ``DIR/classes.txt``. An image without a label file, or
+with an empty one, is kept as a negative.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+from medlens.core.errors import InputError
+from medlens.data.boxes import ImageRecord, image_size_of, report_unknown, write_detection_dataset
+from medlens.data.dataset import SPLITS, Dataset
+from medlens.data.importers import register_importer
+from medlens.data.sources import is_image_file
+
+log = logging.getLogger(__name__)
+
+
+@register_importer("yolo")
+def import_yolo(
+    folder: str | Path,
+    out: str | Path,
+    *,
+    classes: list[str] | None = None,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Dataset:
+    """Import a YOLO-format folder (``images/`` and ``labels/``) into a detection dataset.
+
+    Args:
+        folder: the dataset root.
+        out: the dataset folder to create.
+        classes: class names in index order (default: ``data.yaml`` or ``classes.txt``).
+        val_fraction: share of images for validation when there are no split folders.
+        test_fraction: share of images for testing when there are no split folders.
+        seed: seed of that split.
+        overwrite: replace an existing dataset folder.
+
+    Example:
+        >>> import_yolo("cells_yolo/", "datasets/cells")  # doctest: +SKIP
+    """
+    folder = Path(folder)
+    images_dir, labels_dir = folder / "images", folder / "labels"
+    if not images_dir.is_dir():
+        raise InputError(folder, "not a YOLO folder (no images/ subfolder)")
+    names = list(classes) if classes else _class_names(folder)
+    split_dirs = [s for s in SPLITS if (images_dir / s).is_dir()]
+    roots = [(s, images_dir / s) for s in split_dirs] or [("", images_dir)]
+    found: Counter[str] = Counter()
+    records = []
+    for split, root in roots:
+        for image in sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p)):
+            relative = image.relative_to(images_dir)
+            label_file = (labels_dir / relative).with_suffix(".txt")
+            size = image_size_of(image)
+            objects = _read_labels(label_file, size) if label_file.is_file() else []
+            if not label_file.is_file():
+                log.info("%s: no label file, kept as a negative image", image)
+            boxes, labels = [], []
+            for index, box in objects:
+                name = names[index] if index < len(names) else f"class index {index}"
+                found[name] += 1
+                if index < len(names):
+                    boxes.append(box)
+                    labels.append(index)
+            records.append(
+                ImageRecord(relative.with_suffix("").as_posix(), image, size, boxes, labels, split, str(label_file))
+            )
+    report_unknown(labels_dir, found, names)
+    return write_detection_dataset(
+        out,
+        name=folder.resolve().name,
+        classes=names,
+        records=records,
+        source={"format": "yolo", "folder": str(folder.resolve())},
+        overwrite=overwrite,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+    )
+
+
+def _class_names(folder: Path) -> list[str]:
+    data_yaml = next((p for p in (folder / "data.yaml", folder / "dataset.yaml") if p.is_file()), None)
+    if data_yaml is not None:
+        names = (yaml.safe_load(data_yaml.read_text()) or {}).get("names")
+        if isinstance(names, dict):
+            return [str(names[k]) for k in sorted(names, key=int)]
+        if isinstance(names, list) and names:
+            return [str(n) for n in names]
+    classes_txt = folder / "classes.txt"
+    if classes_txt.is_file():
+        return [line.strip() for line in classes_txt.read_text().splitlines() if line.strip()]
+    raise InputError(folder, "no class names (no data.yaml 'names', no classes.txt); give them with --classes")
+
+
+def _read_labels(path: Path, size: tuple[int, int]) -> list[tuple[int, list[float]]]:
+    height, width = size
+    objects = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            index = int(parts[0])
+            cx, cy, w, h = (float(v) for v in parts[1:5])
+        except ValueError:
+            raise InputError(path, f"line {number}: expected 'class cx cy w h', got {line.strip()!r}") from None
+        if len(parts) < 5 or index < 0:
+            raise InputError(path, f"line {number}: expected 'class cx cy w h', got {line.strip()!r}")
+        box = [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height]
+        objects.append((index, box))
+    return objects
