@@ -41,6 +41,11 @@ def _small_stem(model: nn.Module) -> None:
     if isinstance(stem, nn.Conv2d):  # EfficientNet / MobileNet family
         stem.stride = (1, 1)
         return
+    stem_seq = getattr(model, "stem", None)
+    if isinstance(stem_seq, nn.Sequential) and isinstance(stem_seq[0], nn.Conv2d):  # ConvNeXt: 4x4 patchify
+        c = stem_seq[0]
+        stem_seq[0] = nn.Conv2d(c.in_channels, c.out_channels, 3, stride=1, padding=1)
+        return
     features = getattr(model, "features", None)
     if features is not None and hasattr(features, "conv0"):  # DenseNet
         c = features.conv0

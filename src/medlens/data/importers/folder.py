@@ -48,7 +48,13 @@ def import_folder(
         for index, name in enumerate(class_names):
             class_dir = root / name
             files = (
-                sorted(p for p in class_dir.rglob("*") if p.is_file() and is_image_file(p))
+                sorted(
+                    p
+                    for p in class_dir.rglob("*")
+                    if p.is_file()
+                    and is_image_file(p)
+                    and not any(part.startswith(".") for part in p.relative_to(class_dir).parts)
+                )
                 if class_dir.is_dir()
                 else []
             )
