@@ -36,4 +36,13 @@ def list_importers() -> list[str]:
 
 
 def _load_builtin() -> None:
-    from medlens.data.importers import coco, folder, medmnist, table, voc, yolo  # noqa: F401  (registration side effect)
+    from medlens.data.importers import (  # noqa: F401  (registration side effect)
+        coco,
+        folder,
+        medmnist,
+        msd,
+        pairs,
+        table,
+        voc,
+        yolo,
+    )
