@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from conftest import make_case
+from evaluate.prediction_cases import make_case
 from medlens.evaluate import bootstrap as bs
 from medlens.evaluate.classification import METRIC_KEYS, classification_metrics
 

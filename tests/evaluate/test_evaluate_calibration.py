@@ -7,7 +7,7 @@ import pytest
 import torch
 from torchmetrics.classification import BinaryCalibrationError, MulticlassCalibrationError
 
-from conftest import make_case
+from evaluate.prediction_cases import make_case
 from medlens.evaluate.calibration import (
     bin_indices,
     calibration_pairs,

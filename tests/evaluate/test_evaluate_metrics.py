@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from conftest import KINDS, make_case
+from evaluate.prediction_cases import KINDS, make_case
 from medlens.evaluate.classification import (
     METRIC_KEYS,
     EvaluationInputError,

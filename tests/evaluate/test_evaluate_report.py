@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_case
+from evaluate.prediction_cases import make_case
 from medlens.evaluate.classification import classification_metrics
 from medlens.evaluate.report import write_classification_report
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_curve
 
-from conftest import make_case
+from evaluate.prediction_cases import make_case
 from medlens.evaluate.classification import choose_threshold
 
 
