@@ -67,7 +67,7 @@ def evaluate_cmd(
     table = Table(title=f"{split} metrics ({metrics['n_cases']} cases)")
     for col in ("metric", "value", "95% CI"):
         table.add_column(col)
-    for key in ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1", "ece"):
+    for key in ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1", "ece", "map", "map50"):
         entry = metrics.get(key)
         if isinstance(entry, dict) and entry.get("value") is not None:
             lo, hi = entry["ci95"]

@@ -82,6 +82,11 @@ def compute_fingerprint(dataset: Dataset, *, max_images: int = 400, seed: int = 
         },
         "images_measured": len(shapes),
     }
+    if dataset.spec.task == "detection":
+        from medlens.data.fingerprint_detection import box_statistics
+
+        fingerprint["boxes"] = box_statistics(dataset)
+        fingerprint["class_counts"] = fingerprint["boxes"]["class_counts"]  # objects per class, not images
     write_text_atomic(cache, json.dumps(fingerprint, indent=2))
     return fingerprint
 

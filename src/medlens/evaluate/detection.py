@@ -256,3 +256,25 @@ def choose_score_threshold(predictions: list[ImageBoxes], truths: list[ImageBoxe
     fp = len(fps) - np.searchsorted(np.sort(fps), candidates, side="left")
     f1 = 2 * tp / (2 * tp + fp + (n_gt - tp))
     return float(candidates[int(np.argmax(f1))])
+
+
+def operating_point(
+    predictions: list[ImageBoxes], truths: list[ImageBoxes], n_classes: int, score_threshold: float, iou: float = 0.5
+) -> dict[str, Any]:
+    """Precision, recall and F1 at IoU ``iou`` of the detections scoring at least ``score_threshold``."""
+    tp = fp = n_gt = 0
+    per_class = []
+    for k in range(n_classes):
+        m = match_class(predictions, truths, k, thresholds=np.array([iou]), max_dets=10**6)
+        above = m.score >= score_threshold
+        k_tp, k_fp, k_gt = int((m.tp[0] & above).sum()), int((~m.tp[0] & above).sum()), int(m.n_gt.sum())
+        per_class.append(_rates(k_tp, k_fp, k_gt))
+        tp, fp, n_gt = tp + k_tp, fp + k_fp, n_gt + k_gt
+    return {"score_threshold": score_threshold, "iou": iou, **_rates(tp, fp, n_gt), "per_class": per_class}
+
+
+def _rates(tp: int, fp: int, n_gt: int) -> dict[str, Any]:
+    precision = tp / (tp + fp) if tp + fp else None
+    recall = tp / n_gt if n_gt else None
+    f1 = 2 * tp / (2 * tp + fp + (n_gt - tp)) if (2 * tp + fp + n_gt - tp) else None
+    return {"tp": tp, "fp": fp, "fn": n_gt - tp, "precision": precision, "recall": recall, "f1": f1}

@@ -51,6 +51,9 @@ def _check_key(model: type[BaseModel], parts: list[str], key: str) -> None:
     if parts[0] not in fields:
         raise ConfigError(key, f"unknown plan key (known here: {', '.join(fields)})")
     annotation = fields[parts[0]].annotation
+    args = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
+    if len(args) == 1 and isinstance(args[0], type) and issubclass(args[0], BaseModel):
+        annotation = args[0]  # an optional section (``detection: DetectionPlan | None``)
     if len(parts) > 1:
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             _check_key(annotation, parts[1:], key)

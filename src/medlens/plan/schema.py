@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from medlens.plan.detection_schema import DetectionPlan
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -89,6 +91,7 @@ class Plan(_Strict):
     model: ModelPlan
     optim: OptimPlan
     train: TrainPlan
+    detection: DetectionPlan | None = None
     notes: list[str] = Field(default_factory=list, description="why the rules chose what they chose")
 
     @model_validator(mode="after")

@@ -1,0 +1,161 @@
+"""2D object detection: the network from the plan, the training step, and validation mAP.
+
+Losses come from the torchvision detectors themselves (focal + GIoU for RetinaNet, and so on); validation
+computes COCO mAP@.5 (``val_map50``, the monitor) and mAP@[.5:.95] with :mod:`medlens.evaluate.detection`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch import nn
+
+from medlens.plan.schema import Plan
+from medlens.tasks.budget import BudgetSchedule
+
+GRADIENT_CLIP_NORM = 10.0  # from-scratch detectors meet huge early gradients from the box regression
+
+
+def build_network(plan: Plan) -> nn.Module:
+    """The detector of ``plan`` (``model.name`` is a registered detector), with ``model.pretrained`` loaded."""
+    from medlens.models import create_model
+    from medlens.models.detectors import load_detector_weights
+
+    d = plan.detection
+    extra: dict[str, Any] = {
+        "image_mean": plan.data.mean,
+        "image_std": plan.data.std,
+        "score_thresh": d.eval_score_threshold if d else 0.05,
+        "nms_thresh": d.nms_iou if d else 0.5,
+        "detections_per_img": d.detections_per_image if d else 100,
+    }
+    if d is not None:
+        extra |= {"anchor_sizes": d.anchor_sizes, "aspect_ratios": d.aspect_ratios, "short_sides": d.train_short_sides}
+    net = create_model(
+        plan.model.name,
+        task="detection",
+        spatial_dims=2,
+        in_channels=plan.data.channels,
+        num_classes=len(plan.class_names),
+        input_size=plan.data.input_size,
+        **plan.model.kwargs,
+        **extra,
+    )
+    if plan.model.pretrained:
+        load_detector_weights(net, plan.model.pretrained)
+    return net
+
+
+def to_image_boxes(output: dict[str, torch.Tensor], scale: tuple[float, float] = (1.0, 1.0)) -> Any:
+    """A detector output (labels 1..K) as :class:`ImageBoxes` (labels 0..K-1), boxes divided by ``scale``."""
+    from medlens.evaluate.detection import ImageBoxes
+
+    factor = np.array([scale[1], scale[0], scale[1], scale[0]], dtype=np.float64)
+    return ImageBoxes(
+        output["boxes"].detach().float().cpu().numpy().astype(np.float64) / factor,
+        output["labels"].detach().cpu().numpy() - 1,
+        output["scores"].detach().float().cpu().numpy().astype(np.float64),
+    )
+
+
+class DetectionModule(pl.LightningModule):
+    """The training step of a detector; every number comes from the plan."""
+
+    def __init__(self, plan: dict[str, Any], budget: BudgetSchedule | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters({"plan": plan})
+        self.plan = Plan.model_validate(plan)
+        self.net = build_network(self.plan)
+        self.budget = budget
+        self._preds: list[Any] = []
+        self._truths: list[Any] = []
+
+    def forward(self, images: list[torch.Tensor]) -> Any:
+        return self.net(images)
+
+    def training_step(self, batch: tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]], batch_idx: int) -> Any:
+        images, targets = batch
+        losses = self.net(images, targets)
+        loss = sum(losses.values())
+        n = len(images)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+        for name, value in losses.items():
+            self.log(f"train_{name}", value, on_step=False, on_epoch=True, batch_size=n)
+        return loss
+
+    def validation_step(self, batch: tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]], batch_idx: int) -> None:
+        from medlens.evaluate.detection import ImageBoxes
+
+        images, targets = batch
+        for output, target in zip(self.net(images), targets, strict=True):
+            self._preds.append(to_image_boxes(output))
+            self._truths.append(
+                ImageBoxes(target["boxes"].cpu().numpy().astype(np.float64), target["labels"].cpu().numpy() - 1)
+            )
+
+    def on_validation_epoch_end(self) -> None:
+        from medlens.evaluate.detection import detection_metrics
+
+        if not self._preds:
+            return
+        m = detection_metrics(self._preds, self._truths, self.plan.class_names, n_bootstrap=0)
+        self._preds.clear()
+        self._truths.clear()
+        self.log("val_map50", float(m["map50"]["value"] or 0.0), prog_bar=True)
+        self.log("val_map", float(m["map"]["value"] or 0.0), prog_bar=True)
+
+    def configure_gradient_clipping(
+        self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None
+    ) -> None:
+        self.clip_gradients(optimizer, gradient_clip_val=GRADIENT_CLIP_NORM, gradient_clip_algorithm="norm")
+
+    def configure_optimizers(self) -> Any:
+        o = self.plan.optim
+        decay = [p for n, p in self.net.named_parameters() if p.requires_grad and p.ndim > 1]
+        no_decay = [p for n, p in self.net.named_parameters() if p.requires_grad and p.ndim <= 1]
+        groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if o.name == "sgd":
+            optimizer: torch.optim.Optimizer = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=True)
+        else:
+            optimizer = torch.optim.AdamW(groups, lr=o.lr)
+        budget = self.budget
+        if budget is None:
+            return optimizer
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: budget.factor(o.schedule))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+@torch.inference_mode()
+def detect_raw(net: nn.Module, images: list[torch.Tensor], batch_size: int = 4) -> list[dict[str, torch.Tensor]]:
+    """Every detection above the plan's evaluation score, before NMS (merged and suppressed by :func:`merge`)."""
+    from medlens.models.detectors import postprocess_of, set_postprocess
+
+    was_training = net.training
+    score, nms, detections = postprocess_of(net)
+    net.eval()
+    set_postprocess(net, score=score, nms=1.0, detections=2000)  # IoU 1.0: nothing suppressed
+    try:
+        outputs: list[dict[str, torch.Tensor]] = []
+        for i in range(0, len(images), batch_size):
+            outputs.extend(net([im.float() for im in images[i : i + batch_size]]))
+    finally:
+        set_postprocess(net, score=score, nms=nms, detections=detections)
+        net.train(was_training)
+    return outputs
+
+
+def merge(raw: list[dict[str, torch.Tensor]], nms_iou: float, max_dets: int) -> dict[str, torch.Tensor]:
+    """One image's detections from one or several members: class-wise NMS, then the top ``max_dets``.
+
+    Several seeds' boxes are pooled before NMS (a simple ensemble; weighted box fusion would average them).
+    """
+    from torchvision.ops import batched_nms
+
+    boxes = torch.cat([r["boxes"] for r in raw])
+    scores = torch.cat([r["scores"] for r in raw])
+    labels = torch.cat([r["labels"] for r in raw])
+    keep = batched_nms(boxes, scores, labels, nms_iou)[:max_dets]
+    return {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
