@@ -87,6 +87,10 @@ def compute_fingerprint(dataset: Dataset, *, max_images: int = 400, seed: int = 
 
         fingerprint["boxes"] = box_statistics(dataset)
         fingerprint["class_counts"] = fingerprint["boxes"]["class_counts"]  # objects per class, not images
+    if dataset.spec.task == "segmentation":
+        from medlens.data.fingerprint_segmentation import segmentation_statistics
+
+        fingerprint["segmentation"] = segmentation_statistics(dataset)
     write_text_atomic(cache, json.dumps(fingerprint, indent=2))
     return fingerprint
 

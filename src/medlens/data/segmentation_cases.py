@@ -132,3 +132,9 @@ def _check_same_grid(reference: Image, other: Image, path: Path, case_id: str, *
 def foreground_classes_present(mask: Image) -> list[int]:
     """The non-zero class indices present in a label map."""
     return [int(v) for v in np.unique(mask.array) if v != 0]
+
+
+def label_values_of(source: dict[str, str]) -> list[int] | None:
+    """The mask value of each class index, when the importer recorded one (``source.label_values``)."""
+    text = source.get("label_values", "")
+    return [int(v) for v in text.split(",")] if text else None

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from medlens.plan.detection_schema import DetectionPlan
+from medlens.plan.segmentation_schema import SegmentationPlan
 
 
 class _Strict(BaseModel):
@@ -92,6 +93,7 @@ class Plan(_Strict):
     optim: OptimPlan
     train: TrainPlan
     detection: DetectionPlan | None = None
+    segmentation: SegmentationPlan | None = None
     notes: list[str] = Field(default_factory=list, description="why the rules chose what they chose")
 
     @model_validator(mode="after")

@@ -1,0 +1,111 @@
+"""DICOM Segmentation objects for label maps predicted on a DICOM series, through highdicom.
+
+Each source slice is matched to the volume slice at the same position in the patient (not by file order),
+so the SEG's frames reference exactly the source images they were predicted on.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+
+from medlens.core.atomic import atomic_file
+from medlens.core.errors import InputError
+from medlens.core.image import Image
+from medlens.io.dicom_geometry import LPS_TO_RAS
+
+MANUFACTURER = "medlens"
+POSITION_TOLERANCE_MM = 0.1
+
+
+def source_slices(files: Sequence[Path], image: Image) -> tuple[list[Any], list[int]]:
+    """The source datasets and, for each, the index ``k`` of its slice in ``image`` (matched by position)."""
+    datasets = [pydicom.dcmread(str(p), stop_before_pixels=True) for p in files]
+    inverse = np.linalg.inv(image.affine)
+    indices = []
+    for ds, path in zip(datasets, files, strict=True):
+        if "ImagePositionPatient" not in ds:
+            raise InputError(path, "no ImagePositionPatient: cannot place a segmentation on this slice")
+        lps = np.array([float(v) for v in ds.ImagePositionPatient] + [1.0])
+        voxel = inverse @ (LPS_TO_RAS @ lps)  # (i, j, k, 1) of the slice's first pixel
+        k = round(float(voxel[2]))
+        if abs(voxel[2] - k) > POSITION_TOLERANCE_MM or not 0 <= k < image.spatial_shape[2]:
+            raise InputError(path, f"slice position {voxel[:3].round(2).tolist()} is not on the volume's grid")
+        indices.append(k)
+    return datasets, indices
+
+
+def write_dicom_seg(
+    labels: np.ndarray,
+    image: Image,
+    files: Sequence[Path],
+    path: Path,
+    class_names: Sequence[str],
+    *,
+    series_description: str = "medlens segmentation",
+    series_number: int = 9902,
+    software_version: str = "medlens",
+) -> Path:
+    """Write a label map ``(I, J, K)`` predicted on a DICOM series as a DICOM SEG referencing it, atomically.
+
+    Args:
+        labels: class indices on the grid of ``image`` (0 background).
+        image: the volume read from the series (its affine places each slice).
+        files: the series' DICOM files.
+        path: the output ``.dcm`` file.
+        class_names: all class names, background first; one segment per foreground class.
+        series_description: SeriesDescription of the new series.
+        series_number: SeriesNumber of the new series.
+        software_version: recorded in the SEG's algorithm identification.
+    """
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    if labels.shape != image.spatial_shape:
+        raise InputError(path, f"label map {labels.shape} does not match the series volume {image.spatial_shape}")
+    datasets, indices = source_slices(files, image)
+    frames = np.stack([labels[:, :, k].T for k in indices]).astype(np.uint8)  # (n_source, rows, columns)
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name="medlens", family=codes.cid7162.ArtificialIntelligence, version=software_version
+    )
+    segments = [
+        hd.seg.SegmentDescription(
+            segment_number=k,
+            segment_label=name[:64],
+            segmented_property_category=codes.SCT.Tissue,
+            segmented_property_type=codes.SCT.Tissue,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm,
+        )
+        for k, name in enumerate(class_names[1:], start=1)
+    ]
+    full = [pydicom.dcmread(str(p)) for p in files]  # highdicom copies patient/study and checks pixel geometry
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        seg = hd.seg.Segmentation(
+            source_images=full,
+            pixel_array=frames,
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=segments,
+            series_instance_uid=hd.UID(),
+            series_number=series_number,
+            sop_instance_uid=hd.UID(),
+            instance_number=1,
+            manufacturer=MANUFACTURER,
+            manufacturer_model_name="medlens",
+            software_versions=software_version,
+            device_serial_number="0",
+            series_description=series_description,
+        )
+    del datasets
+    buffer = io.BytesIO()
+    seg.save_as(buffer)
+    with atomic_file(path, "wb") as handle:
+        handle.write(buffer.getvalue())  # type: ignore[attr-defined]
+    return path
