@@ -1,0 +1,130 @@
+"""Detection end to end on a few real BCCD images: import, plan, train 1 epoch, evaluate, predict (PNG, DICOM)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medlens.cli.main import main
+from medlens.core.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_dataset, tiny_plan_overrides: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+    out = tmp_path_factory.mktemp("det_run") / "run"
+    args = ["train", str(tiny_dataset.root), "--out", str(out)]
+    for item in tiny_plan_overrides:
+        args += ["--set", item]
+    assert main(args) == 0
+    return out
+
+
+def test_train_writes_a_bundle_with_chosen_thresholds(run_dir: Path) -> None:
+    from medlens.models.bundle import load_bundle
+
+    summary = json.loads((run_dir / "train_summary.json").read_text())
+    assert summary["seeds"][0]["epochs"] >= 0 and "best_val_map50" in summary["seeds"][0]
+    bundle = load_bundle(run_dir)
+    d = bundle.plan.detection
+    assert d is not None and d.nms_iou in d.nms_candidates and d.score_threshold is not None
+    assert bundle.threshold == d.score_threshold
+    assert (run_dir / "bundle" / "model_card.md").read_text().startswith("# Model card")
+
+
+def test_evaluate_writes_metrics_and_report(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(run_dir), "--split", "val", "--out", str(out), "--bootstrap", "50"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("map", "map50", "map75", "mar100"):
+        assert 0.0 <= metrics[key]["value"] <= 1.0 and len(metrics[key]["ci95"]) == 2
+    assert set(metrics["ap50_per_class"]) == {"Platelets", "RBC", "WBC"}
+    assert metrics["n_images"] == 3 and metrics["dataset"]["split"] == "val"
+    html = (out / "report.html").read_text()
+    assert "mAP@.5" in html and "data:image/png;base64" in html
+    results = json.loads((out / "coco_results.json").read_text())
+    assert all(len(r["bbox"]) == 4 and r["category_id"] in (1, 2, 3) for r in results)
+
+
+def test_predict_png_and_dicom(run_dir: Path, tiny_dataset, data_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    picture = Path(tiny_dataset.cases[0].image[0])
+    dicom = data_root / "dicom" / "pydicom_testdata" / "CT_small.dcm"
+    out = tmp_path / "pred"
+    assert main(["predict", str(run_dir), str(picture), str(dicom), "--out", str(out)]) == 0
+    row = json.loads((out / f"{picture.stem}.json").read_text())
+    assert row["image_size"] == [480, 640]
+    assert all(b["score"] >= row["score_threshold"] for b in row["boxes"])
+    assert all(0 <= b["box"][0] <= b["box"][2] <= 640 for b in row["boxes"])
+    assert (out / f"{picture.stem}.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "CT_small.png").is_file() and (out / "coco_results.json").is_file()
+
+
+def test_evaluate_on_a_dataset_with_other_classes_is_refused(run_dir: Path, tiny_dataset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from medlens.models.bundle import load_bundle
+    from medlens.workflows.detection import evaluate_detection
+
+    bundle = load_bundle(run_dir)
+    bundle.plan.class_names = ["a", "b", "c"]
+    with pytest.raises(InputError, match="differ"):
+        evaluate_detection(bundle, tiny_dataset.root, tmp_path / "e", split="val")
+
+
+def test_pretrained_from_a_local_resnet_checkpoint(tiny_dataset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import torchvision
+
+    from medlens.plan.overrides import apply_overrides
+    from medlens.tasks.detection import build_network
+    from medlens.workflows.planning import make_plan
+
+    resnet = torchvision.models.resnet18(weights=None)
+    torch.save(resnet.state_dict(), tmp_path / "resnet18.pth")
+    plan = apply_overrides(make_plan(tiny_dataset), [f"model.pretrained={tmp_path / 'resnet18.pth'}"])
+    net = build_network(plan)
+    assert torch.equal(net.backbone.body.layer1[0].conv1.weight, resnet.layer1[0].conv1.weight)
+    torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}}, tmp_path / "det.ckpt")
+    again = build_network(apply_overrides(plan, [f"model.pretrained={tmp_path / 'det.ckpt'}"]))
+    for key, value in net.state_dict().items():  # a whole detector checkpoint (Lightning layout) loads fully
+        assert torch.equal(again.state_dict()[key], value), key
+
+
+@pytest.mark.parametrize("name", ["retinanet", "fcos", "fasterrcnn"])
+def test_every_detector_trains_a_step_and_detects(name: str) -> None:
+    from medlens.models import create_model
+
+    torch.manual_seed(0)
+    net = create_model(name, task="detection", spatial_dims=2, in_channels=1, num_classes=2, input_size=[64, 96])
+    images = [torch.rand(1, 60, 90) * 255, torch.rand(1, 70, 80) * 255]
+    targets = [
+        {"boxes": torch.tensor([[5.0, 5.0, 30.0, 40.0]]), "labels": torch.tensor([1])},
+        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)},  # a negative image
+    ]
+    losses = net.train()(images, targets)
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    with torch.no_grad():
+        out = net.eval()(images)
+    assert len(out) == 2 and out[0]["boxes"].shape[1] == 4
+
+
+def test_augmentation_keeps_boxes_valid(tiny_dataset) -> None:  # type: ignore[no-untyped-def]
+    from medlens.data.box_loading import load_box_images
+    from medlens.plan.overrides import apply_overrides
+    from medlens.transforms.box_augment import augment_boxes
+    from medlens.workflows.planning import make_plan
+
+    plan = apply_overrides(make_plan(tiny_dataset), ["detection.crop_probability=1.0", "augment.probability=1.0"])
+    item = load_box_images(tiny_dataset, tiny_dataset.split("train")[:1], plan)[0]
+    torch.manual_seed(0)
+    changed = False
+    for _ in range(10):
+        image, boxes, labels = augment_boxes(item.image, item.boxes, item.labels, plan)
+        h, w = image.shape[1:]
+        assert len(boxes) == len(labels) and image.dtype == torch.uint8
+        assert (boxes[:, 2] - boxes[:, 0] >= 2).all() and (boxes[:, 3] - boxes[:, 1] >= 2).all()
+        assert (boxes[:, [0, 2]] <= w).all() and (boxes[:, [1, 3]] <= h).all() and (boxes >= 0).all()
+        changed |= image.shape != item.image.shape or not np.array_equal(boxes.numpy(), item.boxes.numpy())
+    assert changed
