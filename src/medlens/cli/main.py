@@ -63,6 +63,7 @@ def _register() -> None:
     image_commands.register(app)
     deid_commands.register(app)
     import medlens.cli.detection_commands  # noqa: F401  (adds voc, coco and yolo to 'medlens import')
+    import medlens.cli.segmentation_commands  # noqa: F401  (adds msd and pairs to 'medlens import')
 
 
 _register()

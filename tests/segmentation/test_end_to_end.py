@@ -1,0 +1,105 @@
+"""The real commands end to end on a few real hippocampus cases, at tiny sizes (seconds, not minutes)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import yaml
+
+from medlens.cli.main import main
+
+TINY = [
+    "--set", "segmentation.iterations_per_epoch=2",
+    "--set", "train.max_epochs=1",
+    "--set", "train.batch_size=2",
+    "--set", "data.input_size=[16,16,16]",
+]  # fmt: skip
+
+
+@pytest.fixture()
+def tiny_run(small_msd: Callable[..., Path], tmp_path: Path) -> tuple[Path, Path]:
+    dataset, run = tmp_path / "ds", tmp_path / "run"
+    assert main(["import", "msd", str(small_msd(6)), "--out", str(dataset)]) == 0
+    assert main(["plan", str(dataset)]) == 0
+    assert main(["train", str(dataset), "--out", str(run), *TINY]) == 0
+    return dataset, run
+
+
+def test_plan_is_nnunet_like(small_msd: Callable[..., Path], tmp_path: Path) -> None:
+    from medlens.workflows.planning import plan_dataset
+
+    assert main(["import", "msd", str(small_msd(6)), "--out", str(tmp_path / "ds")]) == 0
+    plan, path = plan_dataset(tmp_path / "ds")
+    seg = plan.segmentation
+    assert seg is not None and seg.configuration == "3d" and seg.target_spacing == [1.0, 1.0, 1.0]
+    assert all(s % d == 0 for s, d in zip(plan.data.input_size, seg.divisor(), strict=True))
+    assert seg.strides[0] == [1, 1, 1] and len(seg.strides) >= 3 and seg.normalization == ["zscore"]
+    assert any("patch" in n for n in plan.notes) and "segmentation:" in path.read_text()
+
+
+def test_plan_rules_for_2d_and_anisotropic() -> None:
+    from medlens.plan.segmentation import plan_segmentation
+
+    def fingerprint(dims: int, spacing: list[float], shape: list[int], modality: str = "CT") -> dict:
+        stats = {"mean": 50.0, "std": 20.0, "p00_5": -100.0, "p50": 40.0, "p99_5": 200.0}
+        return {
+            "spatial_dims": dims, "modality": modality, "class_names": ["background", "organ"],
+            "n_cases": {"train": 20}, "segmentation": {
+                "spacings": [spacing] * 20, "shapes": [shape] * 20, "foreground_intensity": [stats],
+            },
+        }  # fmt: skip
+
+    flat = plan_segmentation(fingerprint(2, [0.5, 0.5], [512, 512], "OT"))
+    assert flat.segmentation and flat.segmentation.configuration == "2d" and flat.spatial_dims == 2
+    thick = plan_segmentation(fingerprint(3, [0.7, 0.7, 5.0], [256, 256, 8]))
+    assert thick.segmentation and thick.segmentation.configuration == "2d_slices"
+    assert thick.data.input_size[2] == 1 and "slice by slice" in thick.segmentation.why
+    assert thick.segmentation.normalization == ["ct"] and thick.segmentation.ct_clip == [[-100.0, 200.0]]
+    aniso = plan_segmentation(fingerprint(3, [0.7, 0.7, 3.0], [256, 256, 60]))
+    assert aniso.segmentation and aniso.segmentation.configuration == "3d"
+    assert aniso.segmentation.strides[1][2] == 1 and aniso.segmentation.kernels[0][2] == 1  # in-plane first
+
+
+def test_train_evaluate_predict(tiny_run: tuple[Path, Path], small_msd: Callable[..., Path], tmp_path: Path) -> None:
+    dataset, run = tiny_run
+    bundle = yaml.safe_load((run / "bundle" / "bundle.yaml").read_text())
+    assert bundle["task"] == "segmentation" and bundle["plan"]["segmentation"]["configuration"] == "3d"
+    assert main(["evaluate", str(run), "--out", str(tmp_path / "eval"), "--split", "all", "--bootstrap", "50"]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["n_cases"] == 6 and 0 <= metrics["dice"]["value"] <= 1
+    assert set(metrics["dice_per_class"]) == {"Anterior", "Posterior"}
+    for key in ("iou", "hd95", "asd", "nsd"):
+        assert set(metrics[key]) == {"Anterior", "Posterior"}
+    assert "Worst cases" in (tmp_path / "eval" / "report.html").read_text()
+    case = sorted((small_msd(6) / "imagesTr").iterdir())[0]
+    assert main(["predict", str(run), str(case), "--out", str(tmp_path / "pred"), "--tta"]) == 0
+    mask = nib.load(str(tmp_path / "pred" / f"{case.name.removesuffix('.nii.gz')}_mask.nii.gz"))
+    source = nib.load(str(case))
+    assert mask.shape == source.shape and np.allclose(mask.affine, source.affine)
+    assert set(np.unique(np.asarray(mask.dataobj)).tolist()) <= {0, 1, 2}
+    assert (tmp_path / "pred" / "predictions.csv").is_file()
+
+
+def test_kfold_members(small_msd: Callable[..., Path], tmp_path: Path) -> None:
+    dataset, run = tmp_path / "ds", tmp_path / "run"
+    assert main(["import", "msd", str(small_msd(6)), "--out", str(dataset), "--test-fraction", "0.2"]) == 0
+    tiny = [*TINY, "--set", "segmentation.check_largest_component=false"]
+    assert main(["train", str(dataset), "--out", str(run), "--folds", "2", *tiny]) == 0
+    bundle = yaml.safe_load((run / "bundle" / "bundle.yaml").read_text())
+    assert len(bundle["members"]) == 2 and (run / "fold_1" / "summary.json").is_file()
+
+
+def test_fold_assignment_keeps_patients_whole() -> None:
+    from medlens.data.dataset import Case
+    from medlens.workflows.segmentation import fold_assignment
+
+    cases = [Case(f"c{i}", f"p{i // 2}", ["x"], "y") for i in range(12)]
+    folds = fold_assignment(cases, 3)
+    for i in range(0, 12, 2):
+        assert folds[i] == folds[i + 1]
+    assert sorted(set(folds)) == [0, 1, 2]
