@@ -66,7 +66,7 @@ def test_plan_rules_for_2d_and_anisotropic() -> None:
 
 
 def test_train_evaluate_predict(tiny_run: tuple[Path, Path], small_msd: Callable[..., Path], tmp_path: Path) -> None:
-    dataset, run = tiny_run
+    _, run = tiny_run
     bundle = yaml.safe_load((run / "bundle" / "bundle.yaml").read_text())
     assert bundle["task"] == "segmentation" and bundle["plan"]["segmentation"]["configuration"] == "3d"
     assert main(["evaluate", str(run), "--out", str(tmp_path / "eval"), "--split", "all", "--bootstrap", "50"]) == 0
