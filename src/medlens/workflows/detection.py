@@ -228,9 +228,11 @@ def predict_detection(
 
     score = float(bundle.threshold if bundle.threshold is not None else 0.5)
     names = bundle.class_names
-    rows, preds, stems = [], [], []
+    rows: list[dict[str, Any]] = []
+    preds: list[ImageBoxes] = []
+    stems: list[str] = []
     used: set[str] = set()
-    images = {}
+    images: dict[str, bytes] = {}
     for path in paths:
         image = _read(path, bundle.plan.data.channels)
         pred = to_image_boxes(detect_images(bundle, [image])[0])

@@ -1,0 +1,120 @@
+"""Detection benchmark: BCCD (Pascal VOC) train -> val with the default plan, no pretrained weights.
+
+Runs the real command line (import voc, plan, train, evaluate --split val), then measures inference throughput
+of the trained bundle with PyTorch. Writes benchmarks/results/detection.json (full budget) or
+benchmarks/results/detection_budget_<N>m.json (a shorter --budget: a check that the pipeline runs end to end,
+not the benchmark's figure).
+
+    .venv/bin/python benchmarks/detection.py                # the plan's budget (45 min on CPU)
+    .venv/bin/python benchmarks/detection.py --budget 3m    # short-budget check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent
+TARGET = "mAP@.5 >= 0.85 within 45 minutes of training (YOLOv8n, COCO-pretrained: about 0.88-0.94)"
+
+
+def run(cmd: list[str]) -> None:
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def throughput(run_dir: Path, dataset_dir: Path, n_images: int, threads: int) -> dict[str, float]:
+    """Images per second of the bundle (all members, NMS included) on val images, batch 1, after a warm-up."""
+    import torch
+
+    from medlens.data.dataset import load_dataset
+    from medlens.models.bundle import load_bundle
+    from medlens.workflows.detection import _read, detect_images
+
+    torch.set_num_threads(threads)
+    bundle = load_bundle(run_dir)
+    data = load_dataset(dataset_dir)
+    paths = [data.image_paths(c)[0] for c in data.split("val")[:n_images]]
+    images = [_read(p, bundle.plan.data.channels) for p in paths]
+    detect_images(bundle, images[:2])  # warm-up
+    start = time.perf_counter()
+    for image in images:
+        detect_images(bundle, [image])
+    seconds = time.perf_counter() - start
+    return {"images": len(images), "seconds": round(seconds, 2), "images_per_second": round(len(images) / seconds, 2),
+            "torch_threads": threads, "image_size": list(images[0].shape[1:])}  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget", default=None, help="training budget, e.g. 3m (default: the plan's)")
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--throughput-images", type=int, default=40)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for the throughput measurement")
+    parser.add_argument("--work", type=Path, default=ROOT / "work" / "detection")
+    args = parser.parse_args()
+    data = os.environ.get("MEDLENS_DATA")
+    if not data:
+        sys.exit("MEDLENS_DATA is not set (make bench sets it to ../shared/data)")
+    medlens = str(Path(sys.executable).with_name("medlens"))
+    work = args.work
+    shutil.rmtree(work, ignore_errors=True)
+    run([medlens, "-q", "import", "voc", str(Path(data) / "BCCD"), "--out", str(work / "dataset")])
+    run([medlens, "-q", "plan", str(work / "dataset")])
+    train = [medlens, "-q", "train", str(work / "dataset"), "--out", str(work / "run"), "--seeds", str(args.seeds)]
+    if args.budget:
+        train += ["--budget", args.budget]
+    start = time.monotonic()
+    run(train)
+    wall = time.monotonic() - start
+    evaluate = [medlens, "-q", "evaluate", str(work / "run"), "--split", "val", "--out", str(work / "eval")]
+    run([*evaluate, "--bootstrap", str(args.bootstrap)])
+    metrics = json.loads((work / "eval" / "metrics.json").read_text())
+    summary = json.loads((work / "run" / "train_summary.json").read_text())
+    plan = yaml.safe_load((work / "run" / "plan.yaml").read_text())
+    result = {
+        "benchmark": "BCCD detection, train -> val, default plan, from scratch",
+        "kind": "full" if not args.budget else f"short-budget check ({args.budget}), not the benchmark figure",
+        "target": TARGET,
+        "map50": metrics["map50"],
+        "map": metrics["map"],
+        "map75": metrics["map75"],
+        "mar100": metrics["mar100"],
+        "ap50_per_class": metrics["ap50_per_class"],
+        "ap_per_class": metrics["ap_per_class"],
+        "operating_point": metrics["operating_point"],
+        "train_seconds_per_seed": summary["train_seconds_per_seed"],
+        "epochs_per_seed": [s["epochs"] for s in summary["seeds"]],
+        "train_images_per_second": [s["train_images_per_second"] for s in summary["seeds"]],
+        "train_wall_seconds": round(wall, 1),
+        "inference_pytorch": throughput(work / "run", work / "dataset", args.throughput_images, args.threads),
+        "inference_onnxruntime": "not measured: ONNX export of detectors does not exist yet",
+        "plan": {
+            "model": plan["model"]["name"],
+            "input_size": plan["data"]["input_size"],
+            "batch_size": plan["train"]["batch_size"],
+            "budget_minutes": plan["train"]["budget_minutes"],
+        },
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
+    name = "detection.json" if not args.budget else f"detection_budget_{args.budget}.json"
+    out = ROOT / "results" / name
+    out.write_text(json.dumps(result, indent=2))
+    print(json.dumps({k: result[k] for k in ("kind", "map50", "map", "train_seconds_per_seed")}, indent=2))
+    print(f"written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
