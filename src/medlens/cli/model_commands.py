@@ -64,12 +64,11 @@ def evaluate_cmd(
     from medlens.workflows.evaluate import evaluate
 
     metrics = evaluate(run_dir, out, dataset=dataset, split=split, n_bootstrap=bootstrap)
-    table = Table(title=f"{split} metrics ({metrics['n_cases']} cases)")
+    table = Table(title=f"{split} metrics ({metrics.get('n_cases', '?')} cases)")
     for col in ("metric", "value", "95% CI"):
         table.add_column(col)
-    for key in ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1", "ece", "map", "map50"):
-        entry = metrics.get(key)
-        if isinstance(entry, dict) and entry.get("value") is not None:
+    for key, entry in metrics.items():  # every headline metric: a {value, ci95} entry at the top level
+        if isinstance(entry, dict) and isinstance(entry.get("value"), float) and "ci95" in entry:
             lo, hi = entry["ci95"]
             ci = f"{lo:.4f} - {hi:.4f}" if lo is not None and hi is not None else "-"
             table.add_row(key, f"{entry['value']:.4f}", ci)
