@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parent
 TARGET = "mAP@.5 >= 0.85 within 45 minutes of training (YOLOv8n, COCO-pretrained: about 0.88-0.94)"
 
 
-def run(cmd: list[str]) -> None:
+def run(cmd: list[str], threads: int) -> None:
     print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
+    subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
 
 
 def throughput(run_dir: Path, dataset_dir: Path, n_images: int, threads: int) -> dict[str, float]:
@@ -60,7 +60,13 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--throughput-images", type=int, default=40)
-    parser.add_argument("--threads", type=int, default=2, help="torch threads for the throughput measurement")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for training and inference (1 on a shared 2-core machine: 2 threads thrash when "
+        "another job holds a core, about 10x slower here)",
+    )
     parser.add_argument("--work", type=Path, default=ROOT / "work" / "detection")
     args = parser.parse_args()
     data = os.environ.get("MEDLENS_DATA")
@@ -69,16 +75,16 @@ def main() -> int:
     medlens = str(Path(sys.executable).with_name("medlens"))
     work = args.work
     shutil.rmtree(work, ignore_errors=True)
-    run([medlens, "-q", "import", "voc", str(Path(data) / "BCCD"), "--out", str(work / "dataset")])
-    run([medlens, "-q", "plan", str(work / "dataset")])
+    run([medlens, "-q", "import", "voc", str(Path(data) / "BCCD"), "--out", str(work / "dataset")], args.threads)
+    run([medlens, "-q", "plan", str(work / "dataset")], args.threads)
     train = [medlens, "-q", "train", str(work / "dataset"), "--out", str(work / "run"), "--seeds", str(args.seeds)]
     if args.budget:
         train += ["--budget", args.budget]
     start = time.monotonic()
-    run(train)
+    run(train, args.threads)
     wall = time.monotonic() - start
     evaluate = [medlens, "-q", "evaluate", str(work / "run"), "--split", "val", "--out", str(work / "eval")]
-    run([*evaluate, "--bootstrap", str(args.bootstrap)])
+    run([*evaluate, "--bootstrap", str(args.bootstrap)], args.threads)
     metrics = json.loads((work / "eval" / "metrics.json").read_text())
     summary = json.loads((work / "run" / "train_summary.json").read_text())
     plan = yaml.safe_load((work / "run" / "plan.yaml").read_text())
@@ -99,6 +105,7 @@ def main() -> int:
         "train_wall_seconds": round(wall, 1),
         "inference_pytorch": throughput(work / "run", work / "dataset", args.throughput_images, args.threads),
         "inference_onnxruntime": "not measured: ONNX export of detectors does not exist yet",
+        "torch_threads": args.threads,
         "plan": {
             "model": plan["model"]["name"],
             "input_size": plan["data"]["input_size"],

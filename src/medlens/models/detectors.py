@@ -25,36 +25,31 @@ BACKBONES = ("resnet18", "resnet34", "resnet50")
 DEFAULT_ANCHORS = [[32.0 * 2**level * 2 ** (k / 3) for k in range(3)] for level in range(5)]
 
 
-def _backbone(name: str, in_channels: int, levels: str) -> nn.Module:
-    """A ResNet FPN with trainable batch norm (frozen statistics only make sense for pretrained backbones)."""
-    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+def _backbone(name: str, in_channels: int, levels: str, channels: int = 256) -> nn.Module:
+    """A ResNet FPN with ``channels`` per level and trainable batch norm (frozen statistics suit pretrained
+    backbones only). Built from torchvision's parts because ``resnet_fpn_backbone`` fixes 256 channels."""
+    from torchvision.models import resnet
+    from torchvision.models.detection.backbone_utils import BackboneWithFPN
     from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
     if name not in BACKBONES:
         raise ConfigError(
             "model.kwargs.backbone", f"unknown detection backbone {name!r} (choose {', '.join(BACKBONES)})"
         )
-    if levels == "p3p7":
-        backbone = resnet_fpn_backbone(
-            backbone_name=name,
-            weights=None,
-            norm_layer=nn.BatchNorm2d,
-            trainable_layers=5,
-            returned_layers=[2, 3, 4],
-            extra_blocks=LastLevelP6P7(256, 256),
-        )
-    else:  # p2p6 for Faster R-CNN
-        backbone = resnet_fpn_backbone(
-            backbone_name=name,
-            weights=None,
-            norm_layer=nn.BatchNorm2d,
-            trainable_layers=5,
-            extra_blocks=LastLevelMaxPool(),
-        )
+    body = resnet.__dict__[name](weights=None, norm_layer=nn.BatchNorm2d)
     if in_channels != 3:
-        old = backbone.body.conv1
-        backbone.body.conv1 = nn.Conv2d(in_channels, old.out_channels, 7, stride=2, padding=3, bias=False)
-    return backbone
+        body.conv1 = nn.Conv2d(in_channels, body.conv1.out_channels, 7, stride=2, padding=3, bias=False)
+    returned = [2, 3, 4] if levels == "p3p7" else [1, 2, 3, 4]
+    width = body.inplanes // 8  # stage 1 channels (64 for ResNet-18/34, 256 for ResNet-50)
+    extra = LastLevelP6P7(channels, channels) if levels == "p3p7" else LastLevelMaxPool()
+    return BackboneWithFPN(
+        body,
+        return_layers={f"layer{k}": str(i) for i, k in enumerate(returned)},
+        in_channels_list=[width * 2 ** (k - 1) for k in returned],
+        out_channels=channels,
+        extra_blocks=extra,
+        norm_layer=None,
+    )
 
 
 def _transform_kwargs(input_size: list[int], kw: dict[str, Any], in_channels: int) -> dict[str, Any]:
@@ -90,6 +85,7 @@ def retinanet(
     backbone: str = "resnet18",
     anchor_sizes: list[list[float]] | None = None,
     aspect_ratios: list[float] | None = None,
+    fpn_channels: int = 256,
     **kw: Any,
 ) -> nn.Module:
     """RetinaNet (focal loss, anchors per FPN level P3-P7, GroupNorm head as torchvision's v2)."""
@@ -97,10 +93,10 @@ def retinanet(
 
     anchors = _anchors(anchor_sizes, aspect_ratios, 5)
     head = RetinaNetHead(
-        256, anchors.num_anchors_per_location()[0], num_classes + 1, norm_layer=partial(nn.GroupNorm, 32)
+        fpn_channels, anchors.num_anchors_per_location()[0], num_classes + 1, norm_layer=partial(nn.GroupNorm, 32)
     )
     return RetinaNet(
-        _backbone(backbone, in_channels, "p3p7"),
+        _backbone(backbone, in_channels, "p3p7", fpn_channels),
         num_classes + 1,
         anchor_generator=anchors,
         head=head,
@@ -118,6 +114,7 @@ def fcos(
     backbone: str = "resnet18",
     anchor_sizes: list[list[float]] | None = None,
     aspect_ratios: list[float] | None = None,
+    fpn_channels: int = 256,
     **kw: Any,
 ) -> nn.Module:
     """FCOS: anchor-free (one point per location, centre-ness), FPN levels P3-P7."""
@@ -126,7 +123,7 @@ def fcos(
 
     points = AnchorGenerator(tuple((8.0 * 2**level,) for level in range(5)), ((1.0,),) * 5)  # one point per cell
     return FCOS(
-        _backbone(backbone, in_channels, "p3p7"),
+        _backbone(backbone, in_channels, "p3p7", fpn_channels),
         num_classes + 1,
         anchor_generator=points,
         **_transform_kwargs(input_size, kw, in_channels),
@@ -143,6 +140,7 @@ def fasterrcnn(
     backbone: str = "resnet18",
     anchor_sizes: list[list[float]] | None = None,
     aspect_ratios: list[float] | None = None,
+    fpn_channels: int = 256,
     **kw: Any,
 ) -> nn.Module:
     """Faster R-CNN (two stages: region proposals, then RoI heads), FPN levels P2-P6, one anchor size each."""
@@ -157,7 +155,7 @@ def fasterrcnn(
     }
     extra = {renamed.get(k, k): v for k, v in kw.items() if k not in ("short_sides", "image_mean", "image_std")}
     return FasterRCNN(
-        _backbone(backbone, in_channels, "p2p6"),
+        _backbone(backbone, in_channels, "p2p6", fpn_channels),
         num_classes + 1,
         rpn_anchor_generator=_anchors(sizes, aspect_ratios, 5),
         **_transform_kwargs(input_size, kw, in_channels),

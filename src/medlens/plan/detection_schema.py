@@ -23,7 +23,9 @@ class DetectionPlan(BaseModel):
     train_short_sides: list[int] = Field(
         default_factory=list, description="short sides drawn at random per training batch (scale jitter)"
     )
-    crop_probability: float = Field(0.0, description="chance of a random crop that keeps every kept box whole")
+    crop_probability: float = Field(
+        0.0, description="chance of an IoU-constrained random crop (boxes cut to it, slivers dropped)"
+    )
     saturation: float = 0.0
     hue: float = 0.0
     eval_score_threshold: float = Field(0.05, description="lowest score kept for mAP (COCO practice)")
