@@ -133,3 +133,14 @@ def test_perfect_predictions_and_misses() -> None:
     assert m["map"]["value"] == pytest.approx(1.0)
     assert list(misses_per_image(preds, truths, 2, score_threshold=0.5)) == [1, 0]
     assert choose_score_threshold(preds, truths, 2) == pytest.approx(0.3)
+
+
+def test_bootstrap_in_small_blocks_gives_the_same_intervals(monkeypatch: pytest.MonkeyPatch) -> None:
+    import medlens.evaluate.detection as detection
+
+    preds, truths = _random_case(6, n_images=20)
+    whole = detection_metrics(preds, truths, ["a", "b", "c"], n_bootstrap=64, seed=3)
+    monkeypatch.setattr(detection, "_MAX_BLOCK", 50)  # a few resamples per block
+    blocked = detection_metrics(preds, truths, ["a", "b", "c"], n_bootstrap=64, seed=3)
+    assert blocked["map"]["ci95"] == pytest.approx(whole["map"]["ci95"])
+    assert blocked["ap50_per_class"]["a"]["ci95"] == pytest.approx(whole["ap50_per_class"]["a"]["ci95"])

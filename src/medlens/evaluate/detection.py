@@ -26,6 +26,7 @@ from medlens.evaluate.bootstrap import percentile_ci, resample_weights
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)  # COCO's .50:.05:.95
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 MAX_DETS = 100
+_MAX_BLOCK = 2_000_000  # elements of one (resamples, detections) working array
 
 
 @dataclass
@@ -114,6 +115,10 @@ def weighted_ap_recall(matches: ClassMatches, weights: np.ndarray) -> tuple[np.n
     Returns:
         ``(ap, recall)``, each ``(b, T)``; NaN where a row has no ground-truth box of this class.
     """
+    rows = max(1, _MAX_BLOCK // max(matches.tp.shape[1], 1))  # bound the (rows, D) working arrays
+    if len(weights) > rows:
+        parts = [weighted_ap_recall(matches, weights[i : i + rows]) for i in range(0, len(weights), rows)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     w = weights.astype(np.float64)
     n_pos = w @ matches.n_gt.astype(np.float64)  # (b,)
     b, n_t, n_det = len(w), matches.tp.shape[0], matches.tp.shape[1]
