@@ -100,21 +100,6 @@ class ClassificationModule(pl.LightningModule):
         self.log("val_acc", acc, prog_bar=True)
 
     def configure_optimizers(self) -> Any:
-        o = self.plan.optim
-        decay: list[nn.Parameter] = []
-        no_decay: list[nn.Parameter] = []
-        for name, p in self.net.named_parameters():
-            (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
-        groups = [
-            {"params": decay, "weight_decay": o.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
-        if o.name == "sgd":
-            optimizer: torch.optim.Optimizer = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=True)
-        else:
-            optimizer = torch.optim.AdamW(groups, lr=o.lr)
-        budget = self.budget
-        if budget is None:
-            return optimizer
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: budget.factor(o.schedule))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        from medlens.tasks.optimization import configure_optimizer
+
+        return configure_optimizer(self.net, self.plan.optim, self.budget)

@@ -149,16 +149,6 @@ class SegmentationModule(pl.LightningModule):
             self.log(f"val_dice_{k}", value if value == value else 0.0)
 
     def configure_optimizers(self) -> Any:
-        o = self.plan.optim
-        params = list(self.net.parameters())
-        if o.name == "sgd":
-            optimizer: torch.optim.Optimizer = torch.optim.SGD(
-                params, lr=o.lr, momentum=o.momentum, nesterov=True, weight_decay=o.weight_decay
-            )
-        else:
-            optimizer = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
-        budget = self.budget
-        if budget is None:
-            return optimizer
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: budget.factor(o.schedule))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        from medlens.tasks.optimization import configure_optimizer
+
+        return configure_optimizer(self.net, self.plan.optim, self.budget)
