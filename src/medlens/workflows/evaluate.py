@@ -73,7 +73,8 @@ def evaluate(
     metrics = classification_metrics(
         y, prob, task=task, class_names=bundle.class_names, threshold=threshold, n_bootstrap=n_bootstrap
     )
-    metrics["seeds"] = _per_seed(y, per_member, task, bundle.class_names, threshold)
+    member_thresholds = bundle.info.get("member_thresholds") or [threshold] * len(per_member)
+    metrics["seeds"] = _per_seed(y, per_member, task, bundle.class_names, member_thresholds)
     metrics["dataset"] = {"path": str(data.root.resolve()), "name": data.spec.name, "split": split}
     context = {
         "model": f"{bundle.plan.model.name} {bundle.plan.model.kwargs}",
@@ -107,12 +108,13 @@ def _run_dataset(run_dir: Path) -> Path:
 
 
 def _per_seed(
-    y: np.ndarray, per_member: np.ndarray, task: str, class_names: list[str], threshold: float | None
+    y: np.ndarray, per_member: np.ndarray, task: str, class_names: list[str], thresholds: list[float | None]
 ) -> dict[str, Any]:
+    """Each seed's model alone, at its own operating threshold (chosen on validation) and at 0.5."""
     from medlens.evaluate.classification import classification_metrics
 
     rows = []
-    for probs in per_member:
+    for probs, threshold in zip(per_member, thresholds, strict=True):
         m = classification_metrics(y, probs, task=task, class_names=class_names, threshold=threshold, n_bootstrap=0)
         at_half = m.get("at_threshold_0.5", m)
         rows.append(

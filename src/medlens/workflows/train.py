@@ -194,11 +194,12 @@ def _finish(
     from medlens.models.bundle import save_bundle
 
     y_val = targets_of(dataset, dataset.split("val")).numpy()
-    threshold = None
+    threshold, member_thresholds = None, None
     if plan.task == "classification" and len(plan.class_names) == 2:
         from medlens.evaluate.classification import choose_threshold
 
         threshold = float(choose_threshold(y_val, val_probs.mean(axis=0)[:, 1]))
+        member_thresholds = [float(choose_threshold(y_val, p[:, 1])) for p in val_probs]
     aucs = [s["best_val_auc"] for s in summaries if s["best_val_auc"] is not None]
     summary: dict[str, Any] = {
         "dataset": str(dataset.root.resolve()),
@@ -214,6 +215,7 @@ def _finish(
         "n_train": len(dataset.split("train")),
         "n_val": len(dataset.split("val")),
         "val_auc_per_member": aucs,
+        "member_thresholds": member_thresholds,  # each seed's own operating point, for per-seed figures
     }
     card = _model_card(dataset, plan, summary)
     save_bundle(out / "bundle", plan, states, threshold=threshold, info=info, card=card)
