@@ -192,3 +192,43 @@ def test_plan_from_a_real_fingerprint_builds_a_working_network(pneumonia_dataset
         out = net(torch.randn(2, plan.data.channels, *plan.data.input_size))
     assert out.shape == (2, 2) and torch.isfinite(out).all()
     assert math.isfinite(plan.data.mean) and plan.data.std > 0
+
+
+def test_cpu_budget_narrows_width_until_enough_epochs() -> None:
+    """On CPU the width halves until the budget covers MIN_EPOCHS epochs at the assumed throughput."""
+    from medlens.plan.classification import CPU_GFLOPS, MIN_EPOCHS, plan_classification
+
+    fp = _fingerprint_for_cost()
+    n_train = fp["n_cases"]["train"]
+    seen: list[float] = []
+
+    def cost(name: str, kwargs: dict, *, input_size: list[int]) -> float:
+        seen.append(kwargs["widen_factor"])
+        return 8.0 * kwargs["widen_factor"] ** 2  # GFLOPs per image grow with the square of the width
+
+    plan = plan_classification(fp, has_gpu=False, cost=cost)
+    width = plan.model.kwargs["widen_factor"]
+    epochs = (
+        plan.train.budget_minutes * 60 * CPU_GFLOPS[3] / (cost("x", {"widen_factor": width}, input_size=[]) * n_train)
+    )
+    assert seen[0] == 0.5 and width < 0.5
+    assert epochs >= MIN_EPOCHS
+    wider = 2 * width
+    assert plan.train.budget_minutes * 60 * CPU_GFLOPS[3] / (8.0 * wider**2 * n_train) < MIN_EPOCHS
+    assert any("GFLOP" in note for note in plan.notes)
+    assert plan_classification(fp, has_gpu=True, cost=cost).model.kwargs["widen_factor"] == 0.5  # GPU: no budget
+
+
+def _fingerprint_for_cost() -> dict:
+    return {
+        "task": "classification",
+        "spatial_dims": 3,
+        "modality": "CT",
+        "n_cases": {"train": 1000, "val": 100, "test": 200, "all": 1300},
+        "class_names": ["a", "b"],
+        "class_counts": {"train": [500, 500], "val": [50, 50], "test": [100, 100]},
+        "shape": {"median": [28, 28, 28], "min": [28, 28, 28], "max": [28, 28, 28]},
+        "spacing_median": [1.0, 1.0, 1.0],
+        "channels": 1,
+        "intensity": {"mean": 0.0, "std": 1.0, "min": -1.0, "max": 1.0, "p00_5": -1.0, "p99_5": 1.0, "n_unique": 1000},
+    }

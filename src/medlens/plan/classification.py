@@ -7,6 +7,7 @@ Each rule reads the fingerprint and records its reason in ``plan.notes`` (or a `
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Literal
 
 from medlens.plan.schema import AugmentPlan, DataPlan, ModelPlan, OptimPlan, Plan, TrainPlan
@@ -15,11 +16,25 @@ MAX_SIDE_2D = 224  # larger 2D images are resized down to this (ImageNet-style b
 MAX_SIDE_3D = 96  # larger 3D volumes are resized down to this per axis (CPU/GPU memory)
 MEMORY_CACHE_LIMIT_GB = 6.0
 LATERAL_MODALITIES = {"XR", "CR", "DX", "DR", "MG", "CT", "MR", "PT", "NM"}  # anatomy has a left and a right
+MIN_EPOCHS = 15  # on CPU, the width is narrowed until the budget covers this many epochs
+# Training throughput assumed for a 2-core laptop-class CPU (GFLOP/s; PyTorch runs 2D convolutions about
+# twice as efficiently as 3D ones there). Counted FLOPs over these give the time an epoch should take.
+CPU_GFLOPS = {2: 150.0, 3: 60.0}
 CPU_BUDGET_MINUTES = 6.0  # per seed: three seeds of a benchmark train in under 20 minutes on a laptop CPU
 
 
-def plan_classification(fingerprint: dict[str, Any], *, has_gpu: bool = False) -> Plan:
-    """Derive a classification plan from a fingerprint (see ``medlens.data.fingerprint``)."""
+def plan_classification(
+    fingerprint: dict[str, Any], *, has_gpu: bool = False, cost: Callable[..., float] | None = None
+) -> Plan:
+    """Derive a classification plan from a fingerprint (see ``medlens.data.fingerprint``).
+
+    Args:
+        fingerprint: what the data is.
+        has_gpu: a GPU trains the plan (no time budget is set then).
+        cost: ``cost(name, kwargs, input_size=...) -> training GFLOPs per image``; when given (CPU training),
+            the network's width is narrowed until the time budget covers ``MIN_EPOCHS`` epochs at the assumed
+            CPU throughput.
+    """
     notes: list[str] = []
     dims = int(fingerprint["spatial_dims"])
     multilabel = fingerprint["task"] == "multilabel"
@@ -34,17 +49,18 @@ def plan_classification(fingerprint: dict[str, Any], *, has_gpu: bool = False) -
 
     data = _data_plan(fingerprint, input_size, notes)
     augment = _augment_plan(fingerprint, dims, notes)
-    model = _model_plan(dims, input_size, n_train, notes)
-
     voxels = math.prod(input_size)
     batch = int(min(128, max(8, 2 ** round(math.log2(max(1, (2 if dims == 2 else 1) * 2**21 // voxels))))))
     batch = min(batch, max(8, 2 ** int(math.log2(max(8, n_train // 8)))))
     notes.append(f"batch size {batch}: about 2M input voxels per batch, at least 8 steps per epoch")
+    budget = None if has_gpu else CPU_BUDGET_MINUTES
+    model = _model_plan(dims, input_size, n_train, notes)
+    if budget and cost is not None:
+        model = _fit_width(model, n_train, input_size, budget, cost, notes)
 
     steps_per_epoch = max(1, n_train // batch)
     max_epochs = int(min(200, max(30, 20000 // steps_per_epoch)))
     notes.append(f"up to {max_epochs} epochs (about 20k steps for this data size, between 30 and 200)")
-    budget = None if has_gpu else CPU_BUDGET_MINUTES
     if budget:
         notes.append(
             f"no GPU here: training budget {budget:g} min, the learning rate anneals to it "
@@ -143,3 +159,34 @@ def _model_plan(dims: int, input_size: list[int], n_train: int, notes: list[str]
         why += "; ResNet-10 since volumes above 32 per axis cost ~8x more per layer"
     notes.append(why)
     return ModelPlan(name=f"monai_resnet{depth}", kwargs={"widen_factor": width, **stem}, dropout=0.2, why=why)
+
+
+def _fit_width(
+    model: ModelPlan,
+    n_train: int,
+    input_size: list[int],
+    budget: float,
+    cost: Callable[..., float],
+    notes: list[str],
+) -> ModelPlan:
+    """Halve the network's width (down to x0.25) until the CPU budget covers ``MIN_EPOCHS`` epochs.
+
+    An under-trained wide network is worse than a well-trained narrow one. FLOPs are counted rather than
+    timed so that the plan does not depend on what else the machine is doing.
+    """
+    throughput = CPU_GFLOPS[len(input_size)]
+    width = float(model.kwargs["widen_factor"])
+    while True:
+        kwargs = {**model.kwargs, "widen_factor": width}
+        gflops = cost(model.name, kwargs, input_size=input_size)
+        epochs = budget * 60 * throughput / (gflops * max(1, n_train))
+        if epochs >= MIN_EPOCHS or width <= 0.25:
+            break
+        width /= 2
+    note = (
+        f"width x{width:g}: {gflops:.2f} training GFLOPs per image, about {epochs:.0f} epochs in the {budget:g} min "
+        f"budget at an assumed {throughput:g} GFLOP/s"
+        f"{'' if epochs >= MIN_EPOCHS else f' (fewer than {MIN_EPOCHS}, even at the narrowest width)'}"
+    )
+    notes.append(note)
+    return model.model_copy(update={"kwargs": kwargs, "why": f"{model.why}; {note}"})

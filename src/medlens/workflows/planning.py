@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from medlens.core.errors import InputError
 from medlens.data.dataset import Dataset, load_dataset
@@ -38,7 +40,9 @@ def make_plan(dataset: Dataset, overrides: list[str] | None = None) -> Plan:
     if dataset.spec.task in ("classification", "multilabel"):
         from medlens.plan.classification import plan_classification
 
-        plan = plan_classification(fingerprint, has_gpu=torch.cuda.is_available())
+        has_gpu = torch.cuda.is_available()
+        cost = None if has_gpu else _cost_counter(fingerprint)
+        plan = plan_classification(fingerprint, has_gpu=has_gpu, cost=cost)
     elif dataset.spec.task == "segmentation":
         from medlens.plan.segmentation import plan_segmentation
 
@@ -50,6 +54,23 @@ def make_plan(dataset: Dataset, overrides: list[str] | None = None) -> Plan:
     else:
         raise InputError(dataset.root, f"no planner for task {dataset.spec.task!r} yet")
     return apply_overrides(plan, overrides or [])
+
+
+def _cost_counter(fingerprint: dict[str, Any]) -> Callable[..., float]:
+    """Training GFLOPs per image of a candidate network, for the planner's CPU budget rule."""
+    from medlens.models.cost import training_gflops
+
+    def cost(name: str, kwargs: dict[str, Any], *, input_size: list[int]) -> float:
+        return training_gflops(
+            name,
+            kwargs,
+            spatial_dims=len(input_size),
+            in_channels=int(fingerprint["channels"]),
+            num_classes=max(2, len(fingerprint["class_names"])),
+            input_size=input_size,
+        )
+
+    return cost
 
 
 def plan_dataset(root: str | Path, overrides: list[str] | None = None) -> tuple[Plan, Path]:
