@@ -9,7 +9,7 @@ import pytest
 
 from medlens.core.errors import ConfigError
 from medlens.data.fingerprint import compute_fingerprint
-from medlens.plan.detection import MIN_OBJECT_SIDE, plan_detection
+from medlens.plan.detection import MIN_OBJECT_SIDE, plan_detection, smallest_side
 from medlens.plan.overrides import apply_overrides
 
 
@@ -36,7 +36,7 @@ def test_plan_follows_the_boxes(fingerprint: dict[str, Any]) -> None:
     assert plan.task == "detection" and plan.train.monitor == "val_map50"
     assert all(s % 32 == 0 for s in plan.data.input_size)
     scale = plan.data.input_size[0] / 480
-    assert fingerprint["boxes"]["side"]["p5"] * scale >= MIN_OBJECT_SIDE * 0.9  # small boxes stay visible
+    assert smallest_side(fingerprint["boxes"]) * scale >= MIN_OBJECT_SIDE * 0.9  # small boxes stay visible
     assert plan.model.name == "retinanet" and d is not None and d.anchor_sizes is not None
     assert len(d.anchor_sizes) == 5 and d.anchor_sizes[1][0] == 2 * d.anchor_sizes[0][0]
     assert d.train_short_sides[-1] == min(plan.data.input_size)  # evaluation size last
@@ -55,6 +55,7 @@ def test_wide_aspect_ratios_go_anchor_free(fingerprint: dict[str, Any]) -> None:
 def test_small_objects_cap_the_input_on_cpu(fingerprint: dict[str, Any]) -> None:
     tiny = copy.deepcopy(fingerprint)
     tiny["boxes"]["side"]["p5"] = 4.0
+    tiny["boxes"]["side_per_class"] = {n: {"p5": 4.0} for n in tiny["boxes"]["side_per_class"]}
     assert max(plan_detection(tiny).data.input_size) == 512
     assert max(plan_detection(tiny, has_gpu=True).data.input_size) == 1024
 
@@ -66,3 +67,15 @@ def test_overrides_reach_the_detection_section(fingerprint: dict[str, Any]) -> N
         apply_overrides(plan, ["detection.nms_iuo=0.4"])
     with pytest.raises(ConfigError):
         apply_overrides(plan, ["detection.nms_iou=1.5"])
+
+
+def test_a_small_rare_class_sets_the_scale(fingerprint: dict[str, Any]) -> None:
+    boxes = copy.deepcopy(fingerprint["boxes"])
+    boxes["side_per_class"] = {"Platelets": {"p5": 30.0}, "RBC": {"p5": 85.0}, "WBC": {"p5": 120.0}}
+    boxes["side"]["p5"] = 45.0  # the overall percentile hides the small class
+    boxes["class_counts"]["train"] = [20, 300, 20]
+    assert smallest_side(boxes) == 30.0
+    boxes["class_counts"]["train"] = [3, 300, 20]  # too few boxes to trust its percentile
+    assert smallest_side(boxes) == 85.0
+    del boxes["side_per_class"]  # a fingerprint cached before per-class sizes: the overall percentile
+    assert smallest_side(boxes) == 45.0

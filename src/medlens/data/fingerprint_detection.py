@@ -23,7 +23,7 @@ def box_statistics(dataset: Dataset) -> dict[str, Any]:
     height / width (the convention of torchvision's anchor generators).
     """
     counts = {s: np.zeros(dataset.num_classes, dtype=int) for s in SPLITS}
-    sides, aspects, widths, heights, per_image, sizes = [], [], [], [], [], []
+    sides, aspects, widths, heights, per_image, sizes, classes = [], [], [], [], [], [], []
     for case in dataset.cases:
         boxes, labels, size = read_boxes(dataset, case)
         if case.split in counts:
@@ -32,12 +32,14 @@ def box_statistics(dataset: Dataset) -> dict[str, Any]:
             continue
         w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
         sides.append(np.sqrt(w * h))
+        classes.append(labels)
         aspects.append(h / np.maximum(w, 1e-6))
         widths.append(w)
         heights.append(h)
         per_image.append(len(labels))
         sizes.append(size)
     side = np.concatenate(sides) if sides else np.zeros(0)
+    label = np.concatenate(classes) if classes else np.zeros(0, dtype=int)
     n = np.array(per_image) if per_image else np.zeros(1)
     image_sizes = np.array(sizes) if sizes else np.zeros((1, 2))
     return {
@@ -46,6 +48,7 @@ def box_statistics(dataset: Dataset) -> dict[str, Any]:
         "objects_per_image": {"mean": float(n.mean()), "median": float(np.median(n)), "max": int(n.max())},
         "negative_images_train": int((n == 0).sum()) if per_image else 0,
         "side": _percentiles(side),
+        "side_per_class": {name: _percentiles(side[label == k]) for k, name in enumerate(dataset.spec.classes)},
         "width": _percentiles(np.concatenate(widths) if widths else np.zeros(0)),
         "height": _percentiles(np.concatenate(heights) if heights else np.zeros(0)),
         "aspect": _percentiles(np.concatenate(aspects) if aspects else np.zeros(0)),

@@ -13,7 +13,7 @@ from medlens.plan.classification import LATERAL_MODALITIES
 from medlens.plan.detection_schema import DetectionPlan
 from medlens.plan.schema import AugmentPlan, DataPlan, ModelPlan, OptimPlan, Plan, TrainPlan
 
-MIN_OBJECT_SIDE = 24  # px at the network input for the 5th-percentile box: 3 cells of the finest (stride 8) level
+MIN_OBJECT_SIDE = 20  # px at the network input for the smallest class's 5th-percentile box: 2.5 cells at stride 8
 MAX_LONG_SIDE_CPU = 512  # px; a CPU trains on small inputs
 MAX_LONG_SIDE_GPU = 1024
 SIZE_MULTIPLE = 32  # the coarsest backbone stride that must divide the input
@@ -86,14 +86,15 @@ def plan_detection(fingerprint: dict[str, Any], *, has_gpu: bool = False) -> Pla
 def _input_size(stats: dict[str, Any], has_gpu: bool, notes: list[str]) -> tuple[float, list[int]]:
     """Scale the median image so the small boxes stay visible, within the machine's size limit."""
     height, width = stats["image_size"]["median"]
-    small = max(float(stats["side"]["p5"]), 1.0)
+    small = smallest_side(stats)
     cap = MAX_LONG_SIDE_GPU if has_gpu else MAX_LONG_SIDE_CPU
     wanted = MIN_OBJECT_SIDE / small
     scale = min(wanted, cap / max(height, width), 2.0)
     size = [max(SIZE_MULTIPLE, SIZE_MULTIPLE * math.ceil(v * scale / SIZE_MULTIPLE)) for v in (height, width)]
     scale = min(size[0] / height, size[1] / width)
     reason = (
-        f"5th-percentile box side {small:.0f} px becomes {small * scale:.0f} px (at least {MIN_OBJECT_SIDE} wanted)"
+        f"small boxes (5th percentile of the smallest class) of {small:.0f} px become {small * scale:.0f} px (at least "
+        f"{MIN_OBJECT_SIDE} wanted)"
         if wanted <= cap / max(height, width)
         else f"long side capped at {cap} px on {'GPU' if has_gpu else 'CPU'}; small boxes become {small * scale:.0f} px"
     )
@@ -121,11 +122,11 @@ def _detection_plan(
         why.append(f"box aspect ratios spread {spread:.1f}x (p5-p95): anchor-free FCOS")
     else:
         family = "retinanet"
-        base = max(16.0, round(float(stats["side"]["p5"]) * scale))
+        base = max(16.0, round(smallest_side(stats) * scale))
         anchors = [[round(base * 2**level * 2 ** (k / 3), 1) for k in range(3)] for level in range(FPN_LEVELS)]
         ratios = sorted({_round(aspect["p5"]), _round(aspect["p50"]), _round(aspect["p95"])})
         why.append(
-            f"RetinaNet anchors from the boxes: {base:.0f} px at P3 (5th-percentile side at input scale), doubling per "
+            f"RetinaNet anchors from the boxes: {base:.0f} px at P3 (the small boxes at input scale), doubling per "
             f"level, 3 scales per octave; aspect ratios {ratios} (5th, 50th, 95th percentile of height/width)"
         )
     notes.append("; ".join(why))
@@ -163,6 +164,16 @@ def _augment_plan(fingerprint: dict[str, Any], notes: list[str]) -> AugmentPlan:
         probability=0.5,
         why=why + " (scale jitter and crops: see detection)",
     )
+
+
+def smallest_side(stats: dict[str, Any], min_boxes: int = 10) -> float:
+    """The 5th-percentile box side of the class with the smallest boxes (classes with ``min_boxes`` or more),
+    so a small, rare class is not hidden among many large boxes; the overall 5th percentile without classes."""
+    counts = stats["class_counts"]["train"]
+    per_class = [
+        float(p["p5"]) for p, n in zip(stats.get("side_per_class", {}).values(), counts, strict=False) if n >= min_boxes
+    ]
+    return max(min(per_class, default=float(stats["side"]["p5"])), 1.0)
 
 
 def _round(value: float) -> float:
