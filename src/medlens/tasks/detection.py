@@ -113,19 +113,9 @@ class DetectionModule(pl.LightningModule):
         self.clip_gradients(optimizer, gradient_clip_val=GRADIENT_CLIP_NORM, gradient_clip_algorithm="norm")
 
     def configure_optimizers(self) -> Any:
-        o = self.plan.optim
-        decay = [p for n, p in self.net.named_parameters() if p.requires_grad and p.ndim > 1]
-        no_decay = [p for n, p in self.net.named_parameters() if p.requires_grad and p.ndim <= 1]
-        groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        if o.name == "sgd":
-            optimizer: torch.optim.Optimizer = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=True)
-        else:
-            optimizer = torch.optim.AdamW(groups, lr=o.lr)
-        budget = self.budget
-        if budget is None:
-            return optimizer
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: budget.factor(o.schedule))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        from medlens.tasks.optimization import configure_optimizer
+
+        return configure_optimizer(self.net, self.plan.optim, self.budget)
 
 
 @torch.inference_mode()
