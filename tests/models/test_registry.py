@@ -48,7 +48,8 @@ def test_list_models_matches_registry(listed: dict[str, dict]) -> None:
         assert row["spatial_dims"] == list(entry.spatial_dims)
         assert "classification" in row["tasks"] and "multilabel" in row["tasks"]
         assert row["description"]
-    assert {r["name"] for r in list_models(task="segmentation")} == set()
+    assert {r["name"] for r in list_models(task="segmentation")} == {"dynunet"}
+    assert {"retinanet", "fcos", "fasterrcnn"} <= {r["name"] for r in list_models(task="detection")}
 
 
 @pytest.mark.parametrize(("name", "dims", "channels"), CASES)
