@@ -67,8 +67,11 @@ def augment_batch(x: torch.Tensor, plan: AugmentPlan, generator: torch.Generator
         matrix = apply[:, None, None] * matrix + (1 - apply[:, None, None]) * eye
         shift = apply[:, None] * shift
         theta = torch.cat([matrix, shift[:, :, None]], dim=2)  # (B, dims, dims+1)
-        grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        warped = apply.nonzero().squeeze(1)  # only the samples drawn for the spatial transform are resampled
+        if len(warped):
+            grid = F.affine_grid(theta[warped].to(x.dtype), [len(warped), *x.shape[1:]], align_corners=False)
+            moved = F.grid_sample(x[warped], grid, mode="bilinear", padding_mode="border", align_corners=False)
+            x = x.index_copy(0, warped, moved)
     if plan.contrast > 0 or plan.brightness > 0:
         view = (b,) + (1,) * (x.ndim - 1)
         gain = 1 + (rand(b) * 2 - 1).view(view) * plan.contrast
