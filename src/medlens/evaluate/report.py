@@ -194,5 +194,5 @@ def write_classification_report(
     )
     path = out_dir / REPORT_NAME
     write_text_atomic(path, html)
-    logger.info("wrote %s", path)
+    logger.debug("wrote %s", path)
     return path
