@@ -54,16 +54,20 @@ def _root(
 
 
 def _register() -> None:
-    from medlens.cli import data_commands, model_commands
+    # detection_commands and segmentation_commands add voc/coco/yolo and msd/pairs to 'medlens import' on import
+    from medlens.cli import (  # noqa: F401
+        data_commands,
+        deid_commands,
+        detection_commands,
+        image_commands,
+        model_commands,
+        segmentation_commands,
+    )
 
     data_commands.register(app)
     model_commands.register(app)
-    from medlens.cli import deid_commands, image_commands
-
     image_commands.register(app)
     deid_commands.register(app)
-    import medlens.cli.detection_commands  # noqa: F401  (adds voc, coco and yolo to 'medlens import')
-    import medlens.cli.segmentation_commands  # noqa: F401  (adds msd and pairs to 'medlens import')
 
 
 _register()

@@ -55,4 +55,3 @@ def import_pairs_cmd(
         overwrite=overwrite,
     )
     _report(dataset)
-

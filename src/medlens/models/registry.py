@@ -43,9 +43,11 @@ def register_model(
 
 
 def _load_builtin() -> None:
-    from medlens.models import classifiers  # noqa: F401  (registration side effect)
-    from medlens.models import segmenters  # noqa: F401  (registration side effect)
-    from medlens.models import detectors  # noqa: F401  (registration side effect)
+    from medlens.models import (
+        classifiers,  # noqa: F401  (registration side effect)
+        detectors,  # noqa: F401  (registration side effect)
+        segmenters,  # noqa: F401  (registration side effect)
+    )
 
 
 def get_entry(name: str) -> ModelEntry:
