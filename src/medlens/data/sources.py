@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from medlens.core.errors import InputError
+from medlens.data.dataset import Case, Dataset, DatasetSpec, load_dataset, write_dataset
 
 log = logging.getLogger(__name__)
 
@@ -79,3 +80,31 @@ def describe_images(paths: list[Path]) -> tuple[int, list[str], str]:
     c = channels.most_common(1)[0][0]
     names = ["red", "green", "blue"] if c == 3 else ["gray"] if c == 1 else [f"channel_{i}" for i in range(c)]
     return d, names, modality.most_common(1)[0][0]
+
+
+def write_picture_dataset(
+    out: Path,
+    cases: list[Case],
+    *,
+    name: str,
+    task: str,
+    class_names: list[str],
+    source: dict[str, str],
+    overwrite: bool,
+) -> Dataset:
+    """Describe the images of imported cases (a sample), write the dataset folder atomically and load it back."""
+    from medlens.core.atomic import atomic_dir
+
+    dims, channels, modality = describe_images([Path(c.image[0]) for c in cases[:: max(1, len(cases) // 20)]])
+    spec = DatasetSpec(
+        name=name,
+        task=task,  # type: ignore[arg-type]
+        spatial_dims=dims,  # type: ignore[arg-type]
+        modality=modality,
+        channels=channels,
+        classes=class_names,
+        source=source,
+    )
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        write_dataset(tmp, spec, cases)
+    return load_dataset(out)

@@ -13,11 +13,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from medlens.core.atomic import atomic_dir
 from medlens.core.errors import InputError
-from medlens.data.dataset import SPLITS, Case, Dataset, DatasetSpec, load_dataset, write_dataset
+from medlens.data.dataset import SPLITS, Case, Dataset
 from medlens.data.importers import register_importer
-from medlens.data.sources import describe_images, is_image_file, patient_id_of
+from medlens.data.sources import is_image_file, patient_id_of, write_picture_dataset
 from medlens.data.splits import assign_splits
 
 log = logging.getLogger(__name__)
@@ -68,17 +67,14 @@ def import_folder(
     if empty:
         raise InputError(folder, f"class folder(s) without images: {', '.join(empty)}")
     assign_splits(cases, [c.target for c in cases], val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
-    dims, channels, modality = describe_images([Path(c.image[0]) for c in cases[:: max(1, len(cases) // 20)]])
-    spec = DatasetSpec(
+    dataset = write_picture_dataset(
+        Path(out),
+        cases,
         name=folder.resolve().name,
         task="classification",
-        spatial_dims=dims,  # type: ignore[arg-type]
-        modality=modality,
-        channels=channels,
-        classes=class_names,
+        class_names=class_names,
         source={"format": "folder", "folder": str(folder.resolve())},
+        overwrite=overwrite,
     )
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        write_dataset(tmp, spec, cases)
     log.info("imported %d cases in %d classes (%s)", len(cases), len(class_names), counts)
-    return load_dataset(out)
+    return dataset

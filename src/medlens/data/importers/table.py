@@ -10,11 +10,10 @@ import csv
 import logging
 from pathlib import Path
 
-from medlens.core.atomic import atomic_dir
 from medlens.core.errors import InputError
-from medlens.data.dataset import SPLITS, Case, Dataset, DatasetSpec, load_dataset, write_dataset
+from medlens.data.dataset import SPLITS, Case, Dataset
 from medlens.data.importers import register_importer
-from medlens.data.sources import describe_images
+from medlens.data.sources import write_picture_dataset
 from medlens.data.splits import assign_splits
 
 log = logging.getLogger(__name__)
@@ -71,20 +70,17 @@ def import_csv(
         patient = (row.get(patient_column) or "").strip() or path.stem
         cases.append(Case(f"{line - 1:06d}_{path.stem}", patient, [str(path.resolve())], target, split))
     assign_splits(cases, [c.target for c in cases], val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
-    dims, channels, modality = describe_images([Path(c.image[0]) for c in cases[:: max(1, len(cases) // 20)]])
-    spec = DatasetSpec(
+    dataset = write_picture_dataset(
+        Path(out),
+        cases,
         name=table.stem,
         task="multilabel" if multilabel else "classification",
-        spatial_dims=dims,  # type: ignore[arg-type]
-        modality=modality,
-        channels=channels,
-        classes=class_names,
+        class_names=class_names,
         source={"format": "csv", "file": str(table.resolve())},
+        overwrite=overwrite,
     )
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        write_dataset(tmp, spec, cases)
     log.info("imported %d cases in %d classes from %s", len(cases), len(class_names), table)
-    return load_dataset(out)
+    return dataset
 
 
 def _natural(value: str) -> tuple[int, str]:
