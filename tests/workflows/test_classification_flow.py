@@ -82,7 +82,6 @@ def test_predict_png_dicom_and_folder(pneumonia_run: Path, data_root: Path) -> N
         assert p == pytest.approx(1.0, abs=1e-4)
         assert row["prediction"] in {"normal", "pneumonia"}
     assert len(list(out.glob("*.json"))) == 4
-    # the same image predicted through the bundle alone gives the same probabilities as evaluate
     one = json.loads((out / f"{images[0].stem}.json").read_text())
     assert set(one["probabilities"]) == {"normal", "pneumonia"}
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from medlens.data.dataset import Dataset
+
 OUT = typer.Option(..., "--out", "-o", help="Dataset folder to create (dataset.yaml + manifest.csv).")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing dataset folder.")
 SEED = typer.Option(0, "--seed", help="Seed of the patient-level split (data without splits).")
@@ -28,7 +30,7 @@ def import_medmnist_cmd(
     from medlens.data.importers import get_importer
 
     dataset = get_importer("medmnist")(path, out, overwrite=overwrite)
-    _report(dataset)
+    report_dataset(dataset)
 
 
 @import_app.command("folder")
@@ -46,7 +48,7 @@ def import_folder_cmd(
     dataset = get_importer("folder")(
         folder, out, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, overwrite=overwrite
     )
-    _report(dataset)
+    report_dataset(dataset)
 
 
 @import_app.command("csv")
@@ -77,17 +79,15 @@ def import_csv_cmd(
         seed=seed,
         overwrite=overwrite,
     )
-    _report(dataset)
+    report_dataset(dataset)
 
 
-def _report(dataset: object) -> None:
+def report_dataset(dataset: Dataset) -> None:
+    """Print what an importer wrote: cases, task, dimensions, classes, split sizes, folder."""
     from collections import Counter
 
     from rich.console import Console
 
-    from medlens.data.dataset import Dataset
-
-    assert isinstance(dataset, Dataset)  # for the type checker: importers return datasets
     counts = Counter(c.split or "unsplit" for c in dataset.cases)
     Console().print(
         f"[bold]{dataset.spec.name}[/]: {len(dataset.cases)} cases ({dataset.spec.task}, "

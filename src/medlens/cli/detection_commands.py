@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from medlens.cli.data_commands import OUT, OVERWRITE, SEED, TEST, VAL, _report, import_app
+from medlens.cli.data_commands import OUT, OVERWRITE, SEED, TEST, VAL, import_app, report_dataset
 
 CLASSES = typer.Option(
     None, "--classes", help="Class names in label order, comma-separated; objects of other names are reported."
@@ -34,7 +34,7 @@ def import_voc_cmd(
         folder, out, classes=_names(classes), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
         overwrite=overwrite,
     )  # fmt: skip
-    _report(dataset)
+    report_dataset(dataset)
 
 
 @import_app.command("coco")
@@ -55,7 +55,7 @@ def import_coco_cmd(
         annotations, images, out, classes=_names(classes), val_fraction=val_fraction, test_fraction=test_fraction,
         seed=seed, overwrite=overwrite,
     )  # fmt: skip
-    _report(dataset)
+    report_dataset(dataset)
 
 
 @import_app.command("yolo")
@@ -75,4 +75,4 @@ def import_yolo_cmd(
         folder, out, classes=_names(classes), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
         overwrite=overwrite,
     )  # fmt: skip
-    _report(dataset)
+    report_dataset(dataset)

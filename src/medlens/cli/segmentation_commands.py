@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from medlens.cli.data_commands import OUT, OVERWRITE, SEED, TEST, VAL, _report, import_app
+from medlens.cli.data_commands import OUT, OVERWRITE, SEED, TEST, VAL, import_app, report_dataset
 
 
 @import_app.command("msd")
@@ -24,7 +24,7 @@ def import_msd_cmd(
     dataset = get_importer("msd")(
         folder, out, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, overwrite=overwrite
     )
-    _report(dataset)
+    report_dataset(dataset)
 
 
 @import_app.command("pairs")
@@ -54,4 +54,4 @@ def import_pairs_cmd(
         seed=seed,
         overwrite=overwrite,
     )
-    _report(dataset)
+    report_dataset(dataset)

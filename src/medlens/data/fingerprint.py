@@ -63,7 +63,7 @@ def compute_fingerprint(dataset: Dataset, *, max_images: int = 400, seed: int = 
         "n_cases": {s: len(dataset.split(s)) for s in SPLITS} | {"all": len(dataset.cases)},
         "n_patients": len({c.patient_id for c in dataset.cases}),
         "class_names": dataset.spec.classes,
-        "class_counts": {s: _class_counts(dataset, s) for s in ("train", "val", "test")},
+        "class_counts": {s: class_counts(dataset, s) for s in ("train", "val", "test")},
         "shape": {
             "median": [int(v) for v in np.median(np.array(shapes), axis=0)],
             "min": [int(v) for v in np.min(np.array(shapes), axis=0)],
@@ -95,7 +95,8 @@ def compute_fingerprint(dataset: Dataset, *, max_images: int = 400, seed: int = 
     return fingerprint
 
 
-def _class_counts(dataset: Dataset, split: str) -> list[int]:
+def class_counts(dataset: Dataset, split: str) -> list[int]:
+    """Cases per class (positives per label for multi-label) in one split."""
     cases = dataset.split(split)
     counts = np.zeros(dataset.num_classes, dtype=int)
     if dataset.spec.task == "multilabel":

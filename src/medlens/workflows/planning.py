@@ -23,9 +23,9 @@ def check_trainable(dataset: Dataset) -> None:
         if not dataset.split(split):
             raise InputError(manifest, f"no cases in the {split} split")
     if dataset.spec.task in ("classification", "multilabel"):
-        from medlens.data.fingerprint import _class_counts
+        from medlens.data.fingerprint import class_counts
 
-        counts = _class_counts(dataset, "train")
+        counts = class_counts(dataset, "train")
         missing = [n for n, c in zip(dataset.spec.classes, counts, strict=True) if c == 0]
         if missing:
             raise InputError(manifest, f"class(es) with no training case: {', '.join(missing)}")

@@ -65,6 +65,7 @@ def predict(
     from medlens.evaluate.classification import predict_labels
     from medlens.io import read_image
     from medlens.transforms.preprocess import to_input
+    from medlens.workflows.evaluate import metric_task
 
     bundle = load_bundle(run_dir)
     paths = expand_inputs(inputs, bundle.plan.spatial_dims)
@@ -81,11 +82,7 @@ def predict(
         image = read_image(path)
         arrays.append(to_input(image, bundle.plan.data, source=str(path)))
     prob, _ = bundle.predict_proba(torch.from_numpy(np.stack(arrays)))
-    task = (
-        "multilabel"
-        if bundle.plan.task == "multilabel"
-        else ("binary" if len(bundle.class_names) == 2 else "multiclass")
-    )
+    task = metric_task(bundle)
     threshold = bundle.threshold if (task == "binary" and bundle.threshold is not None) else 0.5
     labels = predict_labels(prob[:, 1] if task == "binary" else prob, task, threshold)
     rows = []
