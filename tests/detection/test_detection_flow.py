@@ -62,6 +62,37 @@ def test_predict_png_and_dicom(run_dir: Path, tiny_dataset, data_root: Path, tmp
     assert (out / "CT_small.png").is_file() and (out / "coco_results.json").is_file()
 
 
+def test_onnx_export_gives_the_bundle_detections(run_dir: Path, tiny_dataset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """ONNX Runtime returns the bundle's boxes on real images of two sizes. The run's evaluation score is set to 0
+    first, so that the barely trained detector returns boxes to compare rather than none."""
+    import shutil
+
+    import onnxruntime as ort
+    import yaml
+
+    from medlens.models.bundle import load_bundle
+    from medlens.workflows.detection import _read, detect_images
+
+    bundle_dir = tmp_path / "bundle"
+    shutil.copytree(run_dir / "bundle", bundle_dir)
+    spec = yaml.safe_load((bundle_dir / "bundle.yaml").read_text())
+    spec["plan"]["detection"]["eval_score_threshold"] = 0.0
+    (bundle_dir / "bundle.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert main(["export", str(bundle_dir), "--out", str(tmp_path / "onnx")]) == 0
+    exported = json.loads((tmp_path / "onnx" / "export.json").read_text())
+    assert exported["outputs"] == ["boxes", "scores", "labels"] and exported["class_names"] == spec["class_names"]
+    session = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    bundle = load_bundle(bundle_dir)
+    image = _read(Path(tiny_dataset.cases[0].image[0]), bundle.plan.data.channels).float()
+    for x in (image, image[:, 40:400, 100:600].contiguous()):  # 480x640, then 360x500
+        boxes, scores, labels = session.run(None, {"image": x.numpy()})
+        want = detect_images(bundle, [x])[0]
+        assert len(boxes) == len(want["boxes"]) > 0
+        assert np.abs(boxes - want["boxes"].numpy()).max() < 0.5
+        assert np.abs(scores - want["scores"].numpy()).max() < 1e-3
+        assert np.array_equal(labels, want["labels"].numpy() - 1) and labels.min() >= 0
+
+
 def test_evaluate_on_a_dataset_with_other_classes_is_refused(run_dir: Path, tiny_dataset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from medlens.models.bundle import load_bundle
     from medlens.workflows.detection import evaluate_detection

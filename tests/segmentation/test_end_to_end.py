@@ -103,3 +103,33 @@ def test_fold_assignment_keeps_patients_whole() -> None:
     for i in range(0, 12, 2):
         assert folds[i] == folds[i + 1]
     assert sorted(set(folds)) == [0, 1, 2]
+
+
+def test_export_two_folds_to_onnx(small_msd: Callable[..., Path], tmp_path: Path) -> None:
+    """ONNX Runtime gives the folds' mean softmax on a real, preprocessed case, at the patch size and another size."""
+    import onnxruntime as ort
+    import torch
+
+    from medlens.io import read_image
+    from medlens.models.bundle import load_bundle
+    from medlens.transforms.segmentation import preprocess_image
+
+    dataset, run = tmp_path / "ds", tmp_path / "run"
+    assert main(["import", "msd", str(small_msd(6)), "--out", str(dataset), "--test-fraction", "0.2"]) == 0
+    tiny = [*TINY, "--set", "segmentation.check_largest_component=false"]
+    assert main(["train", str(dataset), "--out", str(run), "--folds", "2", *tiny]) == 0
+    assert main(["export", str(run), "--out", str(tmp_path / "onnx")]) == 0
+    spec = json.loads((tmp_path / "onnx" / "export.json").read_text())
+    assert spec["task"] == "segmentation" and spec["members"] == 2 and spec["inputs"][0]["name"] == "patch"
+    assert spec["preprocessing"]["normalization"] == ["zscore"] and spec["preprocessing"]["patch_size"] == [16, 16, 16]
+    bundle = load_bundle(run)
+    case = sorted((small_msd(6) / "imagesTr").iterdir())[0]
+    volume = torch.from_numpy(preprocess_image(read_image(case), bundle.plan))[None]
+    session = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    for size in ([16, 16, 16], [32, 16, 24]):
+        patch = volume[:, :, : size[0], : size[1], : size[2]].contiguous()
+        assert list(patch.shape[2:]) == size
+        (got,) = session.run(None, {"patch": patch.numpy()})
+        with torch.no_grad():
+            want = torch.stack([torch.softmax(net(patch), 1) for net in bundle.networks()]).mean(0).numpy()
+        assert got.shape == (1, 3, *size) and np.abs(got - want).max() < 1e-4

@@ -173,3 +173,35 @@ def test_pretrained_checkpoint_with_other_head(tiny: list[str], pneumonia_run: P
     )
     assert code == 0
     assert (run / "bundle" / "member_0.safetensors").is_file()
+
+
+def test_export_matches_the_bundle_and_refuses_to_overwrite(
+    pneumonia_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The 2-seed ensemble in one ONNX graph gives the bundle's probabilities on real test images."""
+    import onnxruntime as ort
+    import torch
+
+    from medlens.data.dataset import load_dataset
+    from medlens.io import read_image
+    from medlens.models.bundle import load_bundle
+    from medlens.transforms.preprocess import to_input
+
+    out = tmp_path / "onnx"
+    assert main(["export", str(pneumonia_run / "run"), "--out", str(out)]) == 0
+    bundle = load_bundle(pneumonia_run / "run")
+    spec = json.loads((out / "export.json").read_text())
+    assert spec["task"] == bundle.plan.task and spec["members"] == 2 and spec["class_names"] == bundle.class_names
+    assert spec["verification"]["checks"][0]["max_abs_diff_probabilities"] < 1e-3
+    data = load_dataset(pneumonia_run / "ds")
+    cases = data.split("test")[:16]
+    x = torch.from_numpy(np.stack([to_input(read_image(data.image_paths(c)[0]), bundle.plan.data) for c in cases]))
+    mean, _ = bundle.predict_proba(x)
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"image": x.numpy().astype(np.float32)})
+    assert got.shape == (16, 2) and np.abs(got - mean).max() < 1e-4
+    capsys.readouterr()
+    assert main(["export", str(pneumonia_run / "run"), "--out", str(out)]) == 1
+    assert "not empty" in capsys.readouterr().err
+    assert main(["export", str(tmp_path), "--out", str(tmp_path / "nothing")]) == 1
+    assert "no trained model" in capsys.readouterr().err and not (tmp_path / "nothing").exists()

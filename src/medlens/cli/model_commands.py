@@ -93,6 +93,30 @@ def predict_cmd(
     Console().print(f"{len(rows)} prediction(s) written to {Path(out) / 'predictions.csv'}")
 
 
+def export_cmd(
+    run_dir: Path = typer.Argument(..., help="A run folder or a bundle folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for model.onnx and export.json."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset version."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
+) -> None:
+    """Export a trained model to ONNX (all members in one graph), checked against PyTorch with ONNX Runtime.
+
+    export.json says what goes in and comes out: classification takes resized images in raw units and gives
+    probabilities; segmentation takes normalised patches and gives voxel probabilities (the sliding window
+    stays with the caller); detection takes one image of any size and gives boxes, scores and labels.
+    """
+    from rich.console import Console
+
+    from medlens.workflows.export import export_onnx
+
+    spec = export_onnx(run_dir, out, opset=opset, overwrite=overwrite)
+    worst = max((v for c in spec["verification"]["checks"] for k, v in c.items() if k.startswith("max_abs")), default=0)
+    Console().print(
+        f"{spec['task']} model ({spec['members']} member(s)) written to {Path(out) / 'model.onnx'}; "
+        f"ONNX Runtime matches PyTorch within {worst:.2g}"
+    )
+
+
 def models_cmd(
     task: str | None = typer.Option(None, "--task", help="Only models for this task."),
 ) -> None:
@@ -123,4 +147,5 @@ def register(app: typer.Typer) -> None:
     app.command("train")(train_cmd)
     app.command("evaluate")(evaluate_cmd)
     app.command("predict")(predict_cmd)
+    app.command("export")(export_cmd)
     app.command("models")(models_cmd)

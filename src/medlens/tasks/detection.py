@@ -144,8 +144,10 @@ def merge(raw: list[dict[str, torch.Tensor]], nms_iou: float, max_dets: int) -> 
     """
     from torchvision.ops import batched_nms
 
-    boxes = torch.cat([r["boxes"] for r in raw])
-    scores = torch.cat([r["scores"] for r in raw])
     labels = torch.cat([r["labels"] for r in raw])
+    objects = labels > 0  # label 0 is the background head of the sigmoid detectors: it can pass a low score threshold
+    boxes = torch.cat([r["boxes"] for r in raw])[objects]
+    scores = torch.cat([r["scores"] for r in raw])[objects]
+    labels = labels[objects]
     keep = batched_nms(boxes, scores, labels, nms_iou)[:max_dets]
     return {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
