@@ -1,9 +1,9 @@
 """Detection benchmark: BCCD (Pascal VOC) train -> val with the default plan, no pretrained weights.
 
 Runs the real command line (import voc, plan, train, evaluate --split val), then measures inference throughput
-of the trained bundle with PyTorch. Writes benchmarks/results/detection.json (full budget) or
-benchmarks/results/detection_budget_<N>m.json (a shorter --budget: a check that the pipeline runs end to end,
-not the benchmark's figure).
+of the trained bundle with PyTorch and, after ``medlens export``, with ONNX Runtime. Writes
+benchmarks/results/detection.json (full budget) or benchmarks/results/detection_budget_<N>m.json (a shorter
+--budget: a check that the pipeline runs end to end, not the benchmark's figure).
 
     .venv/bin/python benchmarks/detection.py                # the plan's budget (45 min on CPU)
     .venv/bin/python benchmarks/detection.py --budget 3m    # short-budget check
@@ -32,26 +32,42 @@ def run(cmd: list[str], threads: int) -> None:
     subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
 
 
-def throughput(run_dir: Path, dataset_dir: Path, n_images: int, threads: int) -> dict[str, float]:
-    """Images per second of the bundle (all members, NMS included) on val images, batch 1, after a warm-up."""
+def throughput(run_dir: Path, dataset_dir: Path, work: Path, n_images: int, threads: int) -> dict[str, object]:
+    """Images per second on val images, batch 1, after a warm-up: the bundle in PyTorch (all members, NMS
+    included) and its ``medlens export`` graph in ONNX Runtime, timed in the same run on the same images."""
+    import onnxruntime as ort
     import torch
 
     from medlens.data.dataset import load_dataset
     from medlens.models.bundle import load_bundle
     from medlens.workflows.detection import _read, detect_images
+    from medlens.workflows.export import export_onnx
 
     torch.set_num_threads(threads)
     bundle = load_bundle(run_dir)
     data = load_dataset(dataset_dir)
     paths = [data.image_paths(c)[0] for c in data.split("val")[:n_images]]
-    images = [_read(p, bundle.plan.data.channels) for p in paths]
+    images = [_read(p, bundle.plan.data.channels).float() for p in paths]
     detect_images(bundle, images[:2])  # warm-up
     start = time.perf_counter()
     for image in images:
         detect_images(bundle, [image])
-    seconds = time.perf_counter() - start
-    return {"images": len(images), "seconds": round(seconds, 2), "images_per_second": round(len(images) / seconds, 2),
-            "torch_threads": threads, "image_size": list(images[0].shape[1:])}  # fmt: skip
+    torch_seconds = time.perf_counter() - start
+    export_onnx(run_dir, work / "onnx", overwrite=True)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(str(work / "onnx" / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    feeds = [{"image": image.numpy()} for image in images]
+    session.run(None, feeds[0])  # warm-up
+    start = time.perf_counter()
+    for feed in feeds:
+        session.run(None, feed)
+    onnx_seconds = time.perf_counter() - start
+    n = len(images)
+    return {"images": n, "image_size": list(images[0].shape[1:]), "threads": threads,
+            "pytorch_images_per_second": round(n / torch_seconds, 2),
+            "onnxruntime_images_per_second": round(n / onnx_seconds, 2),
+            "onnxruntime_over_pytorch": round(torch_seconds / onnx_seconds, 3)}  # fmt: skip
 
 
 def main() -> int:
@@ -63,9 +79,9 @@ def main() -> int:
     parser.add_argument(
         "--threads",
         type=int,
-        default=1,
-        help="torch threads for training and inference (1 on a shared 2-core machine: 2 threads thrash when "
-        "another job holds a core, about 10x slower here)",
+        default=os.cpu_count() or 1,
+        help="torch threads for training and inference (default: every core; use 1 when another job holds a "
+        "core of a 2-core machine: 2 threads on one free core thrash, about 10x slower here)",
     )
     parser.add_argument("--work", type=Path, default=ROOT / "work" / "detection")
     args = parser.parse_args()
@@ -103,8 +119,7 @@ def main() -> int:
         "epochs_per_seed": [s["epochs"] for s in summary["seeds"]],
         "train_images_per_second": [s["train_images_per_second"] for s in summary["seeds"]],
         "train_wall_seconds": round(wall, 1),
-        "inference_pytorch": throughput(work / "run", work / "dataset", args.throughput_images, args.threads),
-        "inference_onnxruntime": "not measured: ONNX export of detectors does not exist yet",
+        "inference": throughput(work / "run", work / "dataset", work, args.throughput_images, args.threads),
         "torch_threads": args.threads,
         "plan": {
             "model": plan["model"]["name"],
