@@ -56,3 +56,36 @@ def small_msd(tmp_path: Path, hippocampus_root: Path) -> Callable[..., Path]:
         return folder
 
     return make
+
+
+@pytest.fixture()
+def mr_crop(data_root: Path, tmp_path: Path) -> Path:
+    """A small real DICOM series: 24 slices of the sagittal MR series, cropped to 40 x 48 pixels.
+
+    Rows, columns, pixel data and each slice's position are rewritten (the crop's corner moves along the
+    row and column directions), and the series gets new UIDs: a consistent series, small enough for a tiny
+    model's sliding window to take a moment."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    source = data_root / "dicom" / "sag_anon_mr_t1_series"
+    if not source.is_dir():
+        pytest.skip(f"{source} missing")
+    out = tmp_path / "mr_crop"
+    out.mkdir()
+    r0, c0, rows, cols = 100, 96, 40, 48
+    series, frame = generate_uid(), generate_uid()
+    datasets = [pydicom.dcmread(p) for p in sorted(source.glob("*.dcm"))]
+    datasets.sort(key=lambda d: int(d.InstanceNumber))
+    for ds in datasets[80:104]:
+        row_dir, col_dir = np.array(ds.ImageOrientationPatient[:3]), np.array(ds.ImageOrientationPatient[3:])
+        spacing_between_rows, spacing_between_cols = (float(v) for v in ds.PixelSpacing)
+        corner = np.array(ds.ImagePositionPatient, dtype=float)
+        corner += row_dir * c0 * spacing_between_cols + col_dir * r0 * spacing_between_rows
+        ds.ImagePositionPatient = [round(float(v), 6) for v in corner]
+        pixels = ds.pixel_array[r0 : r0 + rows, c0 : c0 + cols].copy()
+        ds.Rows, ds.Columns, ds.PixelData = rows, cols, pixels.tobytes()
+        ds.SeriesInstanceUID, ds.FrameOfReferenceUID = series, frame
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.save_as(out / f"{int(ds.InstanceNumber):04d}.dcm", enforce_file_format=True)
+    return out

@@ -133,3 +133,45 @@ def test_export_two_folds_to_onnx(small_msd: Callable[..., Path], tmp_path: Path
         with torch.no_grad():
             want = torch.stack([torch.softmax(net(patch), 1) for net in bundle.networks()]).mean(0).numpy()
         assert got.shape == (1, 3, *size) and np.abs(got - want).max() < 1e-4
+
+
+def test_predict_dicom_series_writes_a_valid_seg(tiny_run: tuple[Path, Path], mr_crop: Path, tmp_path: Path) -> None:
+    """predict --dicom-seg on a real DICOM series: the SEG passes dciodvfy, references the series, and its
+    frames hold the predicted mask of the slices they reference (the NIfTI mask written beside it)."""
+    import shutil
+    import subprocess
+
+    import highdicom as hd
+    import pydicom
+
+    from medlens.io import read_image
+
+    _, run = tiny_run
+    out = tmp_path / "pred"
+    assert main(["predict", str(run), str(mr_crop), "--out", str(out), "--dicom-seg"]) == 0
+    mask = np.asarray(nib.load(str(out / "mr_crop_mask.nii.gz")).dataobj)
+    seg_path = out / "mr_crop_seg.dcm"
+    if shutil.which("dciodvfy"):
+        result = subprocess.run(["dciodvfy", str(seg_path)], capture_output=True, text=True, check=False)
+        assert not [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
+    seg = hd.seg.segread(seg_path)
+    sources = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID: p for p in mr_crop.iterdir()}
+    assert seg.number_of_segments == 2
+    assert {r.SeriesInstanceUID for r in seg.ReferencedSeriesSequence} == {
+        pydicom.dcmread(next(iter(sources.values())), stop_before_pixels=True).SeriesInstanceUID
+    }
+    image = read_image(mr_crop)
+    assert mask.shape[:3] == image.spatial_shape
+    slice_of = {}
+    for uid, path in sources.items():
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        from medlens.io.dicom_geometry import LPS_TO_RAS
+
+        position = LPS_TO_RAS @ np.array([float(v) for v in ds.ImagePositionPatient] + [1.0])
+        slice_of[uid] = round(float((np.linalg.inv(image.affine) @ position)[2]))
+    assert sorted(slice_of.values()) == list(range(24))
+    uids = sorted(sources, key=slice_of.get)
+    pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, combine_segments=True)
+    for k, uid in enumerate(uids):
+        assert np.array_equal(pixels[k], mask[:, :, slice_of[uid]].T), f"slice {k}"
+    print("foreground voxels in the predicted mask:", int((mask > 0).sum()))

@@ -49,6 +49,7 @@ def _root(
         "pytorch_lightning",
         "PIL",
         "matplotlib",
+        "highdicom",
     ):
         logging.getLogger(noisy).setLevel(logging.WARNING if not debug else logging.INFO)
 
