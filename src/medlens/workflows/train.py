@@ -69,7 +69,9 @@ def train(
         if overrides:
             raise ConfigError("--set", "cannot change the plan of a run being resumed")
         plan = load_plan(out / "plan.yaml")
-        seeds = int(yaml.safe_load((out / "run.yaml").read_text()).get("seeds", seeds))
+        recorded = yaml.safe_load((out / "run.yaml").read_text())
+        seeds = int(recorded.get("seeds", seeds))
+        folds = recorded.get("folds", folds)  # a k-fold run resumes as k-fold without repeating --folds
     else:
         extra = list(overrides or [])
         if budget_minutes is not None:
@@ -92,13 +94,14 @@ def train(
         run_info = {
             "dataset": str(dataset.root.resolve()),
             "seeds": seeds,
+            "folds": folds,
             "overrides": list(overrides or []),
         }
         write_text_atomic(out / "run.yaml", yaml.safe_dump(run_info, sort_keys=False))
     try:
         return _train_task(dataset, plan, out, seeds, progress, folds)
     except BaseException:
-        if created and not any(out.glob("seed_*/checkpoints/*.ckpt")):
+        if created and not any(out.glob("*/checkpoints/*.ckpt")):  # seed_* or fold_* folders
             shutil.rmtree(out, ignore_errors=True)  # nothing worth resuming: leave nothing half-written
         raise
 
