@@ -70,6 +70,43 @@ def test_pairs_2d_binary_masks(tmp_path: Path) -> None:
     assert sorted(c.case_id for c in dataset.cases) == [f"c{i}" for i in range(6)]
 
 
+def test_pairs_gif_and_palette_masks(tmp_path: Path) -> None:
+    """GIF pictures with grey 0/255 GIF masks (as DRIVE ships them), and colour-palette PNG masks whose palette
+    index is the class (as Pascal VOC): the grey ones map 255 to foreground, the palette ones keep indices."""
+    from medlens.data.segmentation_cases import read_label_map as read_mask
+
+    images, masks = _pairs_2d(tmp_path)
+    for png in [*images.iterdir(), *masks.iterdir()]:
+        PILImage.open(png).save(png.with_suffix(".gif"))
+        png.unlink()
+    assert PILImage.open(masks / "c0_mask.gif").mode == "P"
+    from medlens.io import read_image
+
+    picture = read_image(images / "c0.gif")
+    assert picture.array.shape == (1, 32, 40)  # a grey GIF is one grey channel, not a palette expanded to RGB
+    assert np.array_equal(picture.array[0], np.asarray(PILImage.open(images / "c0.gif").convert("L")))
+    dataset = get_importer("pairs")(images, masks, tmp_path / "ds")
+    assert dataset.spec.source["label_values"] == "0,255" and len(dataset.cases) == 6
+    case = dataset.cases[1]
+    mask = read_mask(dataset.root / case.target, 2, 2, case.case_id, label_values=[0, 255])
+    assert mask.array.sum() == (20 - 6) * (30 - 8)
+
+    palette_masks = tmp_path / "palette_masks"
+    palette_masks.mkdir()
+    colours = [0, 0, 0, 128, 0, 0, 0, 128, 0] + [0] * (256 * 3 - 9)  # VOC: background black, class 1 red, 2 green
+    for i in range(6):
+        index = np.zeros((32, 40), np.uint8)
+        index[5 + i : 20, 8:18], index[5:20, 22:30] = 1, 2
+        picture = PILImage.fromarray(index, mode="P")
+        picture.putpalette(colours)
+        picture.save(palette_masks / f"c{i}.png")
+    dataset = get_importer("pairs")(images, palette_masks, tmp_path / "ds_palette")
+    assert dataset.spec.classes == ["background", "class_1", "class_2"]
+    case = dataset.cases[0]
+    mask = read_mask(dataset.root / case.target, 2, 3, case.case_id)
+    assert np.bincount(mask.array.ravel()).tolist() == [32 * 40 - 15 * 10 - 15 * 8, 15 * 10, 15 * 8]
+
+
 def test_pairs_3d_nifti(small_msd: Callable[..., Path], tmp_path: Path) -> None:
     src = small_msd(4)
     dataset = get_importer("pairs")(src / "imagesTr", src / "labelsTr", tmp_path / "ds")

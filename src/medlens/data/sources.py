@@ -18,6 +18,7 @@ IMAGE_SUFFIXES = {
     ".tif",
     ".tiff",
     ".bmp",
+    ".gif",
     ".dcm",
     ".dicom",
     ".nii",

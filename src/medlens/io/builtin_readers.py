@@ -44,11 +44,11 @@ def _itk(path: Path) -> Image:
     return read_itk(path)
 
 
-@register_reader("raster", (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"), "pictures through Pillow")
-def _raster(path: Path) -> Image:
+@register_reader("raster", (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif"), "pictures through Pillow")
+def _raster(path: Path, kind: str | None = None) -> Image:
     from medlens.io.raster import read_raster
 
-    return read_raster(path)
+    return read_raster(path, palette_indices=kind == "label")
 
 
 @register_reader("numpy", (".npz", ".npy"), "numpy arrays (medlens archives with affine, or bare arrays)")

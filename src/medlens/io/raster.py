@@ -1,4 +1,4 @@
-"""Ordinary pictures (PNG, JPEG, TIFF, BMP) through Pillow, and numpy archives (.npz, .npy).
+"""Ordinary pictures (PNG, JPEG, TIFF, BMP, GIF) through Pillow, and numpy archives (.npz, .npy).
 
 Pictures carry no patient geometry: they become 2D ``(C, H, W)`` images with 1 mm pixels (or the
 resolution stored in the file when it gives one).
@@ -13,11 +13,17 @@ import numpy as np
 from medlens.core.errors import InputError
 from medlens.core.image import Image, default_affine
 
-RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
 
 
-def read_raster(path: Path) -> Image:
-    """Read a picture: grey to ``(1, H, W)``, RGB(A) to ``(3|4, H, W)``; palettes are expanded to RGB."""
+def read_raster(path: Path, *, palette_indices: bool = False) -> Image:
+    """Read a picture: grey to ``(1, H, W)``, RGB(A) to ``(3|4, H, W)``.
+
+    Palettes are expanded to RGB (to grey when all their colours are greys), except with ``palette_indices``
+    (label masks): a palette mask (Pascal VOC PNGs, GIF masks) stores the class as the palette index, and
+    its colours only draw it. A palette of greys is the exception: its masks mean the grey value (0/255 GIF
+    masks), so it is read as grey.
+    """
     from PIL import Image as PILImage
     from PIL import UnidentifiedImageError
 
@@ -28,7 +34,11 @@ def read_raster(path: Path) -> Image:
             if n_frames > 1:
                 warnings.append(f"{n_frames} pages or frames; only the first was read")
             plain: PILImage.Image = pic
-            if pic.mode in ("P", "PA"):
+            if pic.mode == "P" and palette_indices and not _grey_palette(pic):
+                plain = pic
+            elif pic.mode == "P" and (palette_indices or _grey_palette(pic)) and "transparency" not in pic.info:
+                plain = pic.convert("L")  # a palette of greys (GIFs are always palettes): one grey channel
+            elif pic.mode in ("P", "PA"):
                 plain = pic.convert("RGBA" if "transparency" in pic.info or pic.mode == "PA" else "RGB")
             elif pic.mode in ("LA", "CMYK", "YCbCr"):
                 plain = pic.convert("L" if pic.mode == "LA" else "RGB")
@@ -45,6 +55,14 @@ def read_raster(path: Path) -> Image:
         meta={"source_format": path.suffix.lstrip(".").lower(), "mode": mode},
         warnings=warnings,
     )
+
+
+def _grey_palette(pic: object) -> bool:
+    """True when every colour the picture uses is a grey (R = G = B)."""
+    used = np.unique(np.asarray(pic))
+    colours = np.asarray(pic.getpalette() or [], dtype=np.int64).reshape(-1, 3)  # type: ignore[attr-defined]
+    used = used[used < len(colours)]
+    return bool(np.all(colours[used] == colours[used, :1]))
 
 
 def read_numpy(path: Path, key: str | None = None, index: int | None = None) -> Image:

@@ -6,6 +6,7 @@ for a path from its kind (folder, list, DICOMDIR), its suffix, or the DICOM magi
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -139,6 +140,8 @@ def read_image(
         options["series_uid"] = series_uid
     elif series_uid is not None:
         logger.debug("series_uid ignored for a %s file", name)
+    if kind is not None and "kind" in inspect.signature(entry.fn).parameters:
+        options["kind"] = kind  # readers that read labels differently say so (pictures: palette indices)
     image = entry.fn(src, **options)
     if kind is not None:
         image.kind = kind
