@@ -144,6 +144,10 @@ def test_three_d_flow_with_nifti_prediction(
     assert main(["-q", "predict", str(run), str(volume), "--out", str(tmp_path / "pred")]) == 0
     row = next(csv.DictReader(open(tmp_path / "pred" / "predictions.csv")))
     assert row["prediction"] in {"normal", "hyperplasia"}
+    assert main(["-q", "export", str(run), "--out", str(tmp_path / "onnx")]) == 0  # a 3D network exports too
+    spec = json.loads((tmp_path / "onnx" / "export.json").read_text())
+    assert spec["inputs"][0]["shape"][2:] == yaml.safe_load((run / "plan.yaml").read_text())["data"]["input_size"]
+    assert spec["verification"]["checks"][0]["max_abs_diff_probabilities"] < 1e-3
 
 
 def test_pretrained_checkpoint_with_other_head(tiny: list[str], pneumonia_run: Path, tmp_path: Path) -> None:
