@@ -40,11 +40,6 @@ class SegmentationPlan(BaseModel):
     sw_overlap: float = Field(0.5, description="sliding-window overlap at validation and prediction")
     sw_mode: Literal["gaussian", "constant"] = "gaussian"
     sw_batch_size: int = 4
-    whole_volume_voxels: float = Field(
-        2.0,
-        description="a case that fits in this many patches' voxels (padded to the network's divisor) is predicted "
-        "in one forward pass instead of overlapping windows; 0 always uses the sliding window",
-    )
     mirror_axes: list[int] = Field(default_factory=list, description="spatial axes mirrored by test-time augmentation")
     keep_largest_component: list[int] = Field(
         default_factory=list, description="foreground classes reduced to their largest connected component"
@@ -65,8 +60,6 @@ class SegmentationPlan(BaseModel):
             raise ValueError("the first stage's strides must be 1 (full resolution)")
         if not 0 <= self.sw_overlap < 1:
             raise ValueError("sw_overlap must be in [0, 1)")
-        if self.whole_volume_voxels < 0:
-            raise ValueError("whole_volume_voxels must be 0 (off) or positive")
         if not 0 <= self.foreground_oversampling <= 1:
             raise ValueError("foreground_oversampling must be in [0, 1]")
         return self

@@ -48,13 +48,9 @@ def sliding_window_probabilities(
     nets: Sequence[nn.Module], image: torch.Tensor, plan: Plan, *, tta: bool = False
 ) -> torch.Tensor:
     """Softmax probabilities (K, *spatial) of a preprocessed image (C, *spatial), averaged over the members
-    and, with ``tta``, over every combination of mirrored axes in ``plan.segmentation.mirror_axes``.
+    and, with ``tta``, over every combination of mirrored axes in ``plan.segmentation.mirror_axes``."""
+    from monai.inferers import sliding_window_inference
 
-    A case that fits in one window is one forward pass; a case a little larger than a patch (at most
-    ``segmentation.whole_volume_voxels`` patches, padded to the network's divisor) too, since overlapping
-    windows would compute up to 2**dims patches for it; larger cases go through MONAI's Gaussian sliding
-    window. Both pad as MONAI does (zeros, centred), so a one-window case gives MONAI's result exactly.
-    """
     seg = plan.segmentation
     if seg is None:
         raise ConfigError("segmentation", "the plan has no segmentation section")
@@ -65,51 +61,22 @@ def sliding_window_probabilities(
 
         axes = [a + 2 for a in seg.mirror_axes if x.shape[a + 2] > 1]
         flips = [c for r in range(len(axes) + 1) for c in combinations(axes, r)]
-    padded = whole_volume_size(list(x.shape[2:]), plan)
     total: torch.Tensor | None = None
     for net in nets:
         for flip in flips:
             xi = torch.flip(x, flip) if flip else x
-            logits = _whole_volume(net, xi, padded) if padded else _windows(net, xi, plan.data.input_size, seg)
-            probs = torch.softmax(logits.float(), dim=1)
+            logits = sliding_window_inference(
+                xi,
+                roi_size=plan.data.input_size,
+                sw_batch_size=seg.sw_batch_size,
+                predictor=net,
+                overlap=seg.sw_overlap,
+                mode=seg.sw_mode,
+            )
+            probs = torch.softmax(cast(torch.Tensor, logits).float(), dim=1)
             probs = torch.flip(probs, flip) if flip else probs
             total = probs if total is None else total + probs
     return (cast(torch.Tensor, total) / (len(nets) * len(flips)))[0]
-
-
-def whole_volume_size(shape: list[int], plan: Plan) -> list[int] | None:
-    """The padded size for one forward pass over a whole case, or None when the sliding window is needed."""
-    seg = plan.segmentation
-    if seg is None or seg.whole_volume_voxels <= 0:
-        return None
-    patch = plan.data.input_size
-    padded = [max(p, -(-s // d) * d) for s, p, d in zip(shape, patch, seg.divisor(), strict=True)]
-    return padded if np.prod(padded) <= seg.whole_volume_voxels * np.prod(patch) else None
-
-
-def _whole_volume(net: nn.Module, x: torch.Tensor, padded: list[int]) -> torch.Tensor:
-    """One forward pass over the case padded (zeros, centred: MONAI's padding) to ``padded``, cropped back."""
-    import torch.nn.functional as F
-
-    spatial = list(x.shape[2:])
-    before = [(p - s) // 2 for s, p in zip(spatial, padded, strict=True)]
-    pads = [v for b, s, p in reversed(list(zip(before, spatial, padded, strict=True))) for v in (b, p - s - b)]
-    out = cast(torch.Tensor, net(F.pad(x, pads)))
-    return out[(..., *[slice(b, b + s) for b, s in zip(before, spatial, strict=True)])]
-
-
-def _windows(net: nn.Module, x: torch.Tensor, roi: list[int], seg: Any) -> torch.Tensor:
-    from monai.inferers import sliding_window_inference
-
-    logits = sliding_window_inference(
-        x,
-        roi_size=roi,
-        sw_batch_size=seg.sw_batch_size,
-        predictor=net,
-        overlap=seg.sw_overlap,
-        mode=seg.sw_mode,
-    )
-    return cast(torch.Tensor, logits)
 
 
 def keep_largest_component(labels: np.ndarray, classes: Sequence[int]) -> np.ndarray:

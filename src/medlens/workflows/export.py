@@ -197,11 +197,7 @@ def _preprocessing(bundle: Bundle) -> dict[str, Any]:
             "ct_mean": seg.ct_mean,
             "ct_std": seg.ct_std,
             "patch_size": plan.data.input_size,
-            "sliding_window": {
-                "overlap": seg.sw_overlap,
-                "mode": seg.sw_mode,
-                "whole_volume_voxels": seg.whole_volume_voxels,
-            },
+            "sliding_window": {"overlap": seg.sw_overlap, "mode": seg.sw_mode},
         }
     elif plan.task == "detection" and plan.detection is not None:
         spec |= {
