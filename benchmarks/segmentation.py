@@ -69,13 +69,13 @@ def time_prediction(run_dir: Path, dataset_dir: Path, n_cases: int) -> dict[str,
     net.register_forward_pre_hook(start)
     net.register_forward_hook(timed)
     from medlens.data.segmentation_cases import read_label_map
-    from medlens.tasks.segmentation import keep_largest_component, whole_volume_size
+    from medlens.tasks.segmentation import keep_largest_component
     from medlens.transforms.segmentation import to_input_grid
 
     data = load_dataset(dataset_dir)
     cases = data.split("test")[:n_cases]
     end_to_end, forward, baseline = [], [], []
-    dice_ours, dice_monai, one_pass = [], [], 0
+    dice_ours, dice_monai = [], []
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
         for case in cases:
             path = Path(case.image[0])
@@ -101,7 +101,6 @@ def time_prediction(run_dir: Path, dataset_dir: Path, n_cases: int) -> dict[str,
             truth = read_label_map(data.root / case.target, 3, len(plan.class_names), case.case_id).array[0]
             dice_ours.append(dice_per_class(labels, truth, len(plan.class_names)))
             dice_monai.append(dice_per_class(monai, truth, len(plan.class_names)))
-            one_pass += whole_volume_size(list(x.shape[2:]), plan) is not None
     e2e, fwd, base = statistics.fmean(end_to_end), statistics.fmean(forward), statistics.fmean(baseline)
     return {
         "cases_timed": len(cases),
@@ -111,7 +110,6 @@ def time_prediction(run_dir: Path, dataset_dir: Path, n_cases: int) -> dict[str,
         "end_to_end_over_forward": round(e2e / fwd, 3) if fwd else None,
         "end_to_end_over_monai_sliding_window": round(e2e / base, 3) if base else None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "cases_in_one_forward_pass": one_pass,
         "dice_medlens_predictor": round(statistics.fmean(statistics.fmean(d) for d in dice_ours), 4),
         "dice_monai_sliding_window": round(statistics.fmean(statistics.fmean(d) for d in dice_monai), 4),
     }
