@@ -25,6 +25,8 @@ from pathlib import Path
 
 import yaml
 
+from common import split_sizes
+
 ROOT = Path(__file__).resolve().parent
 TARGET = "mAP@.5 >= 0.85 within 45 minutes of training (YOLOv8n, COCO-pretrained: about 0.88-0.94)"
 
@@ -42,14 +44,14 @@ def throughput(run_dir: Path, dataset_dir: Path, work: Path, n_images: int, thre
 
     from medlens.data.dataset import load_dataset
     from medlens.models.bundle import load_bundle
-    from medlens.workflows.detection import _read, detect_images
+    from medlens.workflows.detection import detect_images, read_detection_image
     from medlens.workflows.export import export_onnx
 
     torch.set_num_threads(threads)
     bundle = load_bundle(run_dir)
     data = load_dataset(dataset_dir)
     paths = [data.image_paths(c)[0] for c in data.split("test")[:n_images]]
-    images = [_read(p, bundle.plan.data.channels).float() for p in paths]
+    images = [read_detection_image(p, bundle.plan.data.channels).float() for p in paths]
     detect_images(bundle, images[:2])  # warm-up
     start = time.perf_counter()
     for image in images:
@@ -70,13 +72,6 @@ def throughput(run_dir: Path, dataset_dir: Path, work: Path, n_images: int, thre
             "pytorch_images_per_second": round(n / torch_seconds, 2),
             "onnxruntime_images_per_second": round(n / onnx_seconds, 2),
             "onnxruntime_over_pytorch": round(torch_seconds / onnx_seconds, 3)}  # fmt: skip
-
-
-def split_sizes(dataset_dir: Path) -> dict[str, int]:
-    from medlens.data.dataset import load_dataset
-
-    cases = load_dataset(dataset_dir).cases
-    return {s: sum(c.split == s for c in cases) for s in ("train", "val", "test")}
 
 
 def hold_out_voc_val(dataset_dir: Path, val_fraction: float) -> None:

@@ -4,8 +4,7 @@ Runs the real command line (import msd, plan, train, evaluate) on MEDLENS_DATA/T
 seeded split of about 162 training, 18 validation and 40 held-out cases, then times prediction on the
 held-out cases three ways: end to end (read, preprocess, sliding window, resample, write NIfTI), the
 network's own forward passes inside that sliding window, and MONAI's ``sliding_window_inference`` called
-directly on the preprocessed tensor with the same network and settings; and it scores the held-out cases
-both through medlens's predictor and through those MONAI windows. Writes
+directly on the preprocessed tensor with the same network and settings. Writes
 benchmarks/results/segmentation.json (``segmentation_short.json`` when the budget is under 45 minutes).
 
     .venv/bin/python benchmarks/segmentation.py                  # the full 45-minute budget
@@ -28,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from common import split_sizes
 
 ROOT = Path(__file__).resolve().parent
 N_CASES, N_TEST, N_VAL = 220, 40, 18
@@ -47,6 +46,7 @@ def time_prediction(run_dir: Path, dataset_dir: Path, n_cases: int) -> dict[str,
     import torch
     from monai.inferers import sliding_window_inference
 
+    from medlens.core.image import Image
     from medlens.data.dataset import load_dataset
     from medlens.io import read_image, write_image
     from medlens.models.bundle import load_bundle
@@ -68,14 +68,8 @@ def time_prediction(run_dir: Path, dataset_dir: Path, n_cases: int) -> dict[str,
 
     net.register_forward_pre_hook(start)
     net.register_forward_hook(timed)
-    from medlens.data.segmentation_cases import read_label_map
-    from medlens.tasks.segmentation import keep_largest_component
-    from medlens.transforms.segmentation import to_input_grid
-
-    data = load_dataset(dataset_dir)
-    cases = data.split("test")[:n_cases]
+    cases = load_dataset(dataset_dir).split("test")[:n_cases]
     end_to_end, forward, baseline = [], [], []
-    dice_ours, dice_monai = [], []
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
         for case in cases:
             path = Path(case.image[0])
@@ -83,24 +77,15 @@ def time_prediction(run_dir: Path, dataset_dir: Path, n_cases: int) -> dict[str,
             t0 = time.perf_counter()
             image = read_image(path)
             labels, _ = segment_image(bundle, image)
-            from medlens.core.image import Image
-
             write_image(Image(labels[None], image.affine, "label"), Path(tmp) / "mask.nii.gz")
             end_to_end.append(time.perf_counter() - t0)
             forward.append(forward_seconds[0])
             x = torch.from_numpy(preprocess_image(image, plan))[None]
             t1 = time.perf_counter()
-            logits = sliding_window_inference(
+            sliding_window_inference(
                 x, plan.data.input_size, seg.sw_batch_size, net, overlap=seg.sw_overlap, mode=seg.sw_mode
             )
             baseline.append(time.perf_counter() - t1)
-            # the same case through MONAI's windows, on the input grid, post-processed as ours: Dice both ways
-            monai = to_input_grid(torch.softmax(logits[0].float(), 0), image.spatial_shape).argmax(0).numpy()
-            if seg.keep_largest_component:
-                monai = keep_largest_component(monai.astype(labels.dtype), seg.keep_largest_component)
-            truth = read_label_map(data.root / case.target, 3, len(plan.class_names), case.case_id).array[0]
-            dice_ours.append(dice_per_class(labels, truth, len(plan.class_names)))
-            dice_monai.append(dice_per_class(monai, truth, len(plan.class_names)))
     e2e, fwd, base = statistics.fmean(end_to_end), statistics.fmean(forward), statistics.fmean(baseline)
     return {
         "cases_timed": len(cases),
@@ -110,24 +95,7 @@ def time_prediction(run_dir: Path, dataset_dir: Path, n_cases: int) -> dict[str,
         "end_to_end_over_forward": round(e2e / fwd, 3) if fwd else None,
         "end_to_end_over_monai_sliding_window": round(e2e / base, 3) if base else None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "dice_medlens_predictor": round(statistics.fmean(statistics.fmean(d) for d in dice_ours), 4),
-        "dice_monai_sliding_window": round(statistics.fmean(statistics.fmean(d) for d in dice_monai), 4),
     }
-
-
-def dice_per_class(pred: np.ndarray, truth: np.ndarray, n_classes: int) -> list[float]:
-    """Foreground Dice per class (1 when both are empty), for the predictor comparison only."""
-    out = []
-    for k in range(1, n_classes):
-        p, t = pred == k, truth == k
-        total = int(p.sum() + t.sum())
-        out.append(1.0 if total == 0 else 2.0 * int((p & t).sum()) / total)
-    return out
-
-
-def split_counts(dataset: Path) -> dict[str, int]:
-    rows = (dataset / "manifest.csv").read_text().splitlines()[1:]
-    return {s: sum(1 for line in rows if line.endswith("," + s)) for s in ("train", "val", "test")}
 
 
 def reevaluate(args: argparse.Namespace) -> int:
@@ -197,7 +165,7 @@ def main() -> int:
         "short_budget_check": minutes < 45,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
-        "split": split_counts(dataset),
+        "split": split_sizes(dataset),
         "budget_minutes": minutes,
         "train_wall_seconds": round(train_wall, 1),
         "train_seconds": summary["train_seconds_per_member"],

@@ -71,7 +71,7 @@ def test_onnx_export_gives_the_bundle_detections(run_dir: Path, tiny_dataset, tm
     import yaml
 
     from medlens.models.bundle import load_bundle
-    from medlens.workflows.detection import _read, detect_images
+    from medlens.workflows.detection import detect_images, read_detection_image
 
     bundle_dir = tmp_path / "bundle"
     shutil.copytree(run_dir / "bundle", bundle_dir)
@@ -83,7 +83,7 @@ def test_onnx_export_gives_the_bundle_detections(run_dir: Path, tiny_dataset, tm
     assert exported["outputs"] == ["boxes", "scores", "labels"] and exported["class_names"] == spec["class_names"]
     session = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
     bundle = load_bundle(bundle_dir)
-    image = _read(Path(tiny_dataset.cases[0].image[0]), bundle.plan.data.channels).float()
+    image = read_detection_image(Path(tiny_dataset.cases[0].image[0]), bundle.plan.data.channels).float()
     for x in (image, image[:, 40:400, 100:600].contiguous()):  # 480x640, then 360x500
         boxes, scores, labels = session.run(None, {"image": x.numpy()})
         want = detect_images(bundle, [x])[0]

@@ -85,15 +85,6 @@ def test_train_evaluate_predict(tiny_run: tuple[Path, Path], small_msd: Callable
     assert (tmp_path / "pred" / "predictions.csv").is_file()
 
 
-def test_kfold_members(small_msd: Callable[..., Path], tmp_path: Path) -> None:
-    dataset, run = tmp_path / "ds", tmp_path / "run"
-    assert main(["import", "msd", str(small_msd(6)), "--out", str(dataset), "--test-fraction", "0.2"]) == 0
-    tiny = [*TINY, "--set", "segmentation.check_largest_component=false"]
-    assert main(["train", str(dataset), "--out", str(run), "--folds", "2", *tiny]) == 0
-    bundle = yaml.safe_load((run / "bundle" / "bundle.yaml").read_text())
-    assert len(bundle["members"]) == 2 and (run / "fold_1" / "summary.json").is_file()
-
-
 def test_fold_assignment_keeps_patients_whole() -> None:
     from medlens.data.dataset import Case
     from medlens.workflows.segmentation import fold_assignment
@@ -105,8 +96,9 @@ def test_fold_assignment_keeps_patients_whole() -> None:
     assert sorted(set(folds)) == [0, 1, 2]
 
 
-def test_export_two_folds_to_onnx(small_msd: Callable[..., Path], tmp_path: Path) -> None:
-    """ONNX Runtime gives the folds' mean softmax on a real, preprocessed case, at the patch size and another size."""
+def test_kfold_members_and_their_onnx_export(small_msd: Callable[..., Path], tmp_path: Path) -> None:
+    """--folds 2 makes a 2-member bundle; in ONNX Runtime its export gives the folds' mean softmax on a real,
+    preprocessed case, at the patch size and another size."""
     import onnxruntime as ort
     import torch
 
@@ -118,6 +110,8 @@ def test_export_two_folds_to_onnx(small_msd: Callable[..., Path], tmp_path: Path
     assert main(["import", "msd", str(small_msd(6)), "--out", str(dataset), "--test-fraction", "0.2"]) == 0
     tiny = [*TINY, "--set", "segmentation.check_largest_component=false"]
     assert main(["train", str(dataset), "--out", str(run), "--folds", "2", *tiny]) == 0
+    members = yaml.safe_load((run / "bundle" / "bundle.yaml").read_text())["members"]
+    assert len(members) == 2 and (run / "fold_1" / "summary.json").is_file()
     assert main(["export", str(run), "--out", str(tmp_path / "onnx")]) == 0
     spec = json.loads((tmp_path / "onnx" / "export.json").read_text())
     assert spec["task"] == "segmentation" and spec["members"] == 2 and spec["inputs"][0]["name"] == "patch"
@@ -145,6 +139,7 @@ def test_predict_dicom_series_writes_a_valid_seg(tiny_run: tuple[Path, Path], mr
     import pydicom
 
     from medlens.io import read_image
+    from medlens.io.dicom_geometry import LPS_TO_RAS
 
     _, run = tiny_run
     out = tmp_path / "pred"
@@ -165,8 +160,6 @@ def test_predict_dicom_series_writes_a_valid_seg(tiny_run: tuple[Path, Path], mr
     slice_of = {}
     for uid, path in sources.items():
         ds = pydicom.dcmread(path, stop_before_pixels=True)
-        from medlens.io.dicom_geometry import LPS_TO_RAS
-
         position = LPS_TO_RAS @ np.array([float(v) for v in ds.ImagePositionPatient] + [1.0])
         slice_of[uid] = round(float((np.linalg.inv(image.affine) @ position)[2]))
     assert sorted(slice_of.values()) == list(range(24))

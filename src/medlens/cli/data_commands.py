@@ -82,6 +82,11 @@ def import_csv_cmd(
     report_dataset(dataset)
 
 
+def class_names_option(text: str | None) -> list[str] | None:
+    """``--classes a,b,c`` as a list (blanks dropped), or None when not given."""
+    return [c.strip() for c in text.split(",") if c.strip()] if text else None
+
+
 def report_dataset(dataset: Dataset) -> None:
     """Print what an importer wrote: cases, task, dimensions, classes, split sizes, folder."""
     from collections import Counter

@@ -6,15 +6,11 @@ from pathlib import Path
 
 import typer
 
-from medlens.cli.data_commands import OUT, OVERWRITE, SEED, TEST, VAL, import_app, report_dataset
+from medlens.cli.data_commands import OUT, OVERWRITE, SEED, TEST, VAL, class_names_option, import_app, report_dataset
 
 CLASSES = typer.Option(
     None, "--classes", help="Class names in label order, comma-separated; objects of other names are reported."
 )
-
-
-def _names(classes: str | None) -> list[str] | None:
-    return [c.strip() for c in classes.split(",") if c.strip()] if classes else None
 
 
 @import_app.command("voc")
@@ -31,9 +27,14 @@ def import_voc_cmd(
     from medlens.data.importers import get_importer
 
     dataset = get_importer("voc")(
-        folder, out, classes=_names(classes), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+        folder,
+        out,
+        classes=class_names_option(classes),
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
         overwrite=overwrite,
-    )  # fmt: skip
+    )
     report_dataset(dataset)
 
 
@@ -52,9 +53,15 @@ def import_coco_cmd(
     from medlens.data.importers import get_importer
 
     dataset = get_importer("coco")(
-        annotations, images, out, classes=_names(classes), val_fraction=val_fraction, test_fraction=test_fraction,
-        seed=seed, overwrite=overwrite,
-    )  # fmt: skip
+        annotations,
+        images,
+        out,
+        classes=class_names_option(classes),
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+        overwrite=overwrite,
+    )
     report_dataset(dataset)
 
 
@@ -72,7 +79,12 @@ def import_yolo_cmd(
     from medlens.data.importers import get_importer
 
     dataset = get_importer("yolo")(
-        folder, out, classes=_names(classes), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+        folder,
+        out,
+        classes=class_names_option(classes),
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
         overwrite=overwrite,
-    )  # fmt: skip
+    )
     report_dataset(dataset)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from medlens.cli.data_commands import OUT, OVERWRITE, SEED, TEST, VAL, import_app, report_dataset
+from medlens.cli.data_commands import OUT, OVERWRITE, SEED, TEST, VAL, class_names_option, import_app, report_dataset
 
 
 @import_app.command("msd")
@@ -43,12 +43,11 @@ def import_pairs_cmd(
     """Import image/mask pairs (2D or 3D) into a segmentation dataset."""
     from medlens.data.importers import get_importer
 
-    names = [c.strip() for c in classes.split(",")] if classes else None
     dataset = get_importer("pairs")(
         images,
         masks,
         out,
-        classes=names,
+        classes=class_names_option(classes),
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         seed=seed,

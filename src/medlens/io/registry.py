@@ -29,6 +29,7 @@ class ReaderEntry:
     suffixes: tuple[str, ...]
     description: str
     fn: ReaderFn
+    takes_kind: bool = False  # reads labels differently (pictures: palette indices); gets read_image's kind
 
 
 _READERS: dict[str, ReaderEntry] = {}
@@ -38,7 +39,9 @@ def register_reader(name: str, suffixes: Sequence[str] = (), description: str = 
     """Register ``fn(source, **options) -> Image`` under ``name`` for the given lower-case suffixes."""
 
     def decorate(fn: ReaderFn) -> ReaderFn:
-        _READERS[name] = ReaderEntry(name, tuple(suffixes), description or (fn.__doc__ or "").split("\n")[0], fn)
+        summary = description or (fn.__doc__ or "").split("\n")[0]
+        takes_kind = "kind" in inspect.signature(fn).parameters
+        _READERS[name] = ReaderEntry(name, tuple(suffixes), summary, fn, takes_kind)
         return fn
 
     return decorate
@@ -140,8 +143,8 @@ def read_image(
         options["series_uid"] = series_uid
     elif series_uid is not None:
         logger.debug("series_uid ignored for a %s file", name)
-    if kind is not None and "kind" in inspect.signature(entry.fn).parameters:
-        options["kind"] = kind  # readers that read labels differently say so (pictures: palette indices)
+    if kind is not None and entry.takes_kind:
+        options["kind"] = kind
     image = entry.fn(src, **options)
     if kind is not None:
         image.kind = kind

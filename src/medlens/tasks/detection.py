@@ -16,6 +16,7 @@ from torch import nn
 from medlens.plan.schema import Plan
 from medlens.tasks.budget import BudgetSchedule
 
+RAW_DETECTIONS = 2000  # boxes kept per image and member before merge's NMS
 GRADIENT_CLIP_NORM = 10.0  # from-scratch detectors meet huge early gradients from the box regression
 
 
@@ -118,6 +119,14 @@ class DetectionModule(pl.LightningModule):
         return configure_optimizer(self.net, self.plan.optim, self.budget)
 
 
+def set_unsuppressed(net: nn.Module) -> None:
+    """Make a detector return every box above its evaluation score, without NMS (IoU 1.0 suppresses nothing);
+    :func:`merge` suppresses afterwards, over every member's boxes together."""
+    from medlens.models.detectors import postprocess_of, set_postprocess
+
+    set_postprocess(net, score=postprocess_of(net)[0], nms=1.0, detections=RAW_DETECTIONS)
+
+
 @torch.inference_mode()
 def detect_raw(net: nn.Module, images: list[torch.Tensor], batch_size: int = 4) -> list[dict[str, torch.Tensor]]:
     """Every detection above the plan's evaluation score, before NMS (merged and suppressed by :func:`merge`)."""
@@ -126,7 +135,7 @@ def detect_raw(net: nn.Module, images: list[torch.Tensor], batch_size: int = 4) 
     was_training = net.training
     score, nms, detections = postprocess_of(net)
     net.eval()
-    set_postprocess(net, score=score, nms=1.0, detections=2000)  # IoU 1.0: nothing suppressed
+    set_unsuppressed(net)
     try:
         outputs: list[dict[str, torch.Tensor]] = []
         for i in range(0, len(images), batch_size):

@@ -133,7 +133,8 @@ def detect_images(bundle: Bundle, images: list[torch.Tensor]) -> list[dict[str, 
     return [merge([r[i] for r in raw], d.nms_iou, d.detections_per_image) for i in range(len(images))]
 
 
-def _read(path: Path, channels: int) -> torch.Tensor:
+def read_detection_image(path: Path, channels: int) -> torch.Tensor:
+    """A 2D image file as the detector's input (C, H, W) in raw units, with ``channels`` channels."""
     from medlens.data.box_loading import image_tensor
     from medlens.io import read_image
 
@@ -172,7 +173,7 @@ def evaluate_detection(
         if not path.is_file():
             raise InputError(path, f"image of case {case.case_id} missing")
         boxes, labels, _ = read_boxes(data, case)
-        preds.append(to_image_boxes(detect_images(bundle, [_read(path, bundle.plan.data.channels)])[0]))
+        preds.append(to_image_boxes(detect_images(bundle, [read_detection_image(path, bundle.plan.data.channels)])[0]))
         truths.append(ImageBoxes(boxes.astype(np.float64), labels))
         paths.append(path)
     metrics = detection_metrics(preds, truths, bundle.class_names, n_bootstrap=n_bootstrap)
@@ -234,7 +235,7 @@ def predict_detection(
     used: set[str] = set()
     images: dict[str, bytes] = {}
     for path in paths:
-        image = _read(path, bundle.plan.data.channels)
+        image = read_detection_image(path, bundle.plan.data.channels)
         pred = to_image_boxes(detect_images(bundle, [image])[0])
         keep = pred.scores >= score
         boxes = [

@@ -66,12 +66,12 @@ class _Detector(nn.Module):
 
     def __init__(self, bundle: Bundle) -> None:
         super().__init__()
-        from medlens.models.detectors import postprocess_of, set_postprocess
         from medlens.plan.detection_schema import DetectionPlan
+        from medlens.tasks.detection import set_unsuppressed
 
         nets = [copy.deepcopy(net) for net in bundle.networks()]
         for net in nets:
-            set_postprocess(net, score=postprocess_of(net)[0], nms=1.0, detections=2000)
+            set_unsuppressed(net)
         self.nets = nn.ModuleList(nets)
         d = bundle.plan.detection or DetectionPlan()
         self.nms_iou, self.max_dets = float(d.nms_iou), int(d.detections_per_image)
