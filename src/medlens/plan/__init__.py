@@ -1,1 +1,0 @@
-"""Plans: every choice training makes, derived from the fingerprint by readable rules, written to plan.yaml."""

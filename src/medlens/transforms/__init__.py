@@ -1,1 +1,0 @@
-"""Preprocessing (the same at training and prediction) and augmentation pipelines."""
