@@ -105,6 +105,9 @@ def report_dataset(dataset: Dataset) -> None:
 def plan_cmd(
     dataset_dir: Path = typer.Argument(..., help="A dataset folder (from 'medlens import')."),
     set_: list[str] = typer.Option([], "--set", help="Override a plan field, e.g. --set train.batch_size=32."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing plan.yaml (it may hold your edits)."
+    ),
 ) -> None:
     """Fingerprint the dataset and write DATASET_DIR/plan.yaml; print each choice and why.
 
@@ -113,9 +116,9 @@ def plan_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from medlens.workflows.planning import plan_dataset
+    from medlens.workflows.planning import plan as make_plan
 
-    plan, path = plan_dataset(dataset_dir, set_)
+    plan, path = make_plan(dataset_dir, set_, overwrite=overwrite)
     table = Table(title=f"plan for {dataset_dir}", show_lines=False)
     table.add_column("choice")
     table.add_column("value")
@@ -137,7 +140,6 @@ def plan_cmd(
         "training",
         f"batch {plan.train.batch_size}, up to {plan.train.max_epochs} epochs, budget {plan.train.budget_minutes} min",
     )
-    table.add_row("loss", f"{plan.train.loss}, class weights {plan.train.class_weights}")
     console = Console()
     console.print(table)
     for note in plan.notes:

@@ -19,51 +19,69 @@ def parse_duration(text: str) -> float:
     return value / 60 if unit == "s" else value * 60 if unit == "h" else value
 
 
+OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing output folder (only one medlens made).")
+
+
 def train_cmd(
     dataset_dir: Path = typer.Argument(..., help="A dataset folder; its plan.yaml is used when present."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder to create (checkpoints, logs, bundle)."),
     budget: str | None = typer.Option(
-        None, "--budget", help="Training time per seed, e.g. 10m, 1h (the schedule anneals to it)."
+        None, "--budget", help="Training time per member, e.g. 10m, 1h (the schedule anneals to it)."
     ),
     seeds: int = typer.Option(
         1, "--seeds", help="Train N seeds; their ensemble is the model, their spread is reported."
     ),
-    set_: list[str] = typer.Option([], "--set", help="Override a plan field, e.g. --set optim.lr=0.001."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoints."),
     folds: int | None = typer.Option(
-        None, "--folds", help="k-fold cross-validation (segmentation); folds form the ensemble."
+        None, "--folds", help="k-fold cross-validation over train+val instead of seeds; the folds form the ensemble."
     ),
+    set_: list[str] = typer.Option([], "--set", help="Override a plan field, e.g. --set optim.lr=0.001."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue an interrupted run from its last checkpoints (same dataset and plan)."
+    ),
+    overwrite: bool = OVERWRITE,
 ) -> None:
-    """Train a model on a dataset as its plan says (classification and multi-label, 2D and 3D)."""
+    """Train a model on a dataset as its plan says (every task: classification, segmentation, detection, ...)."""
     from rich.console import Console
 
-    from medlens.workflows.train import train
+    from medlens.cli.progress import progress_bars
+    from medlens.workflows.training import train
 
     minutes = parse_duration(budget) if budget else None
-    summary = train(dataset_dir, out, budget_minutes=minutes, seeds=seeds, overrides=set_, resume=resume, folds=folds)
+    with progress_bars() as progress:
+        summary = train(
+            dataset_dir, out, budget_minutes=minutes, seeds=seeds, folds=folds, overrides=set_, resume=resume,
+            overwrite=overwrite, progress=progress,
+        )  # fmt: skip
     console = Console()
-    for s in summary.get("seeds", []):
+    for s in summary.get("member_summaries", []):
         monitor = s.get("monitor", "val_auc")
         best = s.get(f"best_{monitor}")
         shown = f"{best:.4f}" if isinstance(best, float) else "n/a"
-        console.print(f"seed {s['seed']}: best {monitor} {shown}, {s['epochs']} epochs, {s['train_seconds']:.0f} s")
+        console.print(f"{s['member']}: best {monitor} {shown}, {s['epochs']} epochs, {s['train_seconds']:.0f} s")
     console.print(f"model bundle: {Path(out) / 'bundle'}")
 
 
 def evaluate_cmd(
     run_dir: Path = typer.Argument(..., help="A run folder (or a bundle folder)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for metrics.json, report.html and plots."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Folder to create for metrics.json, report.html and plots (outside the run folder)."
+    ),
     dataset: Path | None = typer.Option(None, "--dataset", help="Evaluate on another dataset (default: the run's)."),
     split: str = typer.Option("test", "--split", help="test, val, train or all."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the 95% confidence intervals."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Measure a trained model: metrics with 95% bootstrap CIs, curves, calibration, report.html."""
     from rich.console import Console
     from rich.table import Table
 
-    from medlens.workflows.evaluate import evaluate
+    from medlens.cli.progress import progress_bars
+    from medlens.workflows.evaluation import evaluate
 
-    metrics = evaluate(run_dir, out, dataset=dataset, split=split, n_bootstrap=bootstrap)
+    with progress_bars() as progress:
+        metrics = evaluate(
+            run_dir, out, dataset=dataset, split=split, n_bootstrap=bootstrap, overwrite=overwrite, progress=progress
+        )
     table = Table(title=f"{split} metrics ({metrics.get('n_cases', '?')} cases)")
     for col in ("metric", "value", "95% CI"):
         table.add_column(col)
@@ -79,35 +97,67 @@ def evaluate_cmd(
 
 def predict_cmd(
     run_dir: Path = typer.Argument(..., help="A run folder or a bundle folder."),
-    inputs: list[Path] = typer.Argument(..., help="Images or folders: PNG, JPEG, TIFF, DICOM, NIfTI, NRRD, MHA, npz."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for predictions.csv and one JSON per input."),
+    inputs: list[Path] = typer.Argument(
+        ..., help="Images or folders: PNG, JPEG, TIFF, GIF, DICOM files and series, NIfTI, NRRD, MHA, npz."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Folder to create: one JSON per input, predictions.csv, masks and overlays."
+    ),
     tta: bool = typer.Option(False, "--tta", help="Segmentation: mirror test-time augmentation."),
     dicom_seg: bool = typer.Option(False, "--dicom-seg", help="Segmentation of DICOM input: also write a DICOM SEG."),
+    pictures: bool = typer.Option(True, "--pictures/--no-pictures", help="Write overlay pictures (PNG)."),
+    nonfinite: str = typer.Option(
+        "refuse",
+        "--nonfinite",
+        help="Inputs with NaN or infinite pixels: 'refuse' (skipped with the reason) or 'clean' (replaced by the "
+        "image's own minimum/maximum, and flagged in the prediction).",
+    ),
+    strict: bool = typer.Option(
+        False, "--strict", help="Exit with code 1 when any input was skipped (default: only when none was predicted)."
+    ),
+    overwrite: bool = OVERWRITE,
 ) -> None:
-    """Predict with a trained model: class probabilities and the predicted class per input."""
+    """Predict with a trained model; inputs that cannot be read or predicted are skipped with the reason."""
     from rich.console import Console
 
-    from medlens.workflows.predict import predict
+    from medlens.cli.progress import progress_bars
+    from medlens.core.errors import ConfigError
+    from medlens.workflows.prediction import predict
 
-    rows = predict(run_dir, inputs, out, tta=tta, dicom_seg=dicom_seg)
-    Console().print(f"{len(rows)} prediction(s) written to {Path(out) / 'predictions.csv'}")
+    if nonfinite not in ("refuse", "clean"):
+        raise ConfigError("--nonfinite", f"{nonfinite!r} is not one of refuse, clean")
+    with progress_bars() as progress:
+        run = predict(
+            run_dir, inputs, out, tta=tta, dicom_seg=dicom_seg, pictures=pictures, nonfinite=nonfinite,  # type: ignore[arg-type]
+            overwrite=overwrite, progress=progress,
+        )  # fmt: skip
+    console = Console(stderr=True)
+    for source, reason in run.skipped:
+        console.print(f"skipped {source}: {reason}", markup=False, highlight=False, soft_wrap=True)
+    Console().print(
+        f"{len(run.predictions)} prediction(s) written to {Path(out) / 'predictions.csv'}"
+        + (f"; {len(run.skipped)} input(s) skipped (see skipped.csv)" if run.skipped else "")
+    )
+    if strict and run.skipped:
+        raise typer.Exit(1)
 
 
 def export_cmd(
     run_dir: Path = typer.Argument(..., help="A run folder or a bundle folder."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for model.onnx and export.json."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset version."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Export a trained model to ONNX (all members in one graph), checked against PyTorch with ONNX Runtime.
 
     export.json says what goes in and comes out: classification takes resized images in raw units and gives
     probabilities; segmentation takes normalised patches and gives voxel probabilities (the sliding window
-    stays with the caller); detection takes one image of any size and gives boxes, scores and labels.
+    stays with the caller); detection takes one image of any size and gives boxes, scores and labels;
+    regression takes resized images and gives the value.
     """
     from rich.console import Console
 
-    from medlens.workflows.export import export_onnx
+    from medlens.workflows.exporting import export_onnx
 
     spec = export_onnx(run_dir, out, opset=opset, overwrite=overwrite)
     worst = max((v for c in spec["verification"]["checks"] for k, v in c.items() if k.startswith("max_abs")), default=0)

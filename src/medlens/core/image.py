@@ -90,11 +90,35 @@ class Image:
         )
 
     def to_metatensor(self) -> Any:
-        """Return a MONAI MetaTensor carrying the pixels and the affine (for MONAI transforms)."""
+        """Return a MONAI MetaTensor carrying the pixels and the affine (for MONAI transforms).
+
+        The array is shared, not copied, where MONAI allows it; the affine is float64 as MONAI keeps it.
+        """
         import torch
         from monai.data import MetaTensor
 
-        return MetaTensor(self.array, affine=torch.as_tensor(self.affine), meta={**self.meta, "kind": self.kind})
+        return MetaTensor(torch.as_tensor(self.array), affine=torch.as_tensor(self.affine, dtype=torch.float64))
+
+    def reoriented(self, axcodes: str = "RAS") -> Image:
+        """The same image with its index axes turned to point along ``axcodes`` (3D; 2D images unchanged).
+
+        Only axes are permuted and flipped (MONAI's ``Orientation``, nibabel's orientation rules), so no voxel
+        value changes; the affine follows, and world coordinates stay those of the same voxels.
+        """
+        if self.spatial_dims != 3 or self.orientation == axcodes:
+            return self
+        from monai.transforms import Orientation
+
+        moved = Orientation(axcodes=axcodes, labels=(("L", "R"), ("P", "A"), ("I", "S")))(self.to_metatensor())
+        out = Image(
+            np.ascontiguousarray(moved.numpy()),
+            np.asarray(moved.affine, dtype=np.float64),  # type: ignore[attr-defined]
+            self.kind,
+            dict(self.meta),
+            dict(self.identifiers),
+            list(self.warnings),
+        )
+        return out
 
 
 def default_affine(spatial_dims: int, spacing: tuple[float, ...] | None = None) -> np.ndarray:

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from medlens.core.atomic import atomic_dir
 from medlens.core.errors import InputError
+from medlens.core.outputs import output_folder
 from medlens.data.dataset import Case, Dataset, DatasetSpec, load_dataset, write_dataset
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ def write_detection_dataset(
         classes=classes,
         source=source,
     )
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with output_folder(out, kind="dataset", overwrite=overwrite) as tmp:
         (tmp / "boxes").mkdir()
         for target, content in files.items():
             (tmp / target).write_text(json.dumps(content))

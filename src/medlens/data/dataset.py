@@ -25,8 +25,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from medlens.core.atomic import atomic_file, write_text_atomic
 from medlens.core.errors import ConfigError, InputError
+from medlens.core.outputs import atomic_file, write_text_atomic
 
 Task = Literal["classification", "multilabel", "segmentation", "detection"]
 SPLITS = ("train", "val", "test")

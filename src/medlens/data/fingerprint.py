@@ -8,21 +8,34 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medlens.core.atomic import write_text_atomic
 from medlens.core.errors import InputError
+from medlens.core.outputs import write_json
 from medlens.data.dataset import SPLITS, Dataset
 
 log = logging.getLogger(__name__)
-FINGERPRINT_VERSION = 1
+FINGERPRINT_VERSION = 2  # 2: segmentation spacings and shapes along the canonical (RAS) axes
 
 
-def compute_fingerprint(dataset: Dataset, *, max_images: int = 400, seed: int = 0) -> dict[str, Any]:
+def compute_fingerprint(
+    dataset: Dataset,
+    *,
+    task_part: Callable[[Dataset], dict[str, Any]] | None = None,
+    max_images: int = 400,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Measure a dataset; reads at most ``max_images`` images (a seeded sample) for shapes and intensities.
+
+    Args:
+        dataset: the dataset.
+        task_part: the task's own measurements (box sizes, class volumes, class counts), merged in.
+        max_images: images read for the shared statistics.
+        seed: seed of the sample.
 
     The result is cached in ``DATASET/fingerprint.json`` and recomputed when the manifest changes.
     """
@@ -30,8 +43,15 @@ def compute_fingerprint(dataset: Dataset, *, max_images: int = 400, seed: int = 
     digest = hashlib.sha1(manifest.read_bytes()).hexdigest()
     cache = dataset.root / "fingerprint.json"
     if cache.is_file():
-        cached = json.loads(cache.read_text())
-        if cached.get("manifest_sha1") == digest and cached.get("version") == FINGERPRINT_VERSION:
+        try:
+            cached = json.loads(cache.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            cached = None  # a damaged cache is measured again
+        if (
+            isinstance(cached, dict)
+            and cached.get("manifest_sha1") == digest
+            and cached.get("version") == FINGERPRINT_VERSION
+        ):
             return dict(cached)
     from medlens.io import read_image
 
@@ -43,8 +63,8 @@ def compute_fingerprint(dataset: Dataset, *, max_images: int = 400, seed: int = 
         case = dataset.cases[int(i)]
         path = dataset.image_paths(case)[0]
         image = read_image(path)
-        if dataset.spec.spatial_dims == 2:
-            image = image.as_2d()
+        # pictures as 2D; volumes in the canonical orientation (RAS) that training uses
+        image = image.as_2d() if dataset.spec.spatial_dims == 2 else image.reoriented()
         if image.spatial_dims != dataset.spec.spatial_dims:
             raise InputError(path, f"{image.spatial_dims}D image in a {dataset.spec.spatial_dims}D dataset")
         shapes.append(image.spatial_shape)
@@ -63,7 +83,6 @@ def compute_fingerprint(dataset: Dataset, *, max_images: int = 400, seed: int = 
         "n_cases": {s: len(dataset.split(s)) for s in SPLITS} | {"all": len(dataset.cases)},
         "n_patients": len({c.patient_id for c in dataset.cases}),
         "class_names": dataset.spec.classes,
-        "class_counts": {s: class_counts(dataset, s) for s in ("train", "val", "test")},
         "shape": {
             "median": [int(v) for v in np.median(np.array(shapes), axis=0)],
             "min": [int(v) for v in np.min(np.array(shapes), axis=0)],
@@ -82,30 +101,10 @@ def compute_fingerprint(dataset: Dataset, *, max_images: int = 400, seed: int = 
         },
         "images_measured": len(shapes),
     }
-    if dataset.spec.task == "detection":
-        from medlens.data.fingerprint_detection import box_statistics
-
-        fingerprint["boxes"] = box_statistics(dataset)
-        fingerprint["class_counts"] = fingerprint["boxes"]["class_counts"]  # objects per class, not images
-    if dataset.spec.task == "segmentation":
-        from medlens.data.fingerprint_segmentation import segmentation_statistics
-
-        fingerprint["segmentation"] = segmentation_statistics(dataset)
-    write_text_atomic(cache, json.dumps(fingerprint, indent=2))
+    if task_part is not None:
+        fingerprint.update(task_part(dataset))
+    write_json(cache, fingerprint)
     return fingerprint
-
-
-def class_counts(dataset: Dataset, split: str) -> list[int]:
-    """Cases per class (positives per label for multi-label) in one split."""
-    cases = dataset.split(split)
-    counts = np.zeros(dataset.num_classes, dtype=int)
-    if dataset.spec.task == "multilabel":
-        for case in cases:
-            counts += np.array(dataset.label_vector(case))
-    elif dataset.spec.task == "classification":
-        for case in cases:
-            counts[dataset.class_index(case)] += 1
-    return [int(v) for v in counts]
 
 
 def load_fingerprint(root: Path) -> dict[str, Any] | None:

@@ -94,7 +94,7 @@ def write_picture_dataset(
     overwrite: bool,
 ) -> Dataset:
     """Describe the images of imported cases (a sample), write the dataset folder atomically and load it back."""
-    from medlens.core.atomic import atomic_dir
+    from medlens.core.outputs import output_folder
 
     dims, channels, modality = describe_images([Path(c.image[0]) for c in cases[:: max(1, len(cases) // 20)]])
     spec = DatasetSpec(
@@ -106,6 +106,6 @@ def write_picture_dataset(
         classes=class_names,
         source=source,
     )
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with output_folder(out, kind="dataset", overwrite=overwrite) as tmp:
         write_dataset(tmp, spec, cases)
     return load_dataset(out)

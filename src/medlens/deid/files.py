@@ -15,7 +15,7 @@ from pydicom.uid import (
     MediaStorageDirectoryStorage,
 )
 
-from medlens.core.atomic import atomic_file
+from medlens.core.outputs import atomic_file
 
 _UNDEFINED = 0xFFFFFFFF
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)

@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from medlens.core.atomic import atomic_file
 from medlens.core.errors import ConfigError, InputError
+from medlens.core.outputs import atomic_file
 from medlens.core.settings import get_settings
 from medlens.deid.profile import Options, load_profile
 from medlens.deid.pseudonyms import load_key

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pydicom
 
-from medlens.core.atomic import atomic_file
 from medlens.core.errors import InputError
 from medlens.core.image import Image
+from medlens.core.outputs import atomic_file
 from medlens.io.dicom_geometry import LPS_TO_RAS
 
 MANUFACTURER = "medlens"

@@ -217,6 +217,7 @@ def read_dicom_series(source: str | Path | Sequence[str | Path], series_uid: str
             check_has_pixels(ds, path)
         image = volume_from_slices(datasets, list(chosen.files))
     image.meta["series_key"] = chosen.key
+    image.meta["source_files"] = [str(p) for p in chosen.files]
     if skipped:
         image.meta["skipped_files"] = skipped
     return image

@@ -80,7 +80,7 @@ def image_to_sitk(image: Image) -> sitk.Image:
 def temporary_sibling(target: Path) -> Iterator[Path]:
     """A temporary path beside ``target`` with the same suffix (SimpleITK picks its writer by suffix).
 
-    ``core.atomic.atomic_file`` appends ``.partial`` to the name, which SimpleITK would not recognise.
+    ``core.outputs.atomic_file`` appends ``.partial`` to the name, which SimpleITK would not recognise.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(target.suffixes) or target.suffix

@@ -8,9 +8,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from medlens.core.atomic import atomic_file
 from medlens.core.errors import InputError
 from medlens.core.image import Image
+from medlens.core.outputs import atomic_file
 
 NIFTI_INTENT_LABEL = 1002
 

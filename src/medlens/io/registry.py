@@ -148,5 +148,7 @@ def read_image(
     image = entry.fn(src, **options)
     if kind is not None:
         image.kind = kind
+    if name == "dicom" and isinstance(src, Path):
+        image.meta.setdefault("source_files", [str(src)])  # what a DICOM SEG or SR made from it refers to
     logger.debug("read %s as %s: shape %s", src, name, image.array.shape)
     return image

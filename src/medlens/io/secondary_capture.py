@@ -17,9 +17,9 @@ from highdicom import UID
 from highdicom.sc import SCImage
 from pydicom.dataset import Dataset
 
-from medlens.core.atomic import atomic_file
 from medlens.core.errors import InputError
 from medlens.core.image import Image
+from medlens.core.outputs import atomic_file
 from medlens.io.dicom_geometry import LPS_TO_RAS
 
 MANUFACTURER = "medlens"

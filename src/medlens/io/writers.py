@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from medlens.core.atomic import atomic_file
 from medlens.core.errors import InputError
 from medlens.core.image import Image
+from medlens.core.outputs import atomic_file
 from medlens.io.windowing import to_uint8
 
 Window = str | tuple[float, float] | None

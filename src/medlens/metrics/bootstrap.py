@@ -14,6 +14,7 @@ torchmetrics evaluates them on many weight vectors at once; their definitions fo
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -186,3 +187,23 @@ def rates_from_counts(counts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "precision": ratio(tp, tp + fp),
         "f1": ratio(2 * tp, 2 * tp + fp + fn),
     }
+
+
+def weighted_nanmean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted mean over cases ignoring NaN: values (N, K), weights (B, N) -> (B, K), NaN where undefined."""
+    defined = ~np.isnan(values)
+    filled = np.where(defined, values, 0.0)
+    total = weights @ filled  # (B, K)
+    count = weights @ defined.astype(float)  # (B, K)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1e-12), np.nan)
+
+
+def interval_entry(value: float, samples: np.ndarray | None) -> dict[str, Any]:
+    """A JSON-ready metric entry ``{"value", "ci95"}`` (and ``note``) from a point value and its resamples."""
+    entry: dict[str, Any] = {"value": None if np.isnan(value) else float(value), "ci95": [None, None]}
+    if entry["value"] is not None and samples is not None:
+        entry["ci95"], note = percentile_ci(samples)
+        if note:
+            entry["note"] = note
+    return entry

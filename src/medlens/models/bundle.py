@@ -6,32 +6,47 @@ Layout::
       bundle.yaml          # task, classes, the plan (preprocessing + network), members, operating threshold
       member_0.safetensors # weights of each trained seed (or fold); predictions average their probabilities
       model_card.md        # data, metrics with confidence intervals, intended use, limits
+
+Weights are safetensors files: loading a bundle never unpickles anything, so a bundle received from
+elsewhere cannot run code. ``bundle.predict(image_or_path)`` gives a typed prediction for every task; the
+task itself (found through the registry when the bundle is loaded) does the work.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 import yaml
-from torch import nn
 
-from medlens.core.atomic import write_text_atomic
-from medlens.core.errors import InputError
-from medlens.plan.schema import Plan
+from medlens.core.errors import ConfigError, InputError, MedlensError
+from medlens.core.image import Image
+from medlens.core.outputs import write_text_atomic
+from medlens.training.plan import Plan
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from medlens.core.prediction import Prediction
+    from medlens.tasks.base import Task
 
 BUNDLE_FILE = "bundle.yaml"
+BUNDLE_FORMAT = "medlens-bundle/1"
+NonFinite = Literal["refuse", "clean"]
 
 
 @dataclass
 class Bundle:
+    """A trained model: the plan it was trained with, its members' weights, its operating point, its task."""
+
     root: Path
     plan: Plan
     members: list[str]
+    task: Task
     threshold: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
     _nets: list[nn.Module] = field(default_factory=list, repr=False)
@@ -40,60 +55,154 @@ class Bundle:
     def class_names(self) -> list[str]:
         return self.plan.class_names
 
+    @property
+    def name(self) -> str:
+        """The model's name: its run folder's name (or the bundle folder's, when it stands alone)."""
+        root = self.root.resolve()
+        return root.parent.name if root.name == "bundle" else root.name
+
     def networks(self) -> list[nn.Module]:
         """The member networks in eval mode (built and loaded once)."""
         if not self._nets:
+            from safetensors import SafetensorError
             from safetensors.torch import load_file
 
-            build_network = network_builder(self.plan.task)
-            plan = self.plan.model_copy(update={"model": self.plan.model.model_copy(update={"pretrained": None})})
+            plan = self.plan.without_pretrained()
             for member in self.members:
-                net = build_network(plan)
-                net.load_state_dict(load_file(str(self.root / member)))
+                net = self.task.build_network(plan)
+                try:
+                    state = load_file(str(self.root / member))
+                    net.load_state_dict(state)
+                except (SafetensorError, OSError, RuntimeError) as exc:
+                    problem = str(exc).splitlines()[0][:300]
+                    raise InputError(self.root / member, f"weights do not fit the plan's network ({problem})") from None
                 self._nets.append(net.eval())
         return self._nets
 
-    @torch.inference_mode()
-    def predict_proba(self, x: torch.Tensor, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities for prepared, not yet normalised inputs (N, C, *size).
+    def predict(self, image: Image | str | Path, *, tta: bool = False, nonfinite: NonFinite = "refuse") -> Prediction:
+        """Predict one image (an :class:`Image` or a path medlens reads) with every member.
 
-        Returns:
-            The ensemble mean (N, K) and each member's probabilities (M, N, K).
+        Args:
+            image: the input, in its own geometry.
+            tta: test-time augmentation where the task has it (segmentation: mirroring).
+            nonfinite: ``refuse`` (an error naming the input) or ``clean`` pixels that are NaN or infinite
+                (see :func:`clean_nonfinite`; the prediction is flagged).
+
+        Example:
+            >>> from medlens import load_bundle
+            >>> load_bundle("runs/hippo").predict("case.nii.gz").volumes_ml  # doctest: +SKIP
+            {'anterior': 1.92, 'posterior': 1.71}
         """
-        from medlens.tasks.classification import probabilities
-        from medlens.transforms.preprocess import normalize
+        return self.task.predict(self, [read_input(image, nonfinite)], tta=tta)[0]
 
-        per_member = []
-        for net in self.networks():
-            chunks = [
-                probabilities(net(normalize(x[i : i + batch_size], self.plan.data)).float(), self.plan.task)
-                for i in range(0, len(x), batch_size)
-            ]
-            per_member.append(torch.cat(chunks).numpy())
-        stacked = np.stack(per_member)
-        return stacked.mean(axis=0), stacked
+    def predict_many(
+        self,
+        items: Iterable[Image | str | Path],
+        *,
+        tta: bool = False,
+        nonfinite: NonFinite = "refuse",
+        on_error: Callable[[Any, MedlensError], None] | None = None,
+    ) -> Iterator[Prediction]:
+        """Predict a stream of inputs, a few at a time (the task's batch size), yielding as it goes.
+
+        Args:
+            items: images or paths.
+            tta: see :meth:`predict`.
+            nonfinite: see :meth:`predict`.
+            on_error: called with the item and the error for an input that cannot be read or predicted, which is
+                then skipped; without it the error is raised.
+        """
+        batch: list[Image] = []
+        size = max(1, self.task.batch_size)
+        for item in items:
+            try:
+                batch.append(read_input(item, nonfinite))
+            except MedlensError as exc:
+                if on_error is None:
+                    raise
+                on_error(item, exc)
+                continue
+            if len(batch) >= size:
+                yield from self._predict_batch(batch, tta, on_error)
+                batch = []
+        if batch:
+            yield from self._predict_batch(batch, tta, on_error)
+
+    def _predict_batch(
+        self, images: list[Image], tta: bool, on_error: Callable[[Any, MedlensError], None] | None
+    ) -> Iterator[Prediction]:
+        if on_error is None:
+            yield from self.task.predict(self, images, tta=tta)
+            return
+        try:
+            predictions = self.task.predict(self, images, tta=tta)
+        except MedlensError as exc:
+            if len(images) == 1:
+                on_error(images[0].meta.get("source", "<memory>"), exc)
+                return
+            for image in images:  # find the one that failed; predict the others
+                yield from self._predict_batch([image], tta, on_error)
+            return
+        yield from predictions
 
 
-def network_builder(task: str) -> Any:
-    """The function that builds a task's network from a plan (``tasks/<task>.py: build_network``)."""
-    if task == "segmentation":
-        from medlens.tasks.segmentation import build_network as seg
+def read_input(item: Image | str | Path, nonfinite: NonFinite = "refuse") -> Image:
+    """An input for prediction: an :class:`Image` as given, or a file or folder read with ``medlens.io``; its
+    pixels checked for NaN and infinity (refused, or cleaned and flagged)."""
+    from medlens.io import read_image
 
-        return seg
-    if task == "detection":
-        from medlens.tasks.detection import build_network as det
+    if isinstance(item, Image):
+        image = item
+        image.meta.setdefault("source", "<memory>")
+    else:
+        image = read_image(Path(item))
+        image.meta["source"] = str(item)
+    return clean_nonfinite(image) if nonfinite == "clean" else refuse_nonfinite(image)
 
-        return det
-    from medlens.tasks.classification import build_network as cls
 
-    return cls
+def refuse_nonfinite(image: Image) -> Image:
+    """Raise an error naming the input when any pixel is NaN or infinite; a model must not diagnose those."""
+    if np.issubdtype(image.array.dtype, np.floating) and not np.all(np.isfinite(image.array)):
+        bad = int(np.size(image.array) - np.count_nonzero(np.isfinite(image.array)))
+        raise InputError(
+            str(image.meta.get("source", "<memory>")),
+            f"{bad} pixel(s) are NaN or infinite; refusing to predict (use --nonfinite clean to replace them)",
+        )
+    return image
+
+
+def clean_nonfinite(image: Image) -> Image:
+    """Replace NaN and -inf by the smallest finite value of the image and +inf by the largest, and flag it.
+
+    The rule keeps every replaced pixel inside the image's own range, so normalisation is not thrown off; an
+    image with no finite pixel at all is refused.
+    """
+    array = image.array
+    if not np.issubdtype(array.dtype, np.floating):
+        return image
+    finite = np.isfinite(array)
+    if finite.all():
+        return image
+    if not finite.any():
+        raise InputError(str(image.meta.get("source", "<memory>")), "no pixel is a finite number")
+    low, high = float(array[finite].min()), float(array[finite].max())
+    cleaned = np.where(np.isnan(array) | np.isneginf(array), low, np.where(np.isposinf(array), high, array))
+    flag = (
+        f"{int(np.size(array) - np.count_nonzero(finite))} non-finite pixel(s) replaced (NaN and -inf by the "
+        f"image minimum {low:g}, +inf by its maximum {high:g})"
+    )
+    out = Image(cleaned.astype(array.dtype), image.affine, image.kind, dict(image.meta), dict(image.identifiers))
+    out.warnings = [*image.warnings, flag]
+    out.meta["flags"] = [*image.meta.get("flags", []), flag]
+    return out
 
 
 def save_bundle(
     root: Path,
     plan: Plan,
-    weights: list[dict[str, torch.Tensor]],
+    weights: list[dict[str, Any]],
     *,
+    task: Task,
     threshold: float | None,
     info: dict[str, Any],
     card: str,
@@ -110,7 +219,7 @@ def save_bundle(
         tmp.replace(root / name)
         members.append(name)
     spec = {
-        "format": "medlens-bundle/1",
+        "format": BUNDLE_FORMAT,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "task": plan.task,
         "class_names": plan.class_names,
@@ -121,21 +230,40 @@ def save_bundle(
     }
     write_text_atomic(root / BUNDLE_FILE, yaml.safe_dump(spec, sort_keys=False))
     write_text_atomic(root / "model_card.md", card)
-    return Bundle(root, plan, members, threshold, info)
+    return Bundle(root, plan, members, task, threshold, info)
 
 
-def load_bundle(path: str | Path) -> Bundle:
-    """Load a bundle from its folder, or from a run folder holding ``bundle/``."""
+def read_bundle(path: str | Path, resolve: Callable[[dict[str, Any], str], tuple[Plan, Task]]) -> Bundle:
+    """Read a bundle folder (or a run folder holding ``bundle/``); ``resolve`` turns the spec's plan into a typed
+    plan and its task (the task registry's :func:`~medlens.tasks.base.load_bundle` passes it)."""
     path = Path(path)
     root = path / "bundle" if (path / "bundle" / BUNDLE_FILE).is_file() else path
     spec_path = root / BUNDLE_FILE
     if not spec_path.is_file():
         raise InputError(path, "no trained model here (neither bundle.yaml nor bundle/bundle.yaml); train first")
-    spec = yaml.safe_load(spec_path.read_text())
-    from medlens.plan.overrides import validate_plan
-
-    plan = validate_plan(spec["plan"], source=str(spec_path))
-    for member in spec["members"]:
-        if not (root / member).is_file():
-            raise InputError(root / member, "bundle member weights missing")
-    return Bundle(root, plan, list(spec["members"]), spec.get("threshold"), dict(spec.get("info") or {}))
+    try:
+        spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise InputError(spec_path, f"not a readable YAML file ({type(exc).__name__})") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("plan"), dict):
+        raise InputError(spec_path, "not a medlens bundle (no plan mapping)")
+    members = spec.get("members")
+    if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
+        raise InputError(spec_path, "not a medlens bundle (members must be a list of weight file names)")
+    try:
+        plan, task = resolve(spec["plan"], str(spec_path))
+    except ConfigError as exc:
+        raise InputError(spec_path, f"invalid plan: {exc}") from None
+    for member in members:
+        member_path = root / member
+        if Path(member).name != member or member_path.suffix != ".safetensors":
+            raise InputError(spec_path, f"member {member!r} is not a .safetensors file inside the bundle")
+        if not member_path.is_file():
+            raise InputError(member_path, "bundle member weights missing")
+    threshold = spec.get("threshold")
+    if threshold is not None and not isinstance(threshold, int | float):
+        raise InputError(spec_path, f"threshold {threshold!r} is not a number")
+    info = spec.get("info") or {}
+    if not isinstance(info, dict):
+        raise InputError(spec_path, "info is not a mapping")
+    return Bundle(root, plan, list(members), task, None if threshold is None else float(threshold), dict(info))

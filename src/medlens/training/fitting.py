@@ -1,7 +1,10 @@
-"""Fit one seed (or fold) of any task with Lightning: checkpoints, early stopping, budget, resume, logs.
+"""Fit one member (a seed or a fold) of any task with Lightning: checkpoints, early stopping, budget, resume.
 
 Every task gives a LightningModule that logs ``plan.train.monitor`` during validation; this module does the
 rest the same way for all of them, so checkpoints, resume and the time budget behave identically.
+
+Checkpoints hold only tensors and plain Python values, and every load here passes ``weights_only=True``: a
+checkpoint from elsewhere (a received run folder) cannot run code when it is resumed or read.
 """
 
 from __future__ import annotations
@@ -14,45 +17,57 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
-from medlens.core.atomic import write_text_atomic
 from medlens.core.errors import InputError
-from medlens.plan.schema import Plan
-from medlens.tasks.budget import BudgetSchedule
+from medlens.core.outputs import write_json
+from medlens.core.progress import ProgressFn
+from medlens.training.budget import BudgetSchedule
+from medlens.training.plan import Plan
 
 log = logging.getLogger(__name__)
 
 
-def fit_seed(
+def fit_member(
     make_module: Callable[[BudgetSchedule], Any],
     train_loader: DataLoader[Any],
     val_loader: DataLoader[Any],
     plan: Plan,
     seed_dir: Path,
-    seed: int,
     *,
-    progress: bool = True,
-    monitor_mode: str = "max",
+    name: str = "",
+    progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Train one model into ``seed_dir``; return its summary (also written to ``seed_dir/summary.json``).
 
-    A finished seed (summary present) is not trained again; an interrupted one resumes from ``last.ckpt``.
+    A finished member (summary present) is not trained again; an interrupted one resumes from ``last.ckpt``.
     The best weights are in ``seed_dir/checkpoints/best.ckpt`` (see :func:`best_weights`).
+
+    Args:
+        make_module: builds the task's LightningModule given the budget schedule.
+        train_loader: training batches.
+        val_loader: validation batches.
+        plan: the member's plan (its ``train.seed`` is the member's seed).
+        seed_dir: the member's folder.
+        name: the member's name (``seed_0``, ``fold_2``) for progress and logs.
+        progress: called as batches are trained (stage ``training <name>``).
     """
-    import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    from medlens.tasks.throughput import Throughput
+    from medlens.training.throughput import Throughput
 
     quiet_lightning()
+    name = name or seed_dir.name
+    seed = plan.train.seed
     summary_path = seed_dir / "summary.json"
     if summary_path.is_file():
-        log.info("seed %d already finished; kept", seed)
+        log.info("%s already finished; kept", name)
         return dict(json.loads(summary_path.read_text()))
     t = plan.train
+    monitor_mode = t.monitor_mode
     ckpt_dir = seed_dir / "checkpoints"
     pl.seed_everything(seed, workers=True, verbose=False)
     steps = len(train_loader) * t.max_epochs
@@ -63,10 +78,8 @@ def fit_seed(
     callbacks: list[Any] = [best, budget, speed]
     if t.early_stopping_patience:
         callbacks.append(EarlyStopping(monitor=t.monitor, mode=monitor_mode, patience=t.early_stopping_patience))
-    if progress:
-        from lightning.pytorch.callbacks import RichProgressBar
-
-        callbacks.append(RichProgressBar(leave=False))
+    if progress is not None:
+        callbacks.append(ProgressReporter(progress, f"training {name}", steps))
     trainer = pl.Trainer(
         max_epochs=t.max_epochs,
         accelerator="auto",
@@ -77,18 +90,19 @@ def fit_seed(
         check_val_every_n_epoch=t.val_every_epochs,
         num_sanity_val_steps=0,
         enable_model_summary=False,
-        enable_progress_bar=progress,
+        enable_progress_bar=False,
         log_every_n_steps=max(1, min(50, len(train_loader))),
         deterministic=False,
     )
     last = ckpt_dir / "last.ckpt"
     start = time.monotonic()
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None)
+    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None, weights_only=True)
     if trainer.interrupted:
         raise KeyboardInterrupt
     if not best.best_model_path:
         raise InputError(seed_dir, "training produced no checkpoint (no validation ran)")
     summary = {
+        "member": name,
         "seed": seed,
         "monitor": t.monitor,
         f"best_{t.monitor}": float(best.best_model_score) if best.best_model_score is not None else None,
@@ -103,15 +117,50 @@ def fit_seed(
         else "epochs or early stopping",
     }
     plot_curves(seed_dir)
-    write_text_atomic(summary_path, json.dumps(summary, indent=2))
-    log.info("seed %d: best %s %s after %s epochs", seed, t.monitor, summary[f"best_{t.monitor}"], summary["epochs"])
+    write_json(summary_path, summary)
+    log.info("%s: best %s %s after %s epochs", name, t.monitor, summary[f"best_{t.monitor}"], summary["epochs"])
     return summary
 
 
 def best_weights(seed_dir: Path, prefix: str = "net.") -> dict[str, torch.Tensor]:
-    """The network weights (``prefix`` stripped) of a seed's best checkpoint."""
-    ckpt = torch.load(seed_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
-    return {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    """The network weights (``prefix`` stripped) of a member's best checkpoint."""
+    ckpt = read_checkpoint(seed_dir / "checkpoints" / "best.ckpt")
+    state = ckpt.get("state_dict")
+    if not isinstance(state, dict):
+        raise InputError(seed_dir / "checkpoints" / "best.ckpt", "not a Lightning checkpoint (no state_dict)")
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint's contents, loaded without unpickling code (``weights_only=True``).
+
+    Raises:
+        InputError: naming the file when it is missing, unreadable, or holds anything but tensors and plain
+            Python values (such as a pickled object that would run code).
+    """
+    if not path.is_file():
+        raise InputError(path, "checkpoint missing")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
+        problem = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise InputError(path, f"refused: not a plain checkpoint of tensors ({problem})") from None
+    if not isinstance(ckpt, dict):
+        raise InputError(path, "not a checkpoint (no mapping inside)")
+    return ckpt
+
+
+class ProgressReporter(pl.Callback):
+    """A Lightning callback that reports training batches to a :data:`~medlens.core.progress.ProgressFn`."""
+
+    def __init__(self, progress: ProgressFn, stage: str, total: int) -> None:
+        self.progress, self.stage, self.total = progress, stage, total
+
+    def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
+        self.progress(self.stage, int(trainer.global_step), self.total)
+
+    def on_train_end(self, trainer: Any, *args: Any) -> None:
+        self.progress(self.stage, self.total, self.total)
 
 
 def precision(value: str) -> str:

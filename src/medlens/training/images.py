@@ -1,8 +1,15 @@
-"""Load a split as the network sees it: in memory when the plan says so, else streamed from disk."""
+"""Whole images as a network's input, for the tasks that take one image and give one answer per image
+(classification, regression): channels, size and intensity as the plan says, the same at training,
+evaluation and prediction, held in memory or read when drawn.
+
+Volumes are first turned to the canonical orientation (RAS, MONAI's ``Orientation``), so a model trained on
+one orientation sees the same anatomy layout in a case stored in another.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -10,42 +17,77 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 from torch.utils.data import Dataset as TorchDataset
 
+from medlens.core.errors import InputError
+from medlens.core.image import Image
+from medlens.core.progress import ProgressFn, tracked
 from medlens.data.dataset import Case, Dataset
-from medlens.plan.schema import DataPlan
+from medlens.training.plan import DataPlan
 
 log = logging.getLogger(__name__)
 
 
-def targets_of(dataset: Dataset, cases: list[Case]) -> torch.Tensor:
-    """Class indices (N,) for classification, 0/1 flags (N, L) as float for multi-label."""
-    if dataset.spec.task == "multilabel":
-        return torch.tensor([dataset.label_vector(c) for c in cases], dtype=torch.float32)
-    return torch.tensor([dataset.class_index(c) for c in cases], dtype=torch.int64)
+def to_input(image: Image, data: DataPlan, *, source: str = "") -> np.ndarray:
+    """Channel-first float32 array of ``data.channels`` x ``data.input_size``, not yet normalised.
+
+    Gray inputs to a colour model are repeated; colour inputs to a gray model are averaged. Volumes are
+    reoriented to RAS first. Resizing is MONAI's ``Resize`` (area-preserving anti-aliasing when shrinking).
+    """
+    from monai.transforms import Resize
+
+    dims = len(data.input_size)
+    source = source or str(image.meta.get("source", "image"))
+    if dims == 2:
+        image = image.as_2d()
+    if image.spatial_dims != dims:
+        raise InputError(source, f"{image.spatial_dims}D image given to a {dims}D model")
+    if dims == 3:
+        image = image.reoriented()
+    array = image.array.astype(np.float32, copy=False)
+    if array.shape[0] != data.channels:
+        if data.channels == 1:
+            array = array.mean(axis=0, keepdims=True)
+        elif array.shape[0] == 1:
+            array = np.repeat(array, data.channels, axis=0)
+        elif array.shape[0] == 4 and data.channels == 3:  # RGBA -> RGB
+            array = array[:3]
+        else:
+            raise InputError(source, f"{array.shape[0]} channels, the model takes {data.channels}")
+    if list(array.shape[1:]) != list(data.input_size):
+        mode = "bilinear" if dims == 2 else "trilinear"
+        resized = Resize(spatial_size=data.input_size, mode=mode, anti_aliasing=True)(torch.from_numpy(array))
+        array = np.asarray(resized.numpy() if hasattr(resized, "numpy") else resized, dtype=np.float32)
+    return array
 
 
-def read_case(dataset: Dataset, case: Case, data: DataPlan) -> np.ndarray:
+def normalize(batch: torch.Tensor, data: DataPlan) -> torch.Tensor:
+    """Clip and normalise a batch (B, C, ...) with the dataset-level statistics in the plan."""
+    if data.clip is not None:
+        batch = batch.clamp(data.clip[0], data.clip[1])
+    if data.normalization == "zscore":
+        return (batch - data.mean) / max(data.std, 1e-8)
+    if data.normalization == "minmax" and data.clip is not None:
+        return (batch - data.clip[0]) / max(data.clip[1] - data.clip[0], 1e-8)
+    return batch
+
+
+def read_input(dataset: Dataset, case: Case, data: DataPlan) -> np.ndarray:
     """One case's network input (channels stacked when a case has one file per channel)."""
     from medlens.io import read_image
-    from medlens.transforms.preprocess import to_input
 
     paths = dataset.image_paths(case)
-    arrays = [to_input(read_image(p), data, source=str(p)) for p in paths] if len(paths) == 1 else None
-    if arrays is None:  # several files, one channel each
-        single = data.model_copy(update={"channels": 1})
-        arrays = [np.concatenate([to_input(read_image(p), single, source=str(p)) for p in paths])]
-    return arrays[0]
+    if len(paths) == 1:
+        return to_input(read_image(paths[0]), data, source=str(paths[0]))
+    single = data.model_copy(update={"channels": 1})  # several files, one channel each
+    return np.concatenate([to_input(read_image(p), single, source=str(p)) for p in paths])
 
 
-def load_in_memory(dataset: Dataset, cases: list[Case], data: DataPlan, label: str = "") -> torch.Tensor:
+def load_in_memory(
+    dataset: Dataset, cases: Sequence[Case], data: DataPlan, progress: ProgressFn | None = None, label: str = ""
+) -> torch.Tensor:
     """Read, resize and stack every case: (N, C, *input_size) float32."""
-    from rich.progress import Progress
-
     out = torch.empty((len(cases), data.channels, *data.input_size), dtype=torch.float32)
-    with Progress(transient=True) as progress:
-        task = progress.add_task(f"loading {label or 'images'}", total=len(cases))
-        for i, case in enumerate(cases):
-            out[i] = torch.from_numpy(read_case(dataset, case, data))
-            progress.advance(task)
+    for i, case in enumerate(tracked(cases, progress, f"loading {label or 'images'}")):
+        out[i] = torch.from_numpy(read_input(dataset, case, data))
     return out
 
 
@@ -63,46 +105,73 @@ class _InMemory(TorchDataset):  # type: ignore[type-arg]
 
 
 class _Streamed(TorchDataset):  # type: ignore[type-arg]
-    def __init__(self, dataset: Dataset, cases: list[Case], y: torch.Tensor, data: DataPlan) -> None:
-        self.dataset, self.cases, self.y, self.data = dataset, cases, y, data
+    def __init__(self, dataset: Dataset, cases: Sequence[Case], y: torch.Tensor, data: DataPlan) -> None:
+        self.dataset, self.cases, self.y, self.data = dataset, list(cases), y, data
 
     def __len__(self) -> int:
         return len(self.cases)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.from_numpy(read_case(self.dataset, self.cases[index], self.data)), self.y[index]
+        return torch.from_numpy(read_input(self.dataset, self.cases[index], self.data)), self.y[index]
 
 
-def make_loader(
-    dataset: Dataset,
-    cases: list[Case],
-    data: DataPlan,
-    *,
-    batch_size: int,
-    shuffle: bool,
-    seed: int = 0,
-    num_workers: int = 0,
-    cached: tuple[torch.Tensor, torch.Tensor] | None = None,
-    label: str = "",
-) -> DataLoader[Any]:
-    """A loader of (images, targets) batches; ``cached`` reuses tensors already in memory."""
-    y = targets_of(dataset, cases)
-    generator = torch.Generator().manual_seed(seed)
-    if data.cache == "memory":
-        x = cached[0] if cached is not None else load_in_memory(dataset, cases, data, label)
-        sampler = (
-            RandomSampler(range(len(cases)), generator=generator) if shuffle else SequentialSampler(range(len(cases)))
-        )
-        drop_last = shuffle and len(cases) > batch_size
+class ImageCases:
+    """The cases a run needs, with their targets, in memory when ``data.cache`` is ``memory``.
+
+    Args:
+        dataset: the dataset.
+        cases: every case some member uses.
+        targets: one target per case (class indices, label flags or values), first axis over cases.
+        data: the plan's data section.
+        progress: reports reading.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        cases: Sequence[Case],
+        targets: torch.Tensor,
+        data: DataPlan,
+        progress: ProgressFn | None = None,
+    ) -> None:
+        self.dataset, self.data = dataset, data
+        self.cases = list(cases)
+        self.index = {c.case_id: i for i, c in enumerate(self.cases)}
+        self.targets = targets
+        self.x = load_in_memory(dataset, self.cases, data, progress, "cases") if data.cache == "memory" else None
+
+    def subset(self, cases: Sequence[Case]) -> tuple[torch.Tensor | None, torch.Tensor, list[Case]]:
+        rows = [self.index[c.case_id] for c in cases]
+        x = self.x[rows] if self.x is not None else None
+        return x, self.targets[rows], list(cases)
+
+    def inputs(self, cases: Sequence[Case]) -> torch.Tensor:
+        """Prepared, not yet normalised inputs (N, C, *input_size) of ``cases``."""
+        x, _, chosen = self.subset(cases)
+        if x is not None:
+            return x
+        return torch.stack([torch.from_numpy(read_input(self.dataset, c, self.data)) for c in chosen])
+
+    def loader(
+        self, cases: Sequence[Case], *, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0
+    ) -> DataLoader[Any]:
+        """A loader of (inputs, targets) batches over ``cases``."""
+        x, y, chosen = self.subset(cases)
+        generator = torch.Generator().manual_seed(seed)
+        drop_last = shuffle and len(chosen) > batch_size
+        if x is not None:
+            sampler = (
+                RandomSampler(range(len(chosen)), generator=generator)
+                if shuffle
+                else SequentialSampler(range(len(chosen)))
+            )
+            return DataLoader(_InMemory(x, y), sampler=BatchSampler(sampler, batch_size, drop_last), batch_size=None)
         return DataLoader(
-            _InMemory(x, y), sampler=BatchSampler(sampler, batch_size, drop_last=drop_last), batch_size=None
+            _Streamed(self.dataset, chosen, y, self.data),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            num_workers=num_workers,
+            drop_last=drop_last,
+            persistent_workers=num_workers > 0,
         )
-    return DataLoader(
-        _Streamed(dataset, cases, y, data),
-        batch_size=batch_size,
-        shuffle=shuffle,
-        generator=generator,
-        num_workers=num_workers,
-        drop_last=shuffle and len(cases) > batch_size,
-        persistent_workers=num_workers > 0,
-    )

@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from medlens.plan.schema import OptimPlan
-from medlens.tasks.budget import BudgetSchedule
+from medlens.training.budget import BudgetSchedule
+from medlens.training.plan import OptimPlan
 
 
 def configure_optimizer(net: nn.Module, plan: OptimPlan, budget: BudgetSchedule | None) -> Any:

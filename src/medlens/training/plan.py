@@ -1,6 +1,10 @@
-"""The typed plan. Every hyperparameter is a field here; none hides in code (STYLE.md item 4).
+"""The typed plan: every hyperparameter is a field here or in a task's own section; none hides in code.
 
-Unknown keys are errors, so a typo in ``--set`` or an edited ``plan.yaml`` is caught, not ignored.
+The sections every task shares are here (``data``, ``augment``, ``model``, ``optim``, ``train``); a task adds
+its own section by subclassing :class:`Plan` in its package (``SegmentationPlan`` adds ``segmentation:``),
+and the task registry says which class reads a plan of a given task. Unknown keys, values of the wrong type,
+non-finite numbers and numbers outside their range are errors naming the key, so a typo in ``--set`` or an
+edited ``plan.yaml`` is caught, never saved or trained on.
 """
 
 from __future__ import annotations
@@ -9,25 +13,30 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from medlens.plan.detection_schema import DetectionPlan
-from medlens.plan.segmentation_schema import SegmentationPlan
+PLAN_VERSION = 2
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+class Section(BaseModel):
+    """A plan section: unknown keys, NaN and infinity are refused; assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
-class DataPlan(_Strict):
+class DataPlan(Section):
     input_size: list[int] = Field(description="spatial size fed to the network, per axis")
-    channels: int = Field(1, description="input channels (gray images are repeated / colour averaged to match)")
+    channels: int = Field(1, ge=1, le=64, description="input channels (gray repeated / colour averaged to match)")
     normalization: Literal["zscore", "minmax", "none"] = "zscore"
     mean: float = Field(0.0, description="intensity subtracted after clipping")
-    std: float = Field(1.0, description="intensity divisor after subtracting the mean")
+    std: float = Field(1.0, gt=0, description="intensity divisor after subtracting the mean")
     clip: list[float] | None = Field(None, description="[low, high] intensity clip before normalising")
-    cache: Literal["memory", "none"] = Field("memory", description="hold the resized images in memory")
+    cache: Literal["memory", "none"] = Field(
+        "memory", description="memory: read and prepare every case once; none: read each case when it is drawn"
+    )
 
     @model_validator(mode="after")
     def _check_range(self) -> DataPlan:
+        if not self.input_size or any(s < 1 or s > 16384 for s in self.input_size):
+            raise ValueError(f"input_size values must be in [1, 16384], got {self.input_size}")
         if self.clip is not None and (len(self.clip) != 2 or self.clip[0] > self.clip[1]):
             raise ValueError(f"clip must be [low, high] with low <= high, got {self.clip}")
         if self.normalization == "minmax" and self.clip is None:
@@ -35,56 +44,69 @@ class DataPlan(_Strict):
         return self
 
 
-class AugmentPlan(_Strict):
-    flip_axes: list[int] = Field(default_factory=list, description="spatial axes mirrored at random")
-    rotate_degrees: float = 0.0
-    scale: list[float] = Field(default_factory=lambda: [1.0, 1.0])
-    translate: float = Field(0.0, description="fraction of the image size")
-    brightness: float = 0.0
-    contrast: float = 0.0
-    noise_std: float = 0.0
-    probability: float = Field(0.8, description="chance that the spatial transform is applied to an image")
+class AugmentPlan(Section):
+    """Random changes to training images. Every task reads these keys with the same meaning."""
+
+    flip_axes: list[int] = Field(default_factory=list, description="spatial axes mirrored at random (chance 1/2 each)")
+    rotate_degrees: float = Field(0.0, ge=0, le=180, description="rotation drawn from [-r, r] degrees (per axis in 3D)")
+    scale: list[float] = Field(default_factory=lambda: [1.0, 1.0], description="zoom factor drawn from [low, high]")
+    translate: float = Field(0.0, ge=0, le=1, description="shift drawn from [-t, t] times the image size")
+    brightness: float = Field(0.0, ge=0, le=10, description="intensities shifted by [-b, b] standard deviations")
+    contrast: float = Field(0.0, ge=0, lt=1, description="intensities scaled about their mean by [1 - c, 1 + c]")
+    gamma: float = Field(
+        0.0, ge=0, lt=1, description="gamma drawn from [1 - g, 1 + g], on intensities rescaled to [0, 1] and back"
+    )
+    noise_std: float = Field(0.0, ge=0, le=10, description="Gaussian noise, in standard deviations of the image")
+    spatial_probability: float = Field(
+        0.8, ge=0, le=1, description="chance that the random rotation/zoom/shift is applied to a training sample"
+    )
+    intensity_probability: float = Field(
+        1.0, ge=0, le=1, description="chance that each intensity change (brightness, contrast, gamma, noise) is applied"
+    )
     why: str = ""
 
+    @model_validator(mode="after")
+    def _check(self) -> AugmentPlan:
+        if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1] <= 10:
+            raise ValueError(f"scale must be [low, high] with 0 < low <= high <= 10, got {self.scale}")
+        return self
 
-class ModelPlan(_Strict):
+
+class ModelPlan(Section):
     name: str
     kwargs: dict[str, Any] = Field(default_factory=dict)
     pretrained: str | None = Field(None, description="local checkpoint (state dict, timm, safetensors)")
-    dropout: float = 0.0
+    dropout: float = Field(0.0, ge=0, lt=1)
     why: str = ""
 
 
-class OptimPlan(_Strict):
+class OptimPlan(Section):
     name: Literal["adamw", "sgd"] = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
+    lr: float = Field(1e-3, gt=0, le=10)
+    weight_decay: float = Field(1e-4, ge=0, le=10)
+    momentum: float = Field(0.9, ge=0, lt=1)
     schedule: Literal["cosine", "constant"] = "cosine"
-    warmup_fraction: float = 0.03
+    warmup_fraction: float = Field(0.03, ge=0, lt=1)
 
 
-class TrainPlan(_Strict):
-    batch_size: int = 64
-    max_epochs: int = 50
-    budget_minutes: float | None = Field(None, description="wall-clock budget; the schedule anneals to it")
-    early_stopping_patience: int | None = 15
-    monitor: str = "val_auc"
-    loss: Literal["cross_entropy", "bce"] = "cross_entropy"
-    class_weights: list[float] | None = None
-    label_smoothing: float = 0.0
+class TrainPlan(Section):
+    batch_size: int = Field(64, ge=1, le=65536)
+    max_epochs: int = Field(50, ge=1, le=100000)
+    budget_minutes: float | None = Field(None, gt=0, description="wall-clock budget per member; the schedule anneals")
+    early_stopping_patience: int | None = Field(15, ge=1)
+    monitor: str = Field("val_auc", description="the validation figure that picks the best checkpoint")
+    monitor_mode: Literal["max", "min"] = Field("max", description="whether a higher or lower monitor is better")
     precision: Literal["auto", "32", "16-mixed", "bf16-mixed"] = "auto"
-    num_workers: int = 0
-    seed: int = 0
-    val_every_epochs: int = 1
-    ema_decay: float | None = Field(None, description="exponential moving average of weights for evaluation")
+    num_workers: int = Field(0, ge=0, le=256)
+    seed: int = Field(0, ge=0)
+    val_every_epochs: int = Field(1, ge=1)
 
 
-class Plan(_Strict):
-    """Everything training needs, besides the data itself."""
+class Plan(Section):
+    """Everything training needs, besides the data itself. Tasks subclass it to add their own section."""
 
-    version: int = 1
-    task: Literal["classification", "multilabel", "segmentation", "detection"]
+    version: int = PLAN_VERSION
+    task: str
     spatial_dims: Literal[2, 3]
     class_names: list[str]
     data: DataPlan
@@ -92,8 +114,6 @@ class Plan(_Strict):
     model: ModelPlan
     optim: OptimPlan
     train: TrainPlan
-    detection: DetectionPlan | None = None
-    segmentation: SegmentationPlan | None = None
     notes: list[str] = Field(default_factory=list, description="why the rules chose what they chose")
 
     @model_validator(mode="after")
@@ -104,3 +124,42 @@ class Plan(_Strict):
         if bad:
             raise ValueError(f"augment.flip_axes {bad}: spatial axes are 0..{self.spatial_dims - 1}")
         return self
+
+    def with_seed(self, seed: int) -> Plan:
+        """A copy with ``train.seed`` set."""
+        return self.model_copy(update={"train": self.train.model_copy(update={"seed": seed})})
+
+    def without_pretrained(self) -> Plan:
+        """A copy that builds the network without loading ``model.pretrained`` (weights come from elsewhere)."""
+        return self.model_copy(update={"model": self.model.model_copy(update={"pretrained": None})})
+
+
+def migrate(raw: dict[str, Any]) -> dict[str, Any]:
+    """Bring a plan written by an earlier medlens (``version`` 1) to the current keys, so old bundles load.
+
+    Version 2 gave every key one meaning: ``augment.probability`` became ``spatial_probability`` and
+    ``intensity_probability`` (what each task used to do with it, kept); ``train.loss`` and ``train.ema_decay``
+    were read by nothing and are gone; ``train.class_weights`` and ``train.label_smoothing`` moved to the
+    classification section; ``train.monitor_mode`` is new.
+    """
+    if not isinstance(raw, dict) or int(raw.get("version", 1) or 1) >= PLAN_VERSION:
+        return raw
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    task = out.get("task")
+    augment = out.get("augment") or {}
+    if "probability" in augment:
+        p = augment.pop("probability")
+        intensity = {"segmentation": 0.15, "detection": p}.get(str(task), 1.0)
+        augment.setdefault("spatial_probability", p)
+        augment.setdefault("intensity_probability", intensity)
+    train = out.get("train") or {}
+    for gone in ("loss", "ema_decay"):
+        train.pop(gone, None)
+    moved = {k: train.pop(k) for k in ("class_weights", "label_smoothing") if k in train}
+    if task in ("classification", "multilabel"):
+        out["classification"] = {**moved, **(out.get("classification") or {})}
+    for key in ("segmentation", "detection"):
+        if out.get(key) is None:
+            out.pop(key, None)
+    out["version"] = PLAN_VERSION
+    return out

@@ -1,23 +1,38 @@
-"""Predict with a bundle: the same preprocessing as training, for files and folders of any format."""
+"""Predict files and folders with a bundle: ``medlens.predict(RUN, inputs, out)``.
+
+Every input goes through ``bundle.predict`` (so a prediction means the same here, in evaluation and in the
+service). The output folder holds one ``<name>.json`` per input (the prediction's ``to_dict()``) with the task's
+files beside it (masks, overlays, DICOM SEG), ``predictions.csv`` (one row per input), and ``skipped.csv`` with
+the reason for each input that could not be predicted. One bad file does not stop the others.
+"""
 
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
-from medlens.core.atomic import atomic_dir
-from medlens.core.errors import InputError
+from medlens.core.errors import InputError, MedlensError
+from medlens.core.outputs import output_folder
+from medlens.core.prediction import Prediction, SaveOptions
+from medlens.core.progress import ProgressFn, report
 from medlens.data.sources import is_image_file
-from medlens.models.bundle import load_bundle
+from medlens.models.bundle import NonFinite
+from medlens.tasks.base import load_bundle
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class PredictionRun:
+    """What ``predict`` did: the predictions (as written) and each skipped input with its reason."""
+
+    out: Path
+    predictions: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 def expand_inputs(inputs: Sequence[str | Path], spatial_dims: int = 2) -> list[Path]:
@@ -44,7 +59,10 @@ def expand_inputs(inputs: Sequence[str | Path], spatial_dims: int = 2) -> list[P
 def _is_volume_folder(folder: Path) -> bool:
     from medlens.io import find_series
 
-    series = find_series(folder)
+    try:
+        series = find_series(folder)
+    except MedlensError:
+        return False
     return len(series) == 1 and len(series[0].files) > 1
 
 
@@ -53,64 +71,82 @@ def predict(
     inputs: Sequence[str | Path],
     out: str | Path,
     *,
-    overwrite: bool = True,
     tta: bool = False,
     dicom_seg: bool = False,
-) -> list[dict[str, Any]]:
-    """Predict every input; write ``predictions.csv`` and one JSON per input into ``out``.
+    pictures: bool = True,
+    nonfinite: NonFinite = "refuse",
+    overwrite: bool = False,
+    progress: ProgressFn | None = None,
+) -> PredictionRun:
+    """Predict every input; write one JSON per input, the task's files, ``predictions.csv`` and ``skipped.csv``.
+
+    Args:
+        run_dir: a run folder or a bundle folder.
+        inputs: image files and folders (PNG, JPEG, TIFF, DICOM files and series, NIfTI, NRRD, MHA, npz).
+        out: the folder to create (refused when it is, holds or lies inside an input or the run).
+        tta: test-time augmentation where the task has it (segmentation: mirroring).
+        dicom_seg: segmentation of DICOM input: also write a DICOM SEG.
+        pictures: write overlay pictures.
+        nonfinite: ``refuse`` inputs with NaN or infinite pixels (skipped with the reason), or ``clean`` them
+            (replaced by the image's own range, flagged in the prediction).
+        overwrite: replace an existing output folder that medlens made.
+        progress: called per input.
+
+    Raises:
+        InputError: when nothing could be predicted (every input skipped), or for a missing input.
 
     Example:
-        >>> predict("runs/pneumonia", ["xray.png"], "predictions")  # doctest: +SKIP
+        >>> import medlens
+        >>> run = medlens.predict("runs/pneumonia", ["xray.png"], "predictions")  # doctest: +SKIP
+        >>> run.predictions[0]["label"]  # doctest: +SKIP
+        'pneumonia'
     """
-    from medlens.evaluate.classification import predict_labels
-    from medlens.io import read_image
-    from medlens.transforms.preprocess import to_input
-    from medlens.workflows.evaluate import metric_task
-
     bundle = load_bundle(run_dir)
     paths = expand_inputs(inputs, bundle.plan.spatial_dims)
-    if bundle.plan.task == "segmentation":
-        from medlens.workflows.segmentation import predict_segmentation
-
-        return predict_segmentation(bundle, paths, out, tta=tta, dicom_seg=dicom_seg, overwrite=overwrite)
-    if bundle.plan.task == "detection":
-        from medlens.workflows.detection import predict_detection
-
-        return predict_detection(bundle, paths, out, overwrite=overwrite)
-    arrays = []
-    for path in paths:
-        image = read_image(path)
-        arrays.append(to_input(image, bundle.plan.data, source=str(path)))
-    prob, _ = bundle.predict_proba(torch.from_numpy(np.stack(arrays)))
-    task = metric_task(bundle)
-    threshold = bundle.threshold if (task == "binary" and bundle.threshold is not None) else 0.5
-    labels = predict_labels(prob[:, 1] if task == "binary" else prob, task, threshold)
-    rows = []
-    for path, p, label in zip(paths, prob, labels, strict=True):
-        if task == "multilabel":
-            predicted: Any = [bundle.class_names[i] for i, flag in enumerate(np.atleast_1d(label)) if flag]
-        else:
-            predicted = bundle.class_names[int(label)]
-        rows.append(
-            {
-                "input": str(path),
-                "prediction": predicted,
-                "probabilities": {n: round(float(v), 6) for n, v in zip(bundle.class_names, p, strict=True)},
-                "threshold": threshold if task != "multiclass" else None,
-            }
-        )
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        with open(tmp / "predictions.csv", "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["input", "prediction", *[f"p_{n}" for n in bundle.class_names]])
-            for row in rows:
-                pred = ";".join(row["prediction"]) if isinstance(row["prediction"], list) else row["prediction"]
-                writer.writerow([row["input"], pred, *row["probabilities"].values()])
+    guarded = [("input", Path(p)) for p in inputs] + [("run folder", Path(run_dir))]
+    result = PredictionRun(Path(out))
+    options = SaveOptions(pictures=pictures, dicom_seg=dicom_seg)
+    with output_folder(out, kind="predictions", overwrite=overwrite, inputs=guarded) as tmp:
+        made: list[Prediction] = []
+        rows: list[dict[str, Any]] = []
         used: set[str] = set()
-        for row in rows:
-            stem = _unique_stem(Path(row["input"]), used)
-            (tmp / f"{stem}.json").write_text(json.dumps(row, indent=2))
-    return rows
+
+        def skip(item: Any, error: MedlensError) -> None:
+            reason = str(error.problem) if isinstance(error, InputError) else str(error)
+            result.skipped.append((str(item), reason))
+            log.warning("skipped %s: %s", item, reason)
+
+        report(progress, "predicting", 0, len(paths))
+        for prediction in bundle.predict_many(paths, tta=tta, nonfinite=nonfinite, on_error=skip):
+            try:
+                files = prediction.save(tmp, _unique_stem(Path(prediction.source), used), options)
+            except MedlensError as exc:
+                skip(prediction.source, exc)
+                continue
+            made.append(prediction)
+            rows.append(prediction.table_row())
+            result.predictions.append(prediction.to_dict() | {"files": files})
+            report(progress, "predicting", len(made) + len(result.skipped), len(paths))
+        if not made:
+            first = result.skipped[0] if result.skipped else (str(paths[0]), "no prediction")
+            raise InputError(
+                first[0], f"nothing could be predicted ({len(result.skipped)} input(s) skipped; first: {first[1]})"
+            )
+        bundle.task.finish_predictions(tmp, made)
+        _write_csv(tmp / "predictions.csv", rows)
+        if result.skipped:
+            _write_csv(tmp / "skipped.csv", [{"input": i, "reason": r} for i, r in result.skipped])
+    return result
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _unique_stem(path: Path, used: set[str]) -> str:

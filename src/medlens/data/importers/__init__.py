@@ -46,3 +46,13 @@ def _load_builtin() -> None:
         voc,
         yolo,
     )
+
+
+def import_dataset(name: str, *args: Any, **kwargs: Any) -> Any:
+    """Run importer ``name`` (``medmnist``, ``folder``, ``csv``, ``msd``, ``pairs``, ``voc``, ``coco``, ``yolo``...).
+
+    Example:
+        >>> import medlens
+        >>> medlens.import_dataset("medmnist", "pneumoniamnist.npz", "datasets/pneumonia")  # doctest: +SKIP
+    """
+    return get_importer(name)(*args, **kwargs)

@@ -19,8 +19,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from medlens.core.atomic import atomic_dir
 from medlens.core.errors import InputError
+from medlens.core.outputs import output_folder
 from medlens.data.dataset import Case, Dataset, DatasetSpec, load_dataset, write_dataset
 from medlens.data.importers import register_importer
 from medlens.data.importers.pairs import check_cases, modality_of
@@ -81,7 +81,7 @@ def import_msd(
         classes=classes,
         source={"format": "msd", "folder": str(folder.resolve()), "licence": str(raw.get("licence", ""))},
     )
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with output_folder(out, kind="dataset", overwrite=overwrite) as tmp:
         write_dataset(tmp, spec, cases)
     log.info("imported %d cases, classes %s, channels %s", len(cases), classes, channels)
     return load_dataset(out)

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from medlens.core.atomic import atomic_dir
 from medlens.core.errors import InputError
+from medlens.core.outputs import output_folder
 from medlens.data.dataset import Case, Dataset, DatasetSpec, load_dataset, write_dataset
 from medlens.data.importers import register_importer
 from medlens.data.segmentation_cases import read_case, read_label_map
@@ -100,7 +100,7 @@ def import_pairs(
         classes=class_names,
         source=source,
     )
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with output_folder(out, kind="dataset", overwrite=overwrite) as tmp:
         write_dataset(tmp, spec, cases)
     log.info("imported %d %dD cases, classes %s", len(cases), dims, class_names)
     return load_dataset(out)

@@ -18,7 +18,7 @@ What is computed, and how (every figure matches scikit-learn; the tests check ea
 - **Confidence intervals.** 95% percentile bootstrap over cases (``n_bootstrap`` resamples with replacement,
   shared by all metrics). A resample on which a metric is undefined for a class that is defined on the full
   data (a resample without positives, say) is skipped; with fewer than half the resamples left, no interval.
-- **ECE**: see :mod:`medlens.evaluate.calibration`.
+- **ECE**: see :mod:`medlens.metrics.calibration`.
 
 Curve data for plots (ROC, PR, reliability, confusion matrices) is not part of the JSON-ready metrics; it
 comes from :func:`classification_curves`.
@@ -33,8 +33,8 @@ import numpy as np
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from medlens.core.errors import MedlensError
-from medlens.evaluate import bootstrap as bs
-from medlens.evaluate.calibration import (
+from medlens.metrics import bootstrap as bs
+from medlens.metrics.calibration import (
     DEFAULT_N_BINS,
     calibration_pairs,
     expected_calibration_error,

@@ -1,4 +1,4 @@
-"""Classification and multi-label classification: network, loss, augmentation and validation metrics."""
+"""The classifier's network and training step: loss, batch augmentation and validation AUC."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medlens.plan.schema import Plan
-from medlens.tasks.budget import BudgetSchedule
-from medlens.transforms.augment import augment_batch
-from medlens.transforms.preprocess import normalize
+from medlens.tasks.classification.config import ClassificationPlan
+from medlens.training.augment import augment_batch
+from medlens.training.budget import BudgetSchedule
+from medlens.training.images import normalize
 
 
-def build_network(plan: Plan) -> nn.Module:
+def build_network(plan: ClassificationPlan) -> nn.Module:
     from medlens.models import create_model
 
     return create_model(
@@ -31,20 +31,20 @@ def build_network(plan: Plan) -> nn.Module:
     )
 
 
-def probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
+def probabilities(logits: torch.Tensor, multilabel: bool) -> torch.Tensor:
     """Softmax for single-label tasks, sigmoid per label for multi-label."""
-    return torch.sigmoid(logits) if task == "multilabel" else torch.softmax(logits, dim=1)
+    return torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)
 
 
 class ClassificationModule(pl.LightningModule):
     """The training step of a classifier; every number comes from the plan."""
 
-    def __init__(self, plan: dict[str, Any], budget: BudgetSchedule | None = None) -> None:
+    def __init__(self, plan: ClassificationPlan, budget: BudgetSchedule | None = None) -> None:
         super().__init__()
-        self.save_hyperparameters({"plan": plan})
-        self.plan = Plan.model_validate(plan)
+        self.save_hyperparameters({"plan": plan.model_dump()})
+        self.plan = plan
         self.net = build_network(self.plan)
-        weights = self.plan.train.class_weights
+        weights = self.plan.classification.class_weights
         self.register_buffer("class_weights", torch.tensor(weights, dtype=torch.float32) if weights else None)
         self.budget = budget
         self._val_probs: list[torch.Tensor] = []
@@ -54,10 +54,10 @@ class ClassificationModule(pl.LightningModule):
         return self.net(x)
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.plan.task == "multilabel":
+        if self.plan.multilabel:
             return F.binary_cross_entropy_with_logits(logits, y)
         weight = self.class_weights if isinstance(self.class_weights, torch.Tensor) else None
-        return F.cross_entropy(logits, y, weight=weight, label_smoothing=self.plan.train.label_smoothing)
+        return F.cross_entropy(logits, y, weight=weight, label_smoothing=self.plan.classification.label_smoothing)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
@@ -70,7 +70,7 @@ class ClassificationModule(pl.LightningModule):
         x, y = batch
         logits = self(normalize(x, self.plan.data))
         self.log("val_loss", self.loss(logits, y), on_epoch=True, batch_size=len(x))
-        self._val_probs.append(probabilities(logits.float(), self.plan.task).cpu())
+        self._val_probs.append(probabilities(logits.float(), self.plan.multilabel).cpu())
         self._val_targets.append(y.cpu())
 
     def on_validation_epoch_end(self) -> None:
@@ -87,7 +87,7 @@ class ClassificationModule(pl.LightningModule):
         self._val_probs.clear()
         self._val_targets.clear()
         k = probs.shape[1]
-        if self.plan.task == "multilabel":
+        if self.plan.multilabel:
             auc = multilabel_auroc(probs, y.int(), num_labels=k)
             acc = ((probs > 0.5).int() == y.int()).float().mean()
         elif k == 2:
@@ -100,6 +100,6 @@ class ClassificationModule(pl.LightningModule):
         self.log("val_acc", acc, prog_bar=True)
 
     def configure_optimizers(self) -> Any:
-        from medlens.tasks.optimization import configure_optimizer
+        from medlens.training.optimization import configure_optimizer
 
         return configure_optimizer(self.net, self.plan.optim, self.budget)

@@ -10,12 +10,13 @@ import math
 from collections.abc import Callable
 from typing import Any, Literal
 
-from medlens.plan.schema import AugmentPlan, DataPlan, ModelPlan, OptimPlan, Plan, TrainPlan
+from medlens.data.modalities import LATERAL_MODALITIES
+from medlens.tasks.classification.config import ClassificationOptions, ClassificationPlan
+from medlens.training.plan import AugmentPlan, DataPlan, ModelPlan, OptimPlan, TrainPlan
 
 MAX_SIDE_2D = 224  # larger 2D images are resized down to this (ImageNet-style backbones' native size)
 MAX_SIDE_3D = 96  # larger 3D volumes are resized down to this per axis (CPU/GPU memory)
 MEMORY_CACHE_LIMIT_GB = 6.0
-LATERAL_MODALITIES = {"XR", "CR", "DX", "DR", "MG", "CT", "MR", "PT", "NM"}  # anatomy has a left and a right
 MIN_EPOCHS = 15  # on CPU, the width is narrowed until the budget covers this many epochs
 # Training throughput assumed for a 2-core laptop-class CPU (GFLOP/s; PyTorch runs 2D convolutions about
 # twice as efficiently as 3D ones there). Counted FLOPs over these give the time an epoch should take.
@@ -25,7 +26,7 @@ CPU_BUDGET_MINUTES = 6.0  # per seed: three seeds of a benchmark train in under 
 
 def plan_classification(
     fingerprint: dict[str, Any], *, has_gpu: bool = False, cost: Callable[..., float] | None = None
-) -> Plan:
+) -> ClassificationPlan:
     """Derive a classification plan from a fingerprint (see ``medlens.data.fingerprint``).
 
     Args:
@@ -79,12 +80,13 @@ def plan_classification(
         budget_minutes=budget,
         early_stopping_patience=max(10, max_epochs // 5),
         monitor="val_auc",
-        loss="bce" if multilabel else "cross_entropy",
-        class_weights=class_weights,
-        label_smoothing=0.0 if multilabel else 0.05,
+        monitor_mode="max",
+    )
+    notes.append(
+        "loss: binary cross-entropy per label" if multilabel else "loss: cross-entropy with label smoothing 0.05"
     )
     optim = OptimPlan(name="adamw", lr=2e-3 if dims == 2 else 1e-3, weight_decay=5e-2, schedule="cosine")
-    return Plan(
+    return ClassificationPlan(
         task="multilabel" if multilabel else "classification",
         spatial_dims=dims,  # type: ignore[arg-type]
         class_names=list(fingerprint["class_names"]),
@@ -93,6 +95,7 @@ def plan_classification(
         model=model,
         optim=optim,
         train=train,
+        classification=ClassificationOptions(class_weights=class_weights, label_smoothing=0.0 if multilabel else 0.05),
         notes=notes,
     )
 
@@ -136,7 +139,8 @@ def _augment_plan(fp: dict[str, Any], dims: int, notes: list[str]) -> AugmentPla
         brightness=0.0 if binary else 0.1,
         contrast=0.0 if binary else 0.15,
         noise_std=0.0 if binary else 0.05,
-        probability=0.8,
+        spatial_probability=0.8,
+        intensity_probability=1.0,
         why="; ".join(why),
     )
 
@@ -190,3 +194,21 @@ def _fit_width(
     )
     notes.append(note)
     return model.model_copy(update={"kwargs": kwargs, "why": f"{model.why}; {note}"})
+
+
+def cost_counter(fingerprint: dict[str, Any]) -> Callable[..., float]:
+    """Training GFLOPs per image of a candidate network, for the CPU budget rule (:func:`_fit_width`)."""
+    from medlens.models.cost import training_gflops
+
+    def cost(name: str, kwargs: dict[str, Any], *, input_size: list[int]) -> float:
+        return training_gflops(
+            name,
+            kwargs,
+            task="classification",
+            spatial_dims=len(input_size),
+            in_channels=int(fingerprint["channels"]),
+            num_classes=max(2, len(fingerprint["class_names"])),
+            input_size=input_size,
+        )
+
+    return cost

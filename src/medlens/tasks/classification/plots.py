@@ -1,26 +1,13 @@
-"""Evaluation plots as PNG bytes: ROC and PR curves, reliability diagram, confusion matrices.
-
-Figures are built on :class:`matplotlib.figure.Figure` with the Agg canvas directly, never through
-``pyplot``, so no global backend or figure state is touched (safe in servers and threads).
-"""
+"""Classification plots as PNG bytes: ROC and PR curves, reliability diagram, confusion matrices."""
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-_DPI = 110
-
-
-def _png(fig: Figure) -> bytes:
-    FigureCanvasAgg(fig)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=_DPI, bbox_inches="tight")
-    return buffer.getvalue()
+from medlens.reports.figures import png as _png
 
 
 def _fmt(entry: dict[str, Any] | None) -> str:

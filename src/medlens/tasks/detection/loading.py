@@ -10,15 +10,16 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from medlens.core.errors import InputError
+from medlens.core.progress import ProgressFn, tracked
 from medlens.data.boxes import read_boxes
 from medlens.data.dataset import Case, Dataset
-from medlens.plan.schema import Plan
+from medlens.tasks.detection.config import DetectionPlan
+from medlens.training.members import Member
 
 log = logging.getLogger(__name__)
 
@@ -34,34 +35,19 @@ class BoxImage:
     scale: tuple[float, float]  # (rows, columns) cached / original
 
 
-def image_tensor(array: np.ndarray, channels: int, source: str) -> torch.Tensor:
-    """A (C, H, W) picture with ``channels`` channels: gray repeated, colour averaged, others rejected."""
-    if array.ndim != 3:
-        raise InputError(source, f"expected a 2D picture, got an array of shape {array.shape}")
-    image = torch.from_numpy(np.ascontiguousarray(array))
-    if image.dtype not in (torch.uint8, torch.float32):
-        image = image.float()
-    if image.shape[0] == channels:
-        return image
-    if image.shape[0] == 1:
-        return image.expand(channels, -1, -1).clone()
-    if channels == 1:
-        return image.float().mean(dim=0, keepdim=True)
-    raise InputError(source, f"{image.shape[0]} channels, the model takes {channels}")
-
-
-def load_box_images(dataset: Dataset, cases: list[Case], plan: Plan) -> list[BoxImage]:
-    """Read, shrink and hold every case of a split (images are read once per training run)."""
+def load_box_images(
+    dataset: Dataset, cases: list[Case], plan: DetectionPlan, progress: ProgressFn | None = None
+) -> list[BoxImage]:
+    """Read, shrink and hold every case (images are read once per training run)."""
     from torchvision.transforms.v2 import functional as tvf
 
     from medlens.io import read_image
+    from medlens.tasks.detection.prediction import image_tensor
 
     detection = plan.detection
-    short_max = (
-        max(detection.train_short_sides) if detection and detection.train_short_sides else min(plan.data.input_size)
-    )
+    short_max = max(detection.train_short_sides) if detection.train_short_sides else min(plan.data.input_size)
     items = []
-    for case in cases:
+    for case in tracked(cases, progress, "loading images"):
         path = dataset.image_paths(case)[0]
         if not path.is_file():
             raise InputError(path, f"image of case {case.case_id} missing")
@@ -84,7 +70,7 @@ def load_box_images(dataset: Dataset, cases: list[Case], plan: Plan) -> list[Box
 class BoxImageSet(TorchDataset[tuple[torch.Tensor, dict[str, torch.Tensor]]]):
     """Cached cases as (float image, target) pairs; targets hold ``boxes`` and ``labels`` 1..K (0: background)."""
 
-    def __init__(self, items: list[BoxImage], plan: Plan, *, augment: bool) -> None:
+    def __init__(self, items: list[BoxImage], plan: DetectionPlan, *, augment: bool) -> None:
         self.items = items
         self.plan = plan
         self.augment = augment
@@ -96,7 +82,7 @@ class BoxImageSet(TorchDataset[tuple[torch.Tensor, dict[str, torch.Tensor]]]):
         item = self.items[index]
         image, boxes, labels = item.image, item.boxes, item.labels
         if self.augment:
-            from medlens.transforms.box_augment import augment_boxes
+            from medlens.tasks.detection.augment import augment_boxes
 
             image, boxes, labels = augment_boxes(image, boxes, labels, self.plan)
         return image.float(), {"boxes": boxes.float().reshape(-1, 4), "labels": labels.long() + 1}
@@ -108,7 +94,7 @@ def collate(batch: list[Any]) -> tuple[list[torch.Tensor], list[dict[str, torch.
 
 
 def make_box_loader(
-    items: list[BoxImage], plan: Plan, *, augment: bool, batch_size: int, shuffle: bool, seed: int = 0
+    items: list[BoxImage], plan: DetectionPlan, *, augment: bool, batch_size: int, shuffle: bool, seed: int = 0
 ) -> DataLoader[Any]:
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
@@ -120,3 +106,22 @@ def make_box_loader(
         generator=generator,
         drop_last=False,
     )
+
+
+class BoxCases:
+    """Every case a run needs, in memory, looked up by case id."""
+
+    def __init__(self, dataset: Dataset, plan: DetectionPlan, cases: list[Case], progress: ProgressFn | None) -> None:
+        self.items = {item.case_id: item for item in load_box_images(dataset, cases, plan, progress)}
+
+    def of(self, cases: list[Case]) -> list[BoxImage]:
+        return [self.items[c.case_id] for c in cases]
+
+
+def loaders(plan: DetectionPlan, prepared: BoxCases, member: Member) -> tuple[DataLoader[Any], DataLoader[Any]]:
+    t = plan.train
+    train = make_box_loader(
+        prepared.of(member.train), plan, augment=True, batch_size=t.batch_size, shuffle=True, seed=t.seed
+    )
+    val = make_box_loader(prepared.of(member.val), plan, augment=False, batch_size=max(t.batch_size, 4), shuffle=False)
+    return train, val

@@ -8,7 +8,7 @@ figure with pycocotools on the same predictions.
 
 Written by hand (not a call to pycocotools or torchmetrics) because the bootstrap needs the metric under
 many image weightings at once: matching is per image, so it is done once, and each resample only reweights
-the matched detections (a row of image weights, as in :mod:`medlens.evaluate.bootstrap`). A resample that
+the matched detections (a row of image weights, as in :mod:`medlens.metrics.bootstrap`). A resample that
 draws an image twice counts its detections twice at the same position in the ranking; pycocotools would
 interleave the two copies, which can change a resample's AP by a tie-order detail, never the point estimate.
 """
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from medlens.evaluate.bootstrap import percentile_ci, resample_weights
+from medlens.metrics.bootstrap import percentile_ci, resample_weights
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)  # COCO's .50:.05:.95
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)

@@ -1,7 +1,7 @@
 """2D object detection: the network from the plan, the training step, and validation mAP.
 
 Losses come from the torchvision detectors themselves (focal + GIoU for RetinaNet, and so on); validation
-computes COCO mAP@.5 (``val_map50``, the monitor) and mAP@[.5:.95] with :mod:`medlens.evaluate.detection`.
+computes COCO mAP@.5 (``val_map50``, the monitor) and mAP@[.5:.95] with :mod:`.metrics`.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from medlens.plan.schema import Plan
-from medlens.tasks.budget import BudgetSchedule
+from medlens.tasks.detection.config import DetectionPlan
+from medlens.training.budget import BudgetSchedule
 
 RAW_DETECTIONS = 2000  # boxes kept per image and member before merge's NMS
 GRADIENT_CLIP_NORM = 10.0  # from-scratch detectors meet huge early gradients from the box regression
 
 
-def build_network(plan: Plan) -> nn.Module:
+def build_network(plan: DetectionPlan) -> nn.Module:
     """The detector of ``plan`` (``model.name`` is a registered detector), with ``model.pretrained`` loaded."""
     from medlens.models import create_model
     from medlens.models.detectors import load_detector_weights
@@ -29,12 +29,13 @@ def build_network(plan: Plan) -> nn.Module:
     extra: dict[str, Any] = {
         "image_mean": plan.data.mean,
         "image_std": plan.data.std,
-        "score_thresh": d.eval_score_threshold if d else 0.05,
-        "nms_thresh": d.nms_iou if d else 0.5,
-        "detections_per_img": d.detections_per_image if d else 100,
+        "score_thresh": d.eval_score_threshold,
+        "nms_thresh": d.nms_iou,
+        "detections_per_img": d.detections_per_image,
+        "anchor_sizes": d.anchor_sizes,
+        "aspect_ratios": d.aspect_ratios,
+        "short_sides": d.train_short_sides,
     }
-    if d is not None:
-        extra |= {"anchor_sizes": d.anchor_sizes, "aspect_ratios": d.aspect_ratios, "short_sides": d.train_short_sides}
     net = create_model(
         plan.model.name,
         task="detection",
@@ -52,7 +53,7 @@ def build_network(plan: Plan) -> nn.Module:
 
 def to_image_boxes(output: dict[str, torch.Tensor], scale: tuple[float, float] = (1.0, 1.0)) -> Any:
     """A detector output (labels 1..K) as :class:`ImageBoxes` (labels 0..K-1), boxes divided by ``scale``."""
-    from medlens.evaluate.detection import ImageBoxes
+    from medlens.tasks.detection.metrics import ImageBoxes
 
     factor = np.array([scale[1], scale[0], scale[1], scale[0]], dtype=np.float64)
     return ImageBoxes(
@@ -65,10 +66,10 @@ def to_image_boxes(output: dict[str, torch.Tensor], scale: tuple[float, float] =
 class DetectionModule(pl.LightningModule):
     """The training step of a detector; every number comes from the plan."""
 
-    def __init__(self, plan: dict[str, Any], budget: BudgetSchedule | None = None) -> None:
+    def __init__(self, plan: DetectionPlan, budget: BudgetSchedule | None = None) -> None:
         super().__init__()
-        self.save_hyperparameters({"plan": plan})
-        self.plan = Plan.model_validate(plan)
+        self.save_hyperparameters({"plan": plan.model_dump()})
+        self.plan = plan
         self.net = build_network(self.plan)
         self.budget = budget
         self._preds: list[Any] = []
@@ -88,7 +89,7 @@ class DetectionModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]], batch_idx: int) -> None:
-        from medlens.evaluate.detection import ImageBoxes
+        from medlens.tasks.detection.metrics import ImageBoxes
 
         images, targets = batch
         for output, target in zip(self.net(images), targets, strict=True):
@@ -98,7 +99,7 @@ class DetectionModule(pl.LightningModule):
             )
 
     def on_validation_epoch_end(self) -> None:
-        from medlens.evaluate.detection import detection_metrics
+        from medlens.tasks.detection.metrics import detection_metrics
 
         if not self._preds:
             return
@@ -114,7 +115,7 @@ class DetectionModule(pl.LightningModule):
         self.clip_gradients(optimizer, gradient_clip_val=GRADIENT_CLIP_NORM, gradient_clip_algorithm="norm")
 
     def configure_optimizers(self) -> Any:
-        from medlens.tasks.optimization import configure_optimizer
+        from medlens.training.optimization import configure_optimizer
 
         return configure_optimizer(self.net, self.plan.optim, self.budget)
 

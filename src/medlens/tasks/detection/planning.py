@@ -1,7 +1,7 @@
 """Planning rules for 2D object detection: from box statistics to input size, anchors, detector and schedule.
 
 Each rule records its reason in ``plan.notes`` (or a ``why`` field). The statistics come from
-:mod:`medlens.data.fingerprint_detection` (``fingerprint["boxes"]``).
+:mod:`.fingerprint` (``fingerprint["boxes"]``).
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from medlens.plan.classification import LATERAL_MODALITIES
-from medlens.plan.detection_schema import DetectionPlan
-from medlens.plan.schema import AugmentPlan, DataPlan, ModelPlan, OptimPlan, Plan, TrainPlan
+from medlens.data.modalities import LATERAL_MODALITIES
+from medlens.tasks.detection.config import DetectionOptions, DetectionPlan
+from medlens.training.plan import AugmentPlan, DataPlan, ModelPlan, OptimPlan, TrainPlan
 
 MIN_OBJECT_SIDE = 20  # px at the network input for the smallest class's 5th-percentile box: 2.5 cells at stride 8
 MAX_LONG_SIDE_CPU = 512  # px; a CPU trains on small inputs
@@ -23,7 +23,7 @@ WIDE_ASPECT_SPREAD = 4.0  # p95 / p5 of height/width above this: anchors fit poo
 FPN_LEVELS = 5  # P3-P7, as torchvision's RetinaNet and FCOS
 
 
-def plan_detection(fingerprint: dict[str, Any], *, has_gpu: bool = False) -> Plan:
+def plan_detection(fingerprint: dict[str, Any], *, has_gpu: bool = False) -> DetectionPlan:
     """Derive a detection plan from a fingerprint with a ``boxes`` section."""
     notes: list[str] = []
     stats = fingerprint["boxes"]
@@ -66,10 +66,11 @@ def plan_detection(fingerprint: dict[str, Any], *, has_gpu: bool = False) -> Pla
         budget_minutes=budget,
         early_stopping_patience=max(15, max_epochs // 6),
         monitor="val_map50",
+        monitor_mode="max",
     )
     optim = OptimPlan(name="adamw", lr=1e-3, weight_decay=5e-2, schedule="cosine", warmup_fraction=0.05)
     notes.append("AdamW lr 1e-3, cosine after 5% warm-up, gradients clipped at norm 10 (from-scratch detectors)")
-    return Plan(
+    return DetectionPlan(
         task="detection",
         spatial_dims=2,
         class_names=list(fingerprint["class_names"]),
@@ -104,7 +105,7 @@ def _input_size(stats: dict[str, Any], has_gpu: bool, notes: list[str]) -> tuple
 
 def _detection_plan(
     stats: dict[str, Any], scale: float, input_size: list[int], notes: list[str]
-) -> tuple[DetectionPlan, str]:
+) -> tuple[DetectionOptions, str]:
     aspect = stats["aspect"]
     spread = aspect["p95"] / max(aspect["p5"], 1e-6)
     short = input_size[0] if input_size[0] <= input_size[1] else input_size[1]
@@ -130,7 +131,7 @@ def _detection_plan(
             f"level, 3 scales per octave; aspect ratios {ratios} (5th, 50th, 95th percentile of height/width)"
         )
     notes.append("; ".join(why))
-    plan = DetectionPlan(
+    plan = DetectionOptions(
         anchor_sizes=anchors,
         aspect_ratios=ratios,
         train_short_sides=train_sides,
@@ -161,7 +162,8 @@ def _augment_plan(fingerprint: dict[str, Any], notes: list[str]) -> AugmentPlan:
         brightness=0.15,
         contrast=0.15,
         noise_std=0.0,
-        probability=0.5,
+        spatial_probability=0.0,
+        intensity_probability=0.5,
         why=why + " (scale jitter and crops: see detection)",
     )
 

@@ -1,21 +1,22 @@
-"""The segmentation section of the plan (``plan.segmentation``): geometry, network topology, loss, inference.
+"""The segmentation section of the plan (``plan.segmentation``): geometry, network topology, loss, inference,
+and the segmentation plan type.
 
-Kept apart from :mod:`medlens.plan.schema` so that module stays about every task; the rules that fill it are
-in :mod:`medlens.plan.segmentation`. Shared choices live in the usual sections: patch size is
+The rules that fill it are in :mod:`.planning`. Shared choices live in the usual sections: patch size is
 ``data.input_size``, batch size and schedule are ``train`` and ``optim``, augmentation ranges ``augment``.
+Spacings, patch sizes and axes are in the canonical (RAS) orientation every volume is turned to.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from medlens.training.plan import Plan, Section
 
 
-class SegmentationPlan(BaseModel):
+class SegmentationOptions(Section):
     """Segmentation-only choices (nnU-Net's plan, written down)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     configuration: Literal["2d", "3d", "2d_slices"] = Field(
         description="2d: pictures; 3d: volumes in 3D patches; 2d_slices: volumes segmented slice by slice"
@@ -34,12 +35,14 @@ class SegmentationPlan(BaseModel):
     ct_mean: list[float] | None = None
     ct_std: list[float] | None = None
     foreground_oversampling: float = Field(0.33, description="share of patches centred on foreground")
-    loss: Literal["dice_ce"] = "dice_ce"
-    iterations_per_epoch: int = Field(250, description="training batches between validations")
-    val_max_cases: int = Field(50, description="validation uses at most this many whole cases")
+    loss: Literal["dice_ce", "dice", "ce"] = Field(
+        "dice_ce", description="Dice + cross-entropy (nnU-Net), soft Dice alone, or cross-entropy alone (MONAI)"
+    )
+    iterations_per_epoch: int = Field(250, ge=1, description="training batches between validations")
+    val_max_cases: int = Field(50, ge=1, description="validation uses at most this many whole cases")
     sw_overlap: float = Field(0.5, description="sliding-window overlap at validation and prediction")
     sw_mode: Literal["gaussian", "constant"] = "gaussian"
-    sw_batch_size: int = 4
+    sw_batch_size: int = Field(4, ge=1)
     mirror_axes: list[int] = Field(default_factory=list, description="spatial axes mirrored by test-time augmentation")
     keep_largest_component: list[int] = Field(
         default_factory=list, description="foreground classes reduced to their largest connected component"
@@ -47,10 +50,13 @@ class SegmentationPlan(BaseModel):
     check_largest_component: bool = Field(
         True, description="after training, turn keep_largest_component on per class only if it helps on validation"
     )
+    nsd_tolerance_mm: list[float] | None = Field(
+        None, description="normalised surface Dice tolerance per foreground class (mm); null: one target voxel"
+    )
     why: str = ""
 
     @model_validator(mode="after")
-    def _check_topology(self) -> SegmentationPlan:
+    def _check_topology(self) -> SegmentationOptions:
         dims = len(self.target_spacing)
         if len(self.kernels) != len(self.strides) or len(self.filters) != len(self.kernels):
             raise ValueError("kernels, strides and filters need one entry per stage")
@@ -62,7 +68,18 @@ class SegmentationPlan(BaseModel):
             raise ValueError("sw_overlap must be in [0, 1)")
         if not 0 <= self.foreground_oversampling <= 1:
             raise ValueError("foreground_oversampling must be in [0, 1]")
+        if any(not 0 < s <= 100 for s in self.target_spacing):
+            raise ValueError(f"target_spacing values must be in (0, 100] mm, got {self.target_spacing}")
+        if self.nsd_tolerance_mm is not None and any(not 0 < t <= 1000 for t in self.nsd_tolerance_mm):
+            raise ValueError(f"nsd_tolerance_mm values must be positive, got {self.nsd_tolerance_mm}")
         return self
+
+    def nsd_tolerances(self, n_foreground: int) -> list[float]:
+        """The NSD tolerance of each foreground class: as set, else one voxel at the target spacing."""
+        if self.nsd_tolerance_mm:
+            values = list(self.nsd_tolerance_mm)
+            return (values * n_foreground)[:n_foreground] if len(values) == 1 else values
+        return [float(max(self.target_spacing))] * n_foreground
 
     def divisor(self) -> list[int]:
         """What the patch size must be a multiple of, per axis (the product of the strides)."""
@@ -70,3 +87,20 @@ class SegmentationPlan(BaseModel):
         for stride in self.strides:
             out = [a * b for a, b in zip(out, stride, strict=True)]
         return out
+
+
+class SegmentationPlan(Plan):
+    """A segmentation plan: the shared sections and ``segmentation``."""
+
+    task: Literal["segmentation"]
+    segmentation: SegmentationOptions
+
+    @model_validator(mode="after")
+    def _check_classes(self) -> SegmentationPlan:
+        tolerances = self.segmentation.nsd_tolerance_mm
+        if tolerances and len(tolerances) not in (1, len(self.class_names) - 1):
+            n = len(self.class_names) - 1
+            raise ValueError(f"segmentation.nsd_tolerance_mm needs 1 or {n} values (one per foreground class)")
+        if len(self.segmentation.target_spacing) != self.spatial_dims:
+            raise ValueError(f"segmentation.target_spacing needs {self.spatial_dims} values")
+        return self

@@ -1,8 +1,9 @@
 """The segmentation part of the fingerprint: spacings, shapes, foreground intensities, class volumes.
 
 Measured on the training and validation cases only (never the test split), in the spirit of nnU-Net's
-dataset fingerprint: per-case spacing and shape, intensity percentiles *inside the foreground* per channel
-(what CT normalisation clips to), the volume of each class, and how anisotropic the voxels are.
+dataset fingerprint: per-case spacing and shape (along the axes of the canonical RAS orientation), intensity
+percentiles *inside the foreground* per channel (what CT normalisation clips to), the volume of each class,
+and how anisotropic the voxels are.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ def segmentation_statistics(dataset: Dataset, *, max_cases: int = 1000, seed: in
         image, mask = read_case(
             dataset.image_paths(case), Path(dataset.root / case.target), dims, n_classes, case.case_id, values
         )
-        spacings.append(image.spacing)
-        shapes.append(image.spatial_shape)
+        canonical = image.reoriented()  # the plan's axes are the canonical (RAS) ones; no voxel changes
+        spacings.append(canonical.spacing)
+        shapes.append(canonical.spatial_shape)
         voxel_mm3 = float(np.prod(image.spacing))
         counts = np.bincount(mask.array.ravel(), minlength=n_classes)[1:]  # voxels per foreground class
         volumes.append(counts * voxel_mm3)

@@ -1,7 +1,7 @@
 """Planning rules for segmentation, 2D and 3D, in the spirit of nnU-Net's published method.
 
 Each rule reads the fingerprint (``fingerprint["segmentation"]``, see
-:mod:`medlens.data.fingerprint_segmentation`) and writes its reason into ``plan.notes`` or
+:mod:`.fingerprint`) and writes its reason into ``plan.notes`` or
 ``plan.segmentation.why``, so ``plan.yaml`` answers "why is the patch 40x56x40?" by itself.
 
 The rules: target spacing is the median spacing, except along an axis that is much coarser than the others
@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from medlens.core.errors import InputError
-from medlens.plan.schema import AugmentPlan, DataPlan, ModelPlan, OptimPlan, Plan, TrainPlan
-from medlens.plan.segmentation_schema import SegmentationPlan
+from medlens.tasks.segmentation.config import SegmentationOptions, SegmentationPlan
+from medlens.training.plan import AugmentPlan, DataPlan, ModelPlan, OptimPlan, TrainPlan
 
 ANISOTROPY_RATIO = 3.0  # nnU-Net: an axis this much coarser than the finest is "anisotropic"
 MIN_FEATURE_SIZE = 4  # stop pooling an axis when it would fall below this many voxels
@@ -33,7 +33,7 @@ MIN_SLICES_FOR_3D = 12  # fewer slices along a coarse axis: segment slice by sli
 LATERAL_WORDS = ("left", "right", "_l", "_r")
 
 
-def plan_segmentation(fingerprint: dict[str, Any], *, has_gpu: bool = False) -> Plan:
+def plan_segmentation(fingerprint: dict[str, Any], *, has_gpu: bool = False) -> SegmentationPlan:
     """Derive a segmentation plan from a fingerprint.
 
     Example:
@@ -65,7 +65,7 @@ def plan_segmentation(fingerprint: dict[str, Any], *, has_gpu: bool = False) -> 
     mirror = _mirror_axes(configuration, dims, list(fingerprint["class_names"]), notes)
     n_train = int(fingerprint["n_cases"]["train"])
     iterations = 250 if has_gpu else 50
-    segmentation = SegmentationPlan(
+    segmentation = SegmentationOptions(
         configuration=configuration,
         target_spacing=[round(float(v), 5) for v in target],
         kernels=kernels,
@@ -100,14 +100,16 @@ def plan_segmentation(fingerprint: dict[str, Any], *, has_gpu: bool = False) -> 
         rotate_degrees=rotate,
         scale=[0.7, 1.4],
         translate=0.0,
-        brightness=0.25,
+        brightness=0.0,
         contrast=0.25,
+        gamma=0.25,
         noise_std=0.1,
-        probability=0.2,
-        why="nnU-Net's ranges: rotation, scaling and mirroring of image and mask together; brightness, contrast "
-        "and noise on the image only",
+        spatial_probability=0.2,
+        intensity_probability=0.15,
+        why="nnU-Net's ranges: rotation, scaling and mirroring of image and mask together (chance 0.2); "
+        "contrast (multiplicative), gamma and noise on the image only (chance 0.15 each)",
     )
-    return Plan(
+    return SegmentationPlan(
         task="segmentation",
         spatial_dims=dims,  # type: ignore[arg-type]
         class_names=list(fingerprint["class_names"]),
@@ -128,6 +130,7 @@ def plan_segmentation(fingerprint: dict[str, Any], *, has_gpu: bool = False) -> 
             budget_minutes=budget,
             early_stopping_patience=None,
             monitor="val_dice",
+            monitor_mode="max",
             seed=0,
         ),
         segmentation=segmentation,
@@ -139,7 +142,6 @@ def plan_segmentation(fingerprint: dict[str, Any], *, has_gpu: bool = False) -> 
                 if has_gpu
                 else "AdamW lr 3e-3 (converges faster than SGD in the few thousand steps a CPU budget allows)"
             ),
-            "train.loss is not used by segmentation (segmentation.loss is)",
         ],
     )
 

@@ -1,46 +1,55 @@
-"""Segmentation preprocessing (resampling to the plan's spacing, per-channel normalisation), the way back
-to the input's own grid, and the training augmentation pipeline (MONAI dictionary transforms).
+"""The network's view of a case, and the exact way back to the input's own grid.
 
-The same functions run at training, validation, evaluation and prediction, driven by ``plan.segmentation``,
-which the bundle carries.
+Every image (and label map) is turned to the canonical orientation (RAS, MONAI's ``Orientation``: axes
+permuted and flipped, no voxel changes) and resampled to the plan's target spacing (MONAI's ``Spacing``:
+linear for intensities, nearest neighbour for labels) as a MONAI ``MetaTensor``, which records both
+operations; predictions made on that grid are brought back with MONAI's inverse of the same two transforms,
+to the input's own shape and affine. So a case stored in another orientation, or read from a DICOM series
+instead of a NIfTI file, gets the same answer in its own geometry.
+
+Intensities are normalised per channel before resampling (statistics of the original voxels): CT by
+clipping to the dataset's foreground percentiles and z-scoring with its foreground statistics, other
+modalities by each case's own mean and standard deviation.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from medlens.core.errors import InputError
 from medlens.core.image import Image
-from medlens.plan.schema import Plan
-from medlens.plan.segmentation_schema import SegmentationPlan
+from medlens.tasks.segmentation.config import SegmentationOptions, SegmentationPlan
+
+CANONICAL = "RAS"
 
 
-def resampled_shape(image: Image, seg: SegmentationPlan) -> list[int]:
-    """The image's shape at the plan's target spacing (unchanged along the slice axis of 2D-slice plans)."""
-    shape = []
-    for size, spacing, target in zip(image.spatial_shape, image.spacing, seg.target_spacing, strict=True):
-        shape.append(max(1, round(size * spacing / target)))
+def spatial_transforms(plan: SegmentationPlan, *, label: bool = False) -> Any:
+    """MONAI's ``Orientation`` (volumes) and ``Spacing`` to the plan's grid, invertible as one ``Compose``."""
+    from monai.transforms import Compose, Orientation, Spacing
+
+    seg = plan.segmentation
+    pixdim = list(seg.target_spacing)
     if seg.configuration == "2d_slices":
-        through = int(np.argmax(seg.target_spacing))
-        shape[through] = image.spatial_shape[through]
-    return shape
+        pixdim[through_axis(seg)] = -1.0  # MONAI: a non-positive value keeps the input's spacing on that axis
+    steps: list[Any] = []
+    if plan.spatial_dims == 3:
+        steps.append(Orientation(axcodes=CANONICAL, labels=(("L", "R"), ("P", "A"), ("I", "S"))))
+    steps.append(
+        Spacing(pixdim=pixdim, mode="nearest" if label else "bilinear", padding_mode="border", dtype=np.float32)
+    )
+    return Compose(steps)
 
 
-def resize(array: torch.Tensor, shape: list[int], *, label: bool = False) -> torch.Tensor:
-    """Resize a channel-first tensor (C, *spatial) to ``shape``: linear for intensities, nearest for labels."""
-    if list(array.shape[1:]) == list(shape):
-        return array
-    mode = "nearest-exact" if label else ("bilinear" if len(shape) == 2 else "trilinear")
-    x = array[None].float()  # (1, C, *spatial)
-    kwargs: dict[str, Any] = {} if label else {"align_corners": False}
-    out = F.interpolate(x, size=tuple(shape), mode=mode, **kwargs)[0]
-    return out.to(array.dtype) if label else out
+def through_axis(seg: SegmentationOptions) -> int:
+    """The coarse axis of a ``2d_slices`` plan (segmented slice by slice along it)."""
+    return int(np.argmax(seg.target_spacing))
 
 
-def normalize_channels(array: np.ndarray, seg: SegmentationPlan) -> np.ndarray:
+def normalize_channels(array: np.ndarray, seg: SegmentationOptions) -> np.ndarray:
     """Per channel: CT clip-and-z-score with dataset statistics, or a z-score with the case's own statistics."""
     out = np.empty(array.shape, dtype=np.float32)
     for c, scheme in enumerate(seg.normalization):
@@ -53,88 +62,54 @@ def normalize_channels(array: np.ndarray, seg: SegmentationPlan) -> np.ndarray:
     return out
 
 
-def preprocess_image(image: Image, plan: Plan) -> np.ndarray:
-    """The network's view of an image: normalised, at the target spacing, (C, *spatial) float32."""
-    seg = _seg(plan)
-    if image.channels != len(seg.normalization):
-        from medlens.core.errors import InputError
+@dataclass
+class Prepared:
+    """An image on the network's grid, with what is needed to bring results back to the input's grid."""
 
-        raise InputError(
-            str(image.meta.get("source", "image")),
-            f"{image.channels} channels, the model takes {len(seg.normalization)}",
-        )
-    normalized = normalize_channels(image.array, seg)  # normalise first: statistics of the original voxels
-    return resize(torch.from_numpy(normalized), resampled_shape(image, seg)).numpy()
+    tensor: torch.Tensor  # (C, *spatial) float32, normalised, canonical orientation, target spacing
+    meta: Any  # the MetaTensor carrying the applied operations
+    transforms: Any  # the very transforms applied (MONAI inverts only the instances it recorded)
 
 
-def preprocess_label(mask: Image, image: Image, plan: Plan) -> np.ndarray:
-    """The label map on the same resampled grid, (1, *spatial) uint8, nearest neighbour."""
-    shape = resampled_shape(image, _seg(plan))
-    return resize(torch.from_numpy(mask.array.astype(np.uint8)), shape, label=True).numpy()
+def check_image(image: Image, plan: SegmentationPlan) -> Image:
+    """The image as the plan's dimensionality (a single DICOM slice becomes 2D), its channels checked."""
+    if plan.spatial_dims == 2:
+        image = image.as_2d()
+    source = str(image.meta.get("source", "image"))
+    if image.spatial_dims != plan.spatial_dims:
+        raise InputError(source, f"{image.spatial_dims}D image, the model is {plan.spatial_dims}D")
+    if image.channels != len(plan.segmentation.normalization):
+        raise InputError(source, f"{image.channels} channels, the model takes {len(plan.segmentation.normalization)}")
+    return image
 
 
-def to_input_grid(probabilities: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """Class probabilities (K, *spatial) at the target spacing resampled back to the input's own shape."""
-    return resize(probabilities, list(shape))
+def prepare_image(image: Image, plan: SegmentationPlan) -> Prepared:
+    """Normalise, reorient and resample an image to the network's grid."""
+    from monai.data import MetaTensor
+
+    image = check_image(image, plan)
+    normalized = normalize_channels(image.array, plan.segmentation)
+    meta = MetaTensor(torch.from_numpy(normalized), affine=torch.as_tensor(image.affine, dtype=torch.float64))
+    transforms = spatial_transforms(plan)
+    out = transforms(meta)
+    return Prepared(out.as_tensor().contiguous(), out, transforms)
 
 
-def training_transforms(plan: Plan, seed: int) -> Any:
-    """Patch sampling with foreground oversampling, then nnU-Net-style spatial and intensity augmentation."""
-    from monai.transforms import (
-        Compose,
-        RandAdjustContrastd,
-        RandAffined,
-        RandCropByPosNegLabeld,
-        RandFlipd,
-        RandGaussianNoised,
-        RandScaleIntensityd,
-        SpatialPadd,
-    )
+def prepare_label(mask: Image, plan: SegmentationPlan) -> np.ndarray:
+    """A label map on the same grid as :func:`prepare_image` of its image: (1, *spatial) uint8."""
+    from monai.data import MetaTensor
 
-    seg = _seg(plan)
-    a = plan.augment
-    patch = plan.data.input_size
-    dims = len(patch)
-    keys = ["image", "label"]
-    p_fg = seg.foreground_oversampling
-    rotate: Any
-    if dims == 2:
-        rotate = np.deg2rad(a.rotate_degrees)
-    elif seg.configuration == "2d_slices":
-        through = int(np.argmax(seg.target_spacing))
-        rotate = tuple(np.deg2rad(a.rotate_degrees) if i == through else 0.0 for i in range(3))
-    else:
-        rotate = (np.deg2rad(a.rotate_degrees),) * 3
-    low, high = a.scale
-    steps: list[Any] = [
-        SpatialPadd(keys, spatial_size=patch, mode="constant"),
-        RandCropByPosNegLabeld(
-            keys, "label", spatial_size=patch, pos=p_fg, neg=1 - p_fg, num_samples=1, allow_smaller=False
-        ),
-        RandAffined(
-            keys,
-            prob=a.probability,
-            rotate_range=rotate,
-            scale_range=(low - 1, high - 1),
-            mode=("bilinear", "nearest"),
-            padding_mode="zeros",
-        ),
-    ]
-    steps += [RandFlipd(keys, prob=0.5, spatial_axis=axis) for axis in a.flip_axes]
-    if a.brightness:
-        steps.append(RandScaleIntensityd("image", factors=a.brightness, prob=0.15))
-    if a.contrast:
-        steps.append(RandAdjustContrastd("image", gamma=(1 - a.contrast, 1 + a.contrast), prob=0.15))
-    if a.noise_std:
-        steps.append(RandGaussianNoised("image", std=a.noise_std, prob=0.15))
-    compose = Compose(steps)
-    compose.set_random_state(seed=seed)
-    return compose
+    array = torch.from_numpy(mask.array.astype(np.float32))
+    meta = MetaTensor(array, affine=torch.as_tensor(mask.affine, dtype=torch.float64))
+    out = spatial_transforms(plan, label=True)(meta)
+    return np.rint(out.as_tensor().numpy()).astype(np.uint8)
 
 
-def _seg(plan: Plan) -> SegmentationPlan:
-    if plan.segmentation is None:
-        from medlens.core.errors import ConfigError
+def to_input_grid(probabilities: torch.Tensor, prepared: Prepared, plan: SegmentationPlan) -> torch.Tensor:
+    """Class probabilities (K, *spatial) on the network's grid, brought back to the input's own grid."""
+    from monai.data import MetaTensor
 
-        raise ConfigError("segmentation", "a segmentation plan needs its 'segmentation' section (run medlens plan)")
-    return plan.segmentation
+    moved = MetaTensor(probabilities.float(), affine=prepared.meta.affine)
+    moved.applied_operations = list(prepared.meta.applied_operations)
+    back = prepared.transforms.inverse(moved)
+    return back.as_tensor()

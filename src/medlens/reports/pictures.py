@@ -1,0 +1,90 @@
+"""Pictures a person looks at: an image with its label map blended in, or with boxes drawn on it.
+
+Planes are rendered through the image's display window (:func:`medlens.io.writers.render`); a 3D label map is
+shown on the slice where it has the most foreground.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from medlens.core.image import Image
+from medlens.reports.figures import array_png, colour, palette_rgb
+
+
+def busiest_slice(labels: np.ndarray) -> int | None:
+    """The slice index (last axis) with the most foreground of a 3D label map; None for 2D."""
+    if labels.ndim != 3:
+        return None
+    counts = (labels > 0).reshape(-1, labels.shape[2]).sum(0)
+    return int(np.argmax(counts)) if counts.any() else labels.shape[2] // 2
+
+
+def label_overlay(image: Image, labels: np.ndarray, slice_index: int | None = None, alpha: float = 0.45) -> np.ndarray:
+    """An RGB picture (H, W, 3) uint8 of one plane with the label colours blended in (class k: colour k-1)."""
+    from medlens.io.writers import render, rendered_slice
+
+    grey = render(Image(image.array[:1], image.affine, meta=dict(image.meta)), slice_index=slice_index)
+    plane = rendered_slice(Image(labels[None], image.affine, kind="label"), slice_index)[0]  # (H, W)
+    rgb = np.repeat(grey[..., None].astype(np.float32), 3, axis=2) if grey.ndim == 2 else grey[..., :3].astype(float)
+    colours = palette_rgb()
+    painted = colours[(plane.astype(int) - 1) % len(colours)]
+    mask = (plane > 0)[..., None]
+    return np.where(mask, (1 - alpha) * rgb + alpha * painted, rgb).clip(0, 255).astype(np.uint8)
+
+
+def label_overlay_png(image: Image, labels: np.ndarray) -> bytes:
+    """PNG of :func:`label_overlay` on the busiest slice."""
+    return array_png(label_overlay(image, labels, busiest_slice(labels)))
+
+
+def side_by_side_png(image: Image, left: np.ndarray, right: np.ndarray) -> bytes:
+    """Two label maps (truth, prediction) over the image, side by side on the left map's busiest slice."""
+    k = busiest_slice(left)
+    a, b = label_overlay(image, left, k), label_overlay(image, right, k)
+    gap = np.full((a.shape[0], 4, 3), 255, np.uint8)
+    return array_png(np.concatenate([a, gap, b], axis=1))
+
+
+def boxes_png(
+    pixels: np.ndarray,
+    boxes: np.ndarray,
+    labels: Sequence[int],
+    scores: Sequence[float] | np.ndarray | None,
+    class_names: Sequence[str],
+    truth: np.ndarray | None = None,
+) -> bytes:
+    """A 2D picture (C, H, W) in any range with boxes in class colours (label and score written above each)
+    and, when given, true boxes (N, 4) dashed in white."""
+    from PIL import Image as PILImage
+    from PIL import ImageDraw
+
+    array = pixels.astype(np.float32)
+    if array.shape[0] != 3:
+        array = np.repeat(array[:1], 3, axis=0)
+    lo, hi = float(array.min()), float(array.max())
+    if pixels.dtype == np.uint8 or (lo >= 0 and hi <= 255):
+        lo, hi = 0.0, 255.0
+    rgb = ((array - lo) / max(hi - lo, 1e-6) * 255).clip(0, 255).astype(np.uint8).transpose(1, 2, 0)
+    picture = PILImage.fromarray(np.ascontiguousarray(rgb))
+    draw = ImageDraw.Draw(picture)
+    for box in truth if truth is not None else []:
+        x1, y1, x2, y2 = (float(v) for v in box)
+        for start in range(int(x1), int(x2), 8):  # dashed by hand: PIL draws no dashed lines
+            draw.line([(start, y1), (min(start + 4, x2), y1)], fill="white", width=2)
+            draw.line([(start, y2), (min(start + 4, x2), y2)], fill="white", width=2)
+        for start in range(int(y1), int(y2), 8):
+            draw.line([(x1, start), (x1, min(start + 4, y2))], fill="white", width=2)
+            draw.line([(x2, start), (x2, min(start + 4, y2))], fill="white", width=2)
+    shown = scores if scores is not None else [1.0] * len(labels)
+    for box, label, score in zip(boxes, labels, shown, strict=True):
+        ink = colour(int(label))
+        draw.rectangle([float(v) for v in box], outline=ink, width=2)
+        draw.text((float(box[0]) + 2, float(box[1]) + 1), f"{class_names[int(label)]} {score:.2f}", fill=ink)
+    import io
+
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,0 +1,216 @@
+"""The ``Task`` contract every task package fulfils, and the registry that finds a task by name.
+
+A task (classification, segmentation, detection, regression, ...) is one package under ``medlens/tasks/``
+holding all of it: planning rules, data loading and augmentation, the Lightning module, the choice of an
+operating point on validation, prediction to a typed :class:`~medlens.core.prediction.Prediction`, metrics
+and report, the export graph, model-card lines. The shared layers (``training``, ``models``, ``metrics``,
+``reports``, ``workflows``) call these methods and know no task by name; adding a task is one package plus
+one line in :mod:`medlens.tasks` (the registration list).
+
+Registry in the way of timm's model registry (STYLE.md item 1): ``register_task`` fills a dict,
+``get_task`` looks a name up (an unknown name is a one-line error listing the known ones).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from medlens.core.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader
+
+    from medlens.core.image import Image
+    from medlens.core.prediction import Prediction
+    from medlens.core.progress import ProgressFn
+    from medlens.data.dataset import Case, Dataset
+    from medlens.models.bundle import Bundle
+    from medlens.training.budget import BudgetSchedule
+    from medlens.training.members import Member
+    from medlens.training.plan import Plan
+
+
+@dataclass
+class Calibration:
+    """What a task chose on validation after training: the final plan, the operating threshold, facts for the
+    bundle (``info``), the model card and ``train_summary.json`` (``summary``)."""
+
+    plan: Plan
+    threshold: float | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Graph:
+    """A task's ONNX export: the module to trace, an example input, names, dynamic axes and what they mean."""
+
+    module: nn.Module
+    example: torch.Tensor
+    input_name: str
+    output_names: list[str]
+    dynamic_axes: dict[str, dict[int, str]]
+    input_shape: list[Any]
+    input_meaning: str
+    preprocessing: dict[str, Any]
+    tolerance: dict[str, float]
+    more_examples: list[torch.Tensor] = field(default_factory=list)
+
+
+class Task(ABC):
+    """The contract of a task package; the shared layers call nothing else.
+
+    Class attributes:
+        name: the registry name (``dataset.yaml``'s and ``plan.yaml``'s ``task``).
+        aliases: further names served by the same package (classification serves ``multilabel``).
+        plan_type: the task's :class:`~medlens.training.plan.Plan` subclass (adds its own section).
+        description: one line for ``medlens tasks`` and errors.
+        batch_size: images predicted together by :meth:`predict` when several are given.
+    """
+
+    name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    plan_type: ClassVar[type[Plan]]
+    description: ClassVar[str] = ""
+    batch_size: ClassVar[int] = 1
+
+    # ---- data and plan --------------------------------------------------------------------------------------
+    def check_dataset(self, dataset: Dataset) -> None:
+        """Raise :class:`InputError` naming the manifest when ``dataset`` cannot be trained on."""
+        manifest = dataset.root / dataset.spec.manifest
+        for split in ("train", "val"):
+            if not dataset.split(split):
+                raise InputError(manifest, f"no cases in the {split} split")
+
+    def fingerprint(self, dataset: Dataset, progress: ProgressFn | None = None) -> dict[str, Any]:
+        """The task's part of the fingerprint (merged into the shared one); none by default."""
+        return {}
+
+    @abstractmethod
+    def plan(self, fingerprint: dict[str, Any], *, has_gpu: bool) -> Plan:
+        """Derive the plan from the fingerprint by readable rules, each writing its reason into ``notes``."""
+
+    # ---- training -------------------------------------------------------------------------------------------
+    @abstractmethod
+    def build_network(self, plan: Plan) -> nn.Module:
+        """The plan's network (``model.pretrained`` loaded when set)."""
+
+    @abstractmethod
+    def prepare(self, dataset: Dataset, plan: Plan, cases: Sequence[Case], progress: ProgressFn | None) -> Any:
+        """Read what training needs of ``cases`` (once per run; in memory when ``data.cache`` says so)."""
+
+    @abstractmethod
+    def loaders(self, plan: Plan, prepared: Any, member: Member) -> tuple[DataLoader[Any], DataLoader[Any]]:
+        """Training and validation loaders of one member (its seed is ``plan.train.seed``)."""
+
+    @abstractmethod
+    def module(self, plan: Plan, budget: BudgetSchedule | None) -> pl.LightningModule:
+        """The Lightning module that trains :meth:`build_network`'s network (``self.net``) and logs the monitor."""
+
+    def calibrate(self, plan: Plan, nets: Sequence[nn.Module], members: Sequence[Member], prepared: Any) -> Calibration:
+        """Choose what is chosen on validation (operating point, post-processing) with the trained members."""
+        return Calibration(plan)
+
+    def card_lines(self, plan: Plan, calibration: Calibration) -> list[str]:
+        """Task lines for the model card (network, choices made on validation)."""
+        return []
+
+    # ---- prediction and evaluation --------------------------------------------------------------------------
+    @abstractmethod
+    def predict(self, bundle: Bundle, images: Sequence[Image], *, tta: bool = False) -> list[Prediction]:
+        """Predict each image (in its own geometry) with every member of ``bundle``."""
+
+    def finish_predictions(self, folder: Path, predictions: Sequence[Prediction]) -> None:  # noqa: B027
+        """Write outputs about a whole batch of predictions (detection: COCO results); none by default."""
+
+    @abstractmethod
+    def evaluate(
+        self,
+        bundle: Bundle,
+        dataset: Dataset,
+        cases: Sequence[Case],
+        folder: Path,
+        *,
+        n_bootstrap: int,
+        title: str,
+        progress: ProgressFn | None = None,
+    ) -> dict[str, Any]:
+        """Predict ``cases`` through ``bundle.predict``, measure against their truth, write ``metrics.json``,
+        ``report.html`` and what else the task shows into ``folder``; return the metrics."""
+
+    @abstractmethod
+    def export_graph(self, bundle: Bundle) -> Graph:
+        """What ONNX export traces, with an example input and what goes in and out."""
+
+
+_TASKS: dict[str, Task] = {}
+
+
+def register_task(task: type[Task]) -> type[Task]:
+    """Class decorator: register an instance of ``task`` under its name and aliases."""
+    instance = task()
+    for name in (task.name, *task.aliases):
+        _TASKS[name] = instance
+    return task
+
+
+def _load_builtin() -> None:
+    import medlens.tasks  # noqa: F401  (the registration list)
+
+
+def get_task(name: str) -> Task:
+    """The task registered as ``name``.
+
+    Raises:
+        ConfigError: for an unknown name, listing the known ones.
+    """
+    _load_builtin()
+    if name not in _TASKS:
+        raise ConfigError("task", f"unknown task {name!r} (known: {', '.join(list_tasks())})")
+    return _TASKS[name]
+
+
+def list_tasks() -> list[str]:
+    """Every registered task name (aliases included), sorted."""
+    _load_builtin()
+    return sorted(_TASKS)
+
+
+def parse_plan(raw: Any, source: str) -> Plan:
+    """Validate a plan mapping with its task's plan type."""
+    from medlens.training.overrides import validate_plan
+
+    if not isinstance(raw, dict) or not isinstance(raw.get("task"), str):
+        raise ConfigError("task", f"a plan names its task (in {source})")
+    return validate_plan(raw, get_task(raw["task"]).plan_type, source)
+
+
+def load_plan(path: Path) -> Plan:
+    """Read and validate a ``plan.yaml``."""
+    from medlens.training.overrides import read_plan_mapping
+
+    return parse_plan(read_plan_mapping(Path(path)), str(path))
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Load a bundle from its folder, or from a run folder holding ``bundle/``.
+
+    Example:
+        >>> bundle = load_bundle("runs/pneumonia")  # doctest: +SKIP
+        >>> bundle.predict("xray.png").to_dict()["label"]  # doctest: +SKIP
+        'pneumonia'
+    """
+    from medlens.models.bundle import read_bundle
+
+    resolve: Callable[[dict[str, Any], str], tuple[Plan, Task]] = lambda raw, source: (  # noqa: E731
+        parse_plan(raw, source),
+        get_task(str(raw.get("task"))),
+    )
+    return read_bundle(path, resolve)

@@ -1,0 +1,44 @@
+"""The classification section of the plan (``plan.classification``) and the classification plan type."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from medlens.training.plan import Plan, Section
+
+
+class ClassificationOptions(Section):
+    """Classification-only choices: how classes are weighed in the loss."""
+
+    class_weights: list[float] | None = Field(
+        None, description="loss weight per class (single-label); null: every class counts the same"
+    )
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="share of each target spread over the other classes")
+
+    @model_validator(mode="after")
+    def _check(self) -> ClassificationOptions:
+        if self.class_weights is not None and any(not 0 < w <= 1e6 for w in self.class_weights):
+            raise ValueError(f"class_weights must be positive, got {self.class_weights}")
+        return self
+
+
+class ClassificationPlan(Plan):
+    """A classification (single-label) or multi-label plan."""
+
+    task: Literal["classification", "multilabel"]
+    classification: ClassificationOptions = Field(default_factory=ClassificationOptions)
+
+    @model_validator(mode="after")
+    def _check_classes(self) -> ClassificationPlan:
+        weights = self.classification.class_weights
+        if weights is not None and len(weights) != len(self.class_names):
+            raise ValueError(f"classification.class_weights needs {len(self.class_names)} values, got {len(weights)}")
+        if len(self.class_names) < 2 and self.task == "classification":
+            raise ValueError("a classifier needs at least two classes")
+        return self
+
+    @property
+    def multilabel(self) -> bool:
+        return self.task == "multilabel"

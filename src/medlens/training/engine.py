@@ -1,0 +1,111 @@
+"""The training run every task shares: fit each member, let the task choose on validation, write the bundle.
+
+Run folder::
+
+    RUN_DIR/
+      run.yaml, plan.yaml       # written by the train workflow
+      seed_0/ or fold_0/        # checkpoints (best, last), logs/metrics.csv, curves.png, summary.json
+      bundle/                   # every member's weights, the final plan, the operating point, the model card
+      train_summary.json
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from medlens.core.outputs import write_json
+from medlens.core.progress import ProgressFn
+from medlens.data.dataset import Dataset
+from medlens.training.card import model_card
+from medlens.training.members import Member, needed_cases
+from medlens.training.plan import Plan
+
+if TYPE_CHECKING:
+    from medlens.tasks.base import Task
+
+log = logging.getLogger(__name__)
+
+
+def train_members(
+    task: Task,
+    dataset: Dataset,
+    plan: Plan,
+    out: Path,
+    members: list[Member],
+    *,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """Train every member of ``members`` into ``out/<member>``, calibrate on validation, write ``out/bundle``.
+
+    Members that finished before (``summary.json`` present) are kept; an interrupted one resumes from its last
+    checkpoint. Returns the run summary (also ``out/train_summary.json``).
+    """
+    from medlens.models.bundle import save_bundle
+    from medlens.training.fitting import best_weights, fit_member
+
+    prepared = task.prepare(dataset, plan, needed_cases(dataset, members), progress)
+    summaries: list[dict[str, Any]] = []
+    states = []
+    for member in members:
+        seeded = plan.with_seed(member.seed)
+        train_loader, val_loader = task.loaders(seeded, prepared, member)
+        summaries.append(
+            fit_member(
+                lambda budget, p=seeded: task.module(p, budget),  # type: ignore[misc]
+                train_loader,
+                val_loader,
+                seeded,
+                out / member.name,
+                name=member.name,
+                progress=progress,
+            )
+        )
+        states.append(best_weights(out / member.name))
+    nets = []
+    bare = plan.without_pretrained()
+    for state in states:
+        net = task.build_network(bare)
+        net.load_state_dict(state)
+        nets.append(net.eval())
+    calibration = task.calibrate(plan, nets, members, prepared)
+    monitor = plan.train.monitor
+    scores = [s.get(f"best_{monitor}") for s in summaries]
+    defined = [float(v) for v in scores if v is not None]
+    summary: dict[str, Any] = {
+        "dataset": str(dataset.root.resolve()),
+        "task": plan.task,
+        "members": [m.name for m in members],
+        "kind": "folds" if members[0].name.startswith("fold_") else "seeds",
+        "monitor": monitor,
+        f"val_{monitor.removeprefix('val_')}_per_member": scores,
+        "val_monitor_mean": statistics.fmean(defined) if defined else None,
+        "val_monitor_sd": statistics.stdev(defined) if len(defined) > 1 else 0.0,
+        "train_seconds_per_member": [s["train_seconds"] for s in summaries],
+        "member_summaries": summaries,
+        **calibration.summary,
+    }
+    info = {
+        "dataset": dataset.spec.name,
+        "modality": dataset.spec.modality,
+        "channels": dataset.spec.channels,
+        "n_train": len({c.case_id for m in members for c in m.train}),
+        "n_val": len({c.case_id for m in members for c in m.val}),
+        "members": summary["kind"],
+        f"val_{monitor.removeprefix('val_')}_per_member": scores,
+        **calibration.info,
+    }
+    card = model_card(dataset, calibration.plan, summary, task.card_lines(calibration.plan, calibration))
+    save_bundle(
+        out / "bundle",
+        calibration.plan,
+        states,
+        task=task,
+        threshold=calibration.threshold,
+        info=info,
+        card=card,
+    )
+    write_json(out / "train_summary.json", summary)
+    return summary
