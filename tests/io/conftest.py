@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -44,9 +45,13 @@ def mr_volume(mr_series_dir: Path):
 
 
 def _tool(name: str) -> str:
+    """The path of a checking tool; a missing one fails the test in CI (``CI=true``) and skips it elsewhere."""
     found = shutil.which(name)
     if found is None:
-        pytest.skip(f"{name} is not installed (run 'make system-packages')")
+        reason = f"{name} is not installed (run 'make system-packages')"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
     return found
 
 

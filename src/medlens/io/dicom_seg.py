@@ -14,11 +14,13 @@ from typing import Any
 
 import numpy as np
 import pydicom
+from pydicom.uid import SegmentationStorage
 
 from medlens.core.errors import InputError
 from medlens.core.image import Image
 from medlens.core.outputs import atomic_file
 from medlens.io.dicom_geometry import LPS_TO_RAS
+from medlens.io.dicom_type2 import with_type2_attributes
 
 MANUFACTURER = "medlens"
 POSITION_TOLERANCE_MM = 0.1
@@ -85,11 +87,12 @@ def write_dicom_seg(
         )
         for k, name in enumerate(class_names[1:], start=1)
     ]
-    full = [pydicom.dcmread(str(p)) for p in files]  # highdicom copies patient/study and checks pixel geometry
+    # highdicom reads patient, study and geometry from the headers; a Type 2 attribute a source lacks is empty
+    sources = with_type2_attributes(datasets, SegmentationStorage)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         seg = hd.seg.Segmentation(
-            source_images=full,
+            source_images=sources,
             pixel_array=frames,
             segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
             segment_descriptions=segments,
@@ -103,7 +106,6 @@ def write_dicom_seg(
             device_serial_number="0",
             series_description=series_description,
         )
-    del datasets
     buffer = io.BytesIO()
     seg.save_as(buffer)
     with atomic_file(path, "wb") as handle:

@@ -16,11 +16,13 @@ import pydicom
 from highdicom import UID
 from highdicom.sc import SCImage
 from pydicom.dataset import Dataset
+from pydicom.uid import SecondaryCaptureImageStorage
 
 from medlens.core.errors import InputError
 from medlens.core.image import Image
 from medlens.core.outputs import atomic_file
 from medlens.io.dicom_geometry import LPS_TO_RAS
+from medlens.io.dicom_type2 import with_type2_attributes
 
 MANUFACTURER = "medlens"
 
@@ -96,6 +98,7 @@ def _build(image: Image, common: dict[str, Any], reference: Dataset | str | Path
     """The Secondary Capture joining the reference's study, or the image's own identifiers."""
     if reference is not None:
         ref = reference if isinstance(reference, Dataset) else pydicom.dcmread(reference, stop_before_pixels=True)
+        (ref,) = with_type2_attributes([ref], SecondaryCaptureImageStorage)  # what the reference lacks is empty
         return SCImage.from_ref_dataset(ref_dataset=ref, **common)
     ids = image.identifiers
     return SCImage(
