@@ -206,7 +206,12 @@ def test_detection_importers_record_the_image_folder(voc_tiny, tmp_path: Path) -
     from_voc = get_importer("voc")(voc, tmp_path / "voc_ds")
     from_coco = get_importer("coco")(_to_coco(from_voc, tmp_path), voc / "JPEGImages", tmp_path / "coco_ds")
     from_yolo = get_importer("yolo")(_to_yolo(from_voc, tmp_path / "yolo"), tmp_path / "yolo_ds")
-    for dataset, folder in [(from_voc, voc / "JPEGImages"), (from_coco, voc / "JPEGImages"), (from_yolo, tmp_path / "yolo" / "images")]:  # fmt: skip
+    expected = [
+        (from_voc, voc / "JPEGImages"),
+        (from_coco, voc / "JPEGImages"),
+        (from_yolo, tmp_path / "yolo" / "images"),
+    ]
+    for dataset, folder in expected:
         assert dataset.spec.image_roots == [str(folder)]
         assert all(Path(c.image[0]).is_relative_to(folder) for c in dataset.cases)
         assert all(not Path(c.target).is_absolute() for c in dataset.cases)  # boxes files live in the dataset
