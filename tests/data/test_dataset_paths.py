@@ -155,3 +155,14 @@ def test_write_dataset_refuses_outside_paths_and_writes_nothing(tmp_path: Path) 
     listed = spec.model_copy(update={"image_roots": ["/etc"]})
     assert write_dataset(tmp_path / "ds", listed, cases).spec.image_roots == ["/etc"]
     assert load_dataset(tmp_path / "ds").image_paths(load_dataset(tmp_path / "ds").cases[1]) == [Path("/etc/passwd")]
+
+
+@pytest.mark.parametrize("manifest", ["../elsewhere.csv", "/etc/passwd", "."])
+def test_manifest_outside_the_dataset_folder_is_refused(tmp_path: Path, manifest: str) -> None:
+    ds = _received(tmp_path / "ds", [("a", "images/a.png", "0")])
+    (tmp_path / "elsewhere.csv").write_text((ds / "manifest.csv").read_text())
+    spec = yaml.safe_load((ds / "dataset.yaml").read_text())
+    (ds / "dataset.yaml").write_text(yaml.safe_dump(dict(spec, manifest=manifest)))
+    with pytest.raises(InputError, match="inside the dataset folder") as info:
+        load_dataset(ds)
+    assert info.value.path == ds / "dataset.yaml"
