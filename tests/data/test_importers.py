@@ -466,3 +466,72 @@ def test_medmnist_archive_of_the_wrong_dimensionality(
     with pytest.raises(InputError, match="adrenalmnist3d is 3D"):
         get_importer("medmnist")(write_npz(tmp_path / "src" / "adrenalmnist3d.npz", arrays), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------------------------- image_roots
+
+
+def test_folder_records_its_folder_and_keeps_linked_paths(
+    tmp_path: Path, pneumonia_by_class: dict[str, np.ndarray]
+) -> None:
+    """The folder importer lists the folder it was given under image_roots, and writes the paths it found there
+    as found: a linked file stays under the folder (its target elsewhere is not what the dataset references)."""
+    real = tmp_path / "real"
+    for name, images in pneumonia_by_class.items():
+        _write_pngs(real / name, images[:4], name[:2])
+    src = tmp_path / "src"
+    for path in sorted(real.rglob("*.png")):
+        (src / path.parent.name).mkdir(parents=True, exist_ok=True)
+        (src / path.parent.name / path.name).symlink_to(path)
+    ds = get_importer("folder")(src, tmp_path / "out")
+    assert ds.spec.image_roots == [str(src)]
+    assert all(Path(c.image[0]).parent.parent == src for c in ds.cases)
+    assert load_dataset(tmp_path / "out").cases == ds.cases
+
+
+def test_csv_records_the_folders_it_lists(tmp_path: Path, pneumonia_by_class: dict[str, np.ndarray]) -> None:
+    """Importing a table of absolute paths is the choice to reference those folders: they are recorded, and
+    only they; many folders are merged upwards into a few common ones."""
+    first, second = tmp_path / "site_a" / "xray", tmp_path / "site_b"
+    _write_pngs(first, pneumonia_by_class["normal"][:4], "n")
+    _write_pngs(second, pneumonia_by_class["pneumonia"][:4], "p")
+    rows = [
+        {"image": str(p), "label": p.parent.name} for p in sorted(first.glob("*.png")) + sorted(second.glob("*.png"))
+    ]
+    (tmp_path / "lists").mkdir()
+    ds = get_importer("csv")(_write_csv(tmp_path / "lists" / "t.csv", rows), tmp_path / "out")
+    assert ds.spec.image_roots == [str(first), str(second)]
+    assert load_dataset(tmp_path / "out").cases == ds.cases
+
+    per_patient = tmp_path / "study"  # one folder per patient, 20 of them: too many to list one by one
+    rows = []
+    for i, image in enumerate(
+        pneumonia_by_class["normal"][:10].tolist() + pneumonia_by_class["pneumonia"][:10].tolist()
+    ):
+        folder = per_patient / f"patient{i:02d}"
+        _write_pngs(folder, np.array([image], np.uint8), "scan")
+        rows.append({"image": str(folder / "scan000.png"), "label": "normal" if i < 10 else "pneumonia"})
+    ds = get_importer("csv")(_write_csv(tmp_path / "lists" / "many.csv", rows), tmp_path / "out_many")
+    assert ds.spec.image_roots == [str(per_patient)]
+
+
+def test_csv_relative_paths_record_their_folder(tmp_path: Path, csv_images: list[dict[str, str]]) -> None:
+    ds = get_importer("csv")(_write_csv(tmp_path / "table.csv", csv_images), tmp_path / "out")
+    assert ds.spec.image_roots == [str(tmp_path / "imgs")]
+
+
+def test_medmnist_references_nothing_outside(small_pneumonia_npz: Path, tmp_path: Path) -> None:
+    ds = get_importer("medmnist")(small_pneumonia_npz, tmp_path / "out")
+    assert ds.spec.image_roots == []
+    assert all(not Path(c.image[0]).is_absolute() for c in ds.cases)
+
+
+def test_imported_dataset_refuses_a_row_added_later(tmp_path: Path, csv_images: list[dict[str, str]]) -> None:
+    """Whatever the importer recorded, a manifest row edited in afterwards to point elsewhere is refused."""
+    get_importer("csv")(_write_csv(tmp_path / "table.csv", csv_images), tmp_path / "out")
+    manifest = tmp_path / "out" / "manifest.csv"
+    elsewhere = tmp_path / "private" / "secret.png"
+    manifest.write_text(manifest.read_text() + f"extra,p,{elsewhere},0,train\n")
+    with pytest.raises(InputError, match="case extra") as info:
+        load_dataset(tmp_path / "out")
+    assert info.value.path == manifest

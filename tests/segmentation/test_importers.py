@@ -188,3 +188,86 @@ def test_pairs_dicom_folder_with_two_series(tmp_path: Path, data_root: Path) -> 
         get_importer("pairs")(images, masks, tmp_path / "ds", classes=["background", "x"])
     assert "case1" in str(info.value)
     assert not (tmp_path / "ds").exists()
+
+
+# --------------------------------------------------------------------------------------------- paths stay inside
+
+
+def test_msd_records_its_folder_and_keeps_linked_paths(small_msd: Callable[..., Path], tmp_path: Path) -> None:
+    """The fixture links real files into the task folder: the manifest refers to the links, inside the folder
+    given (image_roots), not to where they point."""
+    folder = small_msd(3)
+    dataset = get_importer("msd")(folder, tmp_path / "ds")
+    assert dataset.spec.image_roots == [str(folder)]
+    for case in dataset.cases:
+        assert Path(case.image[0]).parent == folder / "imagesTr" and Path(case.target).parent == folder / "labelsTr"
+
+
+@pytest.mark.parametrize("key", ["image", "label"])
+def test_msd_entry_outside_the_task_folder_is_refused(
+    small_msd: Callable[..., Path], hippocampus_root: Path, tmp_path: Path, key: str
+) -> None:
+    folder = small_msd(3)
+    raw = json.loads((folder / "dataset.json").read_text())
+    raw["training"][1][key] = str(hippocampus_root / raw["training"][1][key])  # a real file, elsewhere
+    (folder / "dataset.json").write_text(json.dumps(raw))
+    with pytest.raises(InputError, match="outside") as info:
+        get_importer("msd")(folder, tmp_path / "ds")
+    assert info.value.path == folder / "dataset.json"
+    assert not (tmp_path / "ds").exists()
+
+
+def test_pairs_record_both_folders(tmp_path: Path) -> None:
+    images, masks = _pairs_2d(tmp_path, 3)
+    dataset = get_importer("pairs")(images, masks, tmp_path / "ds")
+    assert dataset.spec.image_roots == [str(images), str(masks)]
+
+
+# --------------------------------------------------------------------------------------------- broken text files
+
+
+def _cli_error(args: list[str], capsys: pytest.CaptureFixture[str], path: Path) -> str:
+    """Run the command line in-process; it must fail with one ``medlens: error: <path>: ...`` line."""
+    from medlens.cli.main import main
+
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 1, err
+    lines = [line for line in err.splitlines() if line.startswith("medlens:")]
+    assert len(lines) == 1, err
+    assert "internal error" not in err and "Traceback" not in err
+    assert lines[0].startswith(f"medlens: error: {path}: "), lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        (lambda raw: raw["training"], "mapping"),
+        (lambda raw: dict(raw, training=[{"image": "./imagesTr/x.nii.gz"}]), "label"),
+        (lambda raw: dict(raw, training=["./imagesTr/x.nii.gz"]), "training"),
+        (lambda raw: dict(raw, modality={"first": "MRI"}), "modality"),
+        (lambda raw: dict(raw, labels={"0": "background", "1": {"a": 1}}), "labels"),
+    ],
+    ids=["list", "no_label", "entry_not_mapping", "channel_word_keys", "label_name_mapping"],
+)
+def test_broken_msd_dataset_json(
+    small_msd: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: Callable, needle: str
+) -> None:
+    folder = small_msd(3)
+    spec = folder / "dataset.json"
+    spec.write_text(json.dumps(edit(json.loads(spec.read_text()))))
+    out = tmp_path / "ds"
+    assert needle in _cli_error(["import", "msd", str(folder), "--out", str(out)], capsys, spec)
+    assert not out.exists()
+
+
+def test_msd_dataset_json_not_utf8(
+    small_msd: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = small_msd(3)
+    spec = folder / "dataset.json"
+    spec.write_bytes(spec.read_bytes().replace(b'"name"', '"n\xe4me"'.encode("latin-1"), 1))
+    out = tmp_path / "ds"
+    assert "UTF-8" in _cli_error(["import", "msd", str(folder), "--out", str(out)], capsys, spec)
+    assert not out.exists()

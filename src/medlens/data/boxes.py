@@ -7,14 +7,17 @@ A detection case's manifest ``target`` is the path (relative to the dataset fold
 
 An image without boxes is a negative (``"boxes": []``) and is kept. Every importer (VOC, COCO, YOLO) turns its
 own format into :class:`ImageRecord` values and hands them to :func:`write_detection_dataset`, so validation
-(clipping, degenerate boxes) happens in one place.
+(coordinates that are not finite numbers, clipping, degenerate boxes) happens in one place. The images stay
+where they are; the folder they come from is listed under ``image_roots`` in ``dataset.yaml``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +26,7 @@ import numpy as np
 from medlens.core.errors import InputError
 from medlens.core.outputs import output_folder
 from medlens.data.dataset import Case, Dataset, DatasetSpec, load_dataset, write_dataset
+from medlens.data.sources import absolute_path
 
 log = logging.getLogger(__name__)
 MIN_SIDE = 2.0  # boxes narrower or lower than this many pixels (after clipping) are dropped as degenerate
@@ -46,6 +50,9 @@ def validate_boxes(record: ImageRecord) -> tuple[list[list[float]], list[int], C
 
     Returns:
         The kept boxes, their labels, and counts of what was changed (``clipped``, ``dropped``).
+
+    Raises:
+        InputError: a coordinate that is not a finite number (NaN, infinity), naming the annotation file.
     """
     height, width = record.size
     kept: list[list[float]] = []
@@ -54,6 +61,8 @@ def validate_boxes(record: ImageRecord) -> tuple[list[list[float]], list[int], C
     where = record.source or str(record.image)
     for box, label in zip(record.boxes, record.labels, strict=True):
         x1, y1, x2, y2 = (float(v) for v in box)
+        if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+            raise InputError(where, f"box {list(box)} of {record.case_id}: a coordinate is not a finite number")
         clipped = [
             min(max(x1, 0.0), width),
             min(max(y1, 0.0), height),
@@ -79,6 +88,7 @@ def write_detection_dataset(
     classes: list[str],
     records: list[ImageRecord],
     source: dict[str, str],
+    image_roots: Sequence[Path],
     overwrite: bool = False,
     val_fraction: float = 0.1,
     test_fraction: float = 0.2,
@@ -87,6 +97,7 @@ def write_detection_dataset(
     """Validate the records' boxes and write a detection dataset (manifest + ``boxes/<case>.json``).
 
     Records without a split are split by image (seeded; stratified by whether the image has boxes).
+    ``image_roots`` are the folders the images lie in (the manifest refers to them by absolute path).
     """
     from medlens.data.splits import assign_splits
 
@@ -106,7 +117,7 @@ def write_detection_dataset(
             "image_size": list(record.size),
             "boxes": [{"box": b, "label": lab} for b, lab in zip(boxes, labels, strict=True)],
         }
-        cases.append(Case(record.case_id, record.case_id, [str(record.image.resolve())], target, record.split))
+        cases.append(Case(record.case_id, record.case_id, [str(absolute_path(record.image))], target, record.split))
     if len(set(files)) != len(cases):
         raise InputError(out, "two images map to the same boxes file name; rename the images")
     if totals["clipped"]:
@@ -128,6 +139,7 @@ def write_detection_dataset(
         channels=channels,
         classes=classes,
         source=source,
+        image_roots=[str(absolute_path(r)) for r in image_roots],
     )
     with output_folder(out, kind="dataset", overwrite=overwrite) as tmp:
         (tmp / "boxes").mkdir()

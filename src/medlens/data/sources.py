@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from medlens.core.errors import InputError
@@ -37,6 +39,42 @@ def is_image_file(path: Path) -> bool:
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return True
     return path.suffix == "" and _has_dicom_preamble(path)
+
+
+def absolute_path(path: str | Path) -> Path:
+    """The absolute form of a path as written: ``..`` resolved in the string, symbolic links kept.
+
+    Importers write image paths in this form, and list the folders they were given in it too, so a manifest
+    names the files the user pointed at (links included) and :func:`medlens.data.dataset.load_dataset` can
+    check them against those folders without following links.
+    """
+    return Path(os.path.abspath(path))
+
+
+def common_folders(paths: Iterable[Path], limit: int = 16) -> list[Path]:
+    """The folders holding ``paths``, as few as ``limit``: nested folders fold into the outer one, and while there
+    are too many, the deepest are replaced by their parents (one folder per patient becomes the study folder).
+
+    Example:
+        >>> common_folders([Path("/d/a/1.png"), Path("/d/a/x/2.png"), Path("/e/3.png")])
+        [PosixPath('/d/a'), PosixPath('/e')]
+        >>> common_folders([Path(f"/d/p{i}/1.png") for i in range(20)])
+        [PosixPath('/d')]
+    """
+    folders = _outermost({absolute_path(p).parent for p in paths})
+    while len(folders) > limit:
+        deepest = max(len(f.parts) for f in folders)
+        folders = _outermost({f.parent if len(f.parts) == deepest else f for f in folders})
+    return folders
+
+
+def _outermost(folders: set[Path]) -> list[Path]:
+    """The folders that are not inside another of them, sorted (a folder's descendants sort right after it)."""
+    kept: list[Path] = []
+    for folder in sorted(folders, key=lambda f: f.parts):
+        if not kept or not folder.is_relative_to(kept[-1]):
+            kept.append(folder)
+    return kept
 
 
 def _has_dicom_preamble(path: Path) -> bool:
@@ -91,9 +129,13 @@ def write_picture_dataset(
     task: str,
     class_names: list[str],
     source: dict[str, str],
+    image_roots: Sequence[Path],
     overwrite: bool,
 ) -> Dataset:
-    """Describe the images of imported cases (a sample), write the dataset folder atomically and load it back."""
+    """Describe the images of imported cases (a sample), write the dataset folder atomically and load it back.
+
+    ``image_roots`` are the folders outside the dataset that the cases' absolute image paths lie in.
+    """
     from medlens.core.outputs import output_folder
 
     dims, channels, modality = describe_images([Path(c.image[0]) for c in cases[:: max(1, len(cases) // 20)]])
@@ -105,6 +147,7 @@ def write_picture_dataset(
         channels=channels,
         classes=class_names,
         source=source,
+        image_roots=[str(absolute_path(r)) for r in image_roots],
     )
     with output_folder(out, kind="dataset", overwrite=overwrite) as tmp:
         write_dataset(tmp, spec, cases)

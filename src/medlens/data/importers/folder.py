@@ -5,7 +5,8 @@ Layouts accepted::
     DIR/normal/*.png  DIR/pneumonia/*.png                 -> split by patient, stratified, seeded
     DIR/train/normal/*.png  DIR/val/...  DIR/test/...     -> the given splits are kept
 
-Images stay where they are; the manifest refers to them by absolute path.
+Images stay where they are; the manifest refers to them by absolute path (as found, links kept), and
+``dataset.yaml`` lists ``DIR`` under ``image_roots``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from medlens.core.errors import InputError
 from medlens.data.dataset import SPLITS, Case, Dataset
 from medlens.data.importers import register_importer
-from medlens.data.sources import is_image_file, patient_id_of, write_picture_dataset
+from medlens.data.sources import absolute_path, is_image_file, patient_id_of, write_picture_dataset
 from medlens.data.splits import assign_splits
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def import_folder(
             )
             for path in files:
                 case_id = f"{split + '/' if split else ''}{name}/{path.relative_to(class_dir)}"
-                cases.append(Case(case_id, patient_id_of(path), [str(path.resolve())], str(index), split=split))
+                cases.append(Case(case_id, patient_id_of(path), [str(absolute_path(path))], str(index), split))
     if not cases:
         raise InputError(folder, "no image files found in the class subfolders")
     counts = {n: sum(c.target == str(i) for c in cases) for i, n in enumerate(class_names)}
@@ -74,6 +75,7 @@ def import_folder(
         task="classification",
         class_names=class_names,
         source={"format": "folder", "folder": str(folder.resolve())},
+        image_roots=[folder],
         overwrite=overwrite,
     )
     log.info("imported %d cases in %d classes (%s)", len(cases), len(class_names), counts)

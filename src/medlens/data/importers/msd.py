@@ -8,8 +8,10 @@ Two flavours of ``dataset.json`` are read::
     nnU-Net v2   {"channel_names": {"0": "T2", "1": "ADC"}, "labels": {"background": 0, "PZ": 1, ...},
                   "file_ending": ".nii.gz"}   with imagesTr/CASE_0000.nii.gz, CASE_0001.nii.gz, ... per channel
 
-Images stay where they are (absolute paths in the manifest). Every case is read once and checked (image
-and mask on one grid, labels in the declared set); empty masks are reported as warnings.
+Images stay where they are (absolute paths in the manifest, as found: links are kept), and the task folder is
+listed under ``image_roots``; a ``dataset.json`` entry that leads out of the task folder is refused. Every case is
+read once and checked (image and mask on one grid, labels in the declared set); empty masks are reported as
+warnings.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from typing import Any
 
 from medlens.core.errors import InputError
 from medlens.core.outputs import output_folder
-from medlens.data.dataset import Case, Dataset, DatasetSpec, load_dataset, write_dataset
+from medlens.data.dataset import Case, Dataset, DatasetSpec, load_dataset, read_text, write_dataset
 from medlens.data.importers import register_importer
 from medlens.data.importers.pairs import check_cases, modality_of
+from medlens.data.sources import absolute_path
 from medlens.data.splits import assign_splits
 
 log = logging.getLogger(__name__)
@@ -59,15 +62,17 @@ def import_msd(
     if not spec_path.is_file():
         raise InputError(folder, "not a Decathlon / nnU-Net task folder (no dataset.json)")
     try:
-        raw: dict[str, Any] = json.loads(spec_path.read_text())
+        raw: dict[str, Any] = json.loads(read_text(spec_path))
     except json.JSONDecodeError as exc:
         raise InputError(spec_path, f"not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise InputError(spec_path, f"not a mapping of keys to values (it holds a {type(raw).__name__})")
     classes = _class_names(raw, spec_path)
-    channels = _channel_names(raw)
+    channels = _channel_names(raw, spec_path)
     pairs = _training_pairs(folder, raw, len(channels))
     if not pairs:
         raise InputError(folder, "dataset.json lists no training cases and imagesTr/labelsTr hold none")
-    cases = [Case(cid, cid, [str(p.resolve()) for p in images], str(label.resolve())) for cid, images, label in pairs]
+    cases = [Case(cid, cid, [str(p) for p in images], str(label)) for cid, images, label in pairs]
     dims = 3 if str(raw.get("tensorImageSize", "3D")).upper() != "2D" else 2
     if check:
         dims = check_cases(cases, classes, dims)
@@ -80,6 +85,7 @@ def import_msd(
         channels=channels,
         classes=classes,
         source={"format": "msd", "folder": str(folder.resolve()), "licence": str(raw.get("licence", ""))},
+        image_roots=[str(absolute_path(folder))],
     )
     with output_folder(out, kind="dataset", overwrite=overwrite) as tmp:
         write_dataset(tmp, spec, cases)
@@ -91,31 +97,45 @@ def _class_names(raw: dict[str, Any], where: Path) -> list[str]:
     labels = raw.get("labels")
     if not isinstance(labels, dict) or not labels:
         raise InputError(where, "dataset.json has no 'labels' mapping")
-    try:
-        if all(str(k).isdigit() for k in labels):  # MSD: {"0": "background", ...}
-            by_index = {int(k): str(v) for k, v in labels.items()}
-        else:  # nnU-Net v2: {"background": 0, ...}
+    if all(str(k).isdigit() for k in labels):  # MSD: {"0": "background", ...}
+        bad = [v for v in labels.values() if not isinstance(v, str)]
+        if bad:
+            raise InputError(where, f"labels: names must be text, not {bad[0]!r}")
+        by_index = {int(k): str(v) for k, v in labels.items()}
+    else:  # nnU-Net v2: {"background": 0, ...}
+        try:
             by_index = {int(v): str(k) for k, v in labels.items()}
-    except (TypeError, ValueError):
-        raise InputError(where, "labels with region lists (nnU-Net regions) are not supported") from None
+        except (TypeError, ValueError):
+            raise InputError(where, "labels with region lists (nnU-Net regions) are not supported") from None
     if sorted(by_index) != list(range(len(by_index))):
         raise InputError(where, f"label indices {sorted(by_index)} are not 0..{len(by_index) - 1}")
     return [by_index[i] for i in range(len(by_index))]
 
 
-def _channel_names(raw: dict[str, Any]) -> list[str]:
-    names = raw.get("channel_names") or raw.get("modality") or {"0": "image"}
-    return [str(names[k]) for k in sorted(names, key=lambda k: int(k))]
+def _channel_names(raw: dict[str, Any], where: Path) -> list[str]:
+    key = "channel_names" if raw.get("channel_names") else "modality"
+    names = raw.get(key) or {"0": "image"}
+    if not isinstance(names, dict):
+        raise InputError(where, f"{key} must map channel indices to names, not {names!r}")
+    try:
+        return [str(names[k]) for k in sorted(names, key=lambda k: int(k))]
+    except ValueError:
+        raise InputError(where, f"{key}: keys must be channel indices 0, 1, ..., not {list(names)}") from None
 
 
 def _training_pairs(folder: Path, raw: dict[str, Any], n_channels: int) -> list[tuple[str, list[Path], Path]]:
     """(case id, channel files, label file) for every training case."""
     pairs = []
     training = raw.get("training")
-    if isinstance(training, list) and training and isinstance(training[0], dict) and "image" in training[0]:
-        for entry in training:  # MSD: one (possibly 4D) file per case
-            image = folder / str(entry["image"])
-            label = folder / str(entry["label"])
+    where = folder / "dataset.json"
+    if isinstance(training, list) and training:
+        for i, entry in enumerate(training):  # MSD: one (possibly 4D) file per case
+            if not isinstance(entry, dict):
+                raise InputError(where, f"training[{i}] is not a mapping with 'image' and 'label': {entry!r:.60}")
+            missing = [k for k in ("image", "label") if not isinstance(entry.get(k), str)]
+            if missing:
+                raise InputError(where, f"training[{i}] lacks {' and '.join(repr(k) for k in missing)}")
+            image, label = (_inside(folder, entry[k], where, f"training[{i}] {k}") for k in ("image", "label"))
             if not image.exists() and n_channels > 1:  # nnU-Net v1 lists CASE.nii.gz but stores CASE_0000...
                 stem, ending = _split_ending(image.name)
                 images = [image.with_name(f"{stem}_{c:04d}{ending}") for c in range(n_channels)]
@@ -129,9 +149,17 @@ def _training_pairs(folder: Path, raw: dict[str, Any], n_channels: int) -> list[
         raise InputError(folder, "no labelsTr folder")
     for label in sorted(p for p in labels_dir.iterdir() if p.name.endswith(ending) and not p.name.startswith(".")):
         case_id = label.name[: -len(ending)]
-        images = [folder / "imagesTr" / f"{case_id}_{c:04d}{ending}" for c in range(n_channels)]
-        pairs.append((case_id, images, label))
+        images = [absolute_path(folder / "imagesTr" / f"{case_id}_{c:04d}{ending}") for c in range(n_channels)]
+        pairs.append((case_id, images, absolute_path(label)))
     return pairs
+
+
+def _inside(folder: Path, value: str, where: Path, what: str) -> Path:
+    """``folder / value`` as an absolute path, refused when it leads out of ``folder``."""
+    path = absolute_path(folder / value)
+    if not path.is_relative_to(absolute_path(folder)):
+        raise InputError(where, f"{what} {value!r} leads outside the task folder {folder}")
+    return path
 
 
 def _split_ending(name: str) -> tuple[str, str]:

@@ -11,6 +11,9 @@ Layouts accepted::
 Classes are given (``classes=["background", "tumour"]``, mask values 0..K-1), or found from the masks:
 values 0..K-1 are class indices; any other set of values (``{0, 255}`` in pictures) is mapped in order to
 class indices, and the mapping is kept in ``dataset.yaml`` (``source.label_values``).
+
+Images and masks stay where they are (absolute paths in the manifest, as found: links are kept), and both
+folders are listed under ``image_roots``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from medlens.core.outputs import output_folder
 from medlens.data.dataset import Case, Dataset, DatasetSpec, load_dataset, write_dataset
 from medlens.data.importers import register_importer
 from medlens.data.segmentation_cases import read_case, read_label_map
-from medlens.data.sources import describe_images, is_image_file, patient_id_of
+from medlens.data.sources import absolute_path, describe_images, is_image_file, patient_id_of
 from medlens.data.splits import assign_splits
 
 log = logging.getLogger(__name__)
@@ -75,7 +78,9 @@ def import_pairs(
         if mask is None:
             unmatched.append(entry.name)
             continue
-        cases.append(Case(key, patient_id_of(_first_file(entry)), [str(entry.resolve())], str(mask.resolve())))
+        cases.append(
+            Case(key, patient_id_of(_first_file(entry)), [str(absolute_path(entry))], str(absolute_path(mask)))
+        )
     if unmatched:
         raise InputError(
             images_dir, f"no mask in {masks_dir} for {len(unmatched)} image(s): {', '.join(unmatched[:5])}"
@@ -99,6 +104,7 @@ def import_pairs(
         channels=channel_names,
         classes=class_names,
         source=source,
+        image_roots=list(dict.fromkeys(str(absolute_path(f)) for f in (images_dir, masks_dir))),
     )
     with output_folder(out, kind="dataset", overwrite=overwrite) as tmp:
         write_dataset(tmp, spec, cases)

@@ -2,20 +2,24 @@
 
 Images in ``JPEGImages`` without an XML file, and XML files without objects, are kept as negatives. When the
 split lists are absent the images are split by a seeded fraction.
+
+An annotation's ``<filename>`` names a picture inside ``JPEGImages``; one that leads out of it (``../x.jpg``, an
+absolute path) is refused. The images stay where they are, and ``JPEGImages`` is listed under ``image_roots``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
 from medlens.core.errors import InputError
 from medlens.data.boxes import ImageRecord, image_size_of, report_unknown, write_detection_dataset
-from medlens.data.dataset import Dataset
+from medlens.data.dataset import Dataset, read_text
 from medlens.data.importers import register_importer
-from medlens.data.sources import is_image_file
+from medlens.data.sources import absolute_path, is_image_file
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +94,7 @@ def import_voc(
         classes=names,
         records=records,
         source={"format": "voc", "folder": str(folder.resolve()), "annotations": str(annotations.resolve())},
+        image_roots=[images],
         overwrite=overwrite,
         val_fraction=val_fraction,
         test_fraction=test_fraction,
@@ -103,23 +108,33 @@ def _parse(path: Path, images: Path) -> tuple[str, Path, tuple[int, int] | None,
         root = ET.parse(path).getroot()
     except ET.ParseError as exc:
         raise InputError(path, f"not valid XML ({exc})") from None
-    filename = root.findtext("filename") or f"{path.stem}.jpg"
-    image = images / filename
+    filename = (root.findtext("filename") or "").strip() or f"{path.stem}.jpg"
+    image = absolute_path(images / filename)
+    if not image.is_relative_to(absolute_path(images)):
+        raise InputError(path, f"<filename> {filename!r} leads outside {images}, where VOC images must be")
     if not image.is_file():
-        image = next((p for p in images.glob(f"{path.stem}.*") if is_image_file(p)), image)
+        image = next((absolute_path(p) for p in images.glob(f"{path.stem}.*") if is_image_file(p)), image)
     size = None
     width, height = root.findtext("size/width"), root.findtext("size/height")
-    if width and height and int(float(width)) > 0 and int(float(height)) > 0:
-        size = (int(float(height)), int(float(width)))
+    if width and height:
+        try:
+            size = (int(float(height)), int(float(width)))
+        except (ValueError, OverflowError):
+            raise InputError(path, f"<size> width {width!r} and height {height!r} are not both numbers") from None
+        if min(size) <= 0:
+            size = None
     objects = []
     for obj in root.iter("object"):
         name = (obj.findtext("name") or "").strip()
+        values = [obj.findtext(f"bndbox/{k}") for k in ("xmin", "ymin", "xmax", "ymax")]
+        if any(v is None or not v.strip() for v in values):
+            raise InputError(path, f"object {name!r} lacks bndbox xmin/ymin/xmax/ymax")
         try:
-            box = [float(obj.findtext(f"bndbox/{k}") or "nan") for k in ("xmin", "ymin", "xmax", "ymax")]
+            box = [float(v) for v in values]  # type: ignore[arg-type]
         except ValueError:
             raise InputError(path, f"object {name!r} has a non-numeric bndbox") from None
-        if any(v != v for v in box):
-            raise InputError(path, f"object {name!r} lacks bndbox xmin/ymin/xmax/ymax")
+        if not all(math.isfinite(v) for v in box):
+            raise InputError(path, f"object {name!r} has a bndbox value that is not a finite number: {values}")
         # VOC pixel indices are 1-based and inclusive; as continuous coordinates the box is [xmin - 1, xmax]
         objects.append((name, [box[0] - 1, box[1] - 1, box[2], box[3]]))
     return path.stem, image, size, objects
@@ -131,6 +146,6 @@ def _splits(folder: Path) -> dict[str, str]:
     for split in ("train", "val", "test"):
         path = lists / f"{split}.txt"
         if path.is_file():
-            for line in path.read_text().split():
+            for line in read_text(path).split():
                 split_of.setdefault(line.strip(), split)
     return split_of

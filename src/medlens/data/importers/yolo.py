@@ -7,19 +7,22 @@ Layouts accepted::
 
 Class names come from ``DIR/data.yaml`` (``names``) or ``DIR/classes.txt``. An image without a label file, or
 with an empty one, is kept as a negative.
+
+Images are found under ``DIR/images`` only (the ``train:``/``val:`` paths of a ``data.yaml`` are not followed),
+so every image lies inside the folder given; they stay where they are, and ``DIR/images`` is listed under
+``image_roots``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from pathlib import Path
 
-import yaml
-
 from medlens.core.errors import InputError
 from medlens.data.boxes import ImageRecord, image_size_of, report_unknown, write_detection_dataset
-from medlens.data.dataset import SPLITS, Dataset
+from medlens.data.dataset import SPLITS, Dataset, load_yaml, read_text
 from medlens.data.importers import register_importer
 from medlens.data.sources import is_image_file
 
@@ -85,6 +88,7 @@ def import_yolo(
         classes=names,
         records=records,
         source={"format": "yolo", "folder": str(folder.resolve())},
+        image_roots=[images_dir],
         overwrite=overwrite,
         val_fraction=val_fraction,
         test_fraction=test_fraction,
@@ -95,21 +99,29 @@ def import_yolo(
 def _class_names(folder: Path) -> list[str]:
     data_yaml = next((p for p in (folder / "data.yaml", folder / "dataset.yaml") if p.is_file()), None)
     if data_yaml is not None:
-        names = (yaml.safe_load(data_yaml.read_text()) or {}).get("names")
+        content = load_yaml(data_yaml)
+        if content is not None and not isinstance(content, dict):
+            raise InputError(data_yaml, "not a mapping of keys to values (YOLO's data.yaml holds 'names: [...]')")
+        names = (content or {}).get("names")
         if isinstance(names, dict):
-            return [str(names[k]) for k in sorted(names, key=int)]
+            try:
+                return [str(names[k]) for k in sorted(names, key=int)]
+            except (TypeError, ValueError):
+                raise InputError(data_yaml, f"names: keys must be class indices 0, 1, ..., not {list(names)}") from None
         if isinstance(names, list) and names:
             return [str(n) for n in names]
+        if names is not None:
+            raise InputError(data_yaml, f"names must be a list of class names or a mapping index: name, not {names!r}")
     classes_txt = folder / "classes.txt"
     if classes_txt.is_file():
-        return [line.strip() for line in classes_txt.read_text().splitlines() if line.strip()]
+        return [line.strip() for line in read_text(classes_txt).splitlines() if line.strip()]
     raise InputError(folder, "no class names (no data.yaml 'names', no classes.txt); give them with --classes")
 
 
 def _read_labels(path: Path, size: tuple[int, int]) -> list[tuple[int, list[float]]]:
     height, width = size
     objects = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         parts = line.split()
         if not parts:
             continue
@@ -120,6 +132,8 @@ def _read_labels(path: Path, size: tuple[int, int]) -> list[tuple[int, list[floa
             raise InputError(path, f"line {number}: expected 'class cx cy w h', got {line.strip()!r}") from None
         if len(parts) < 5 or index < 0:
             raise InputError(path, f"line {number}: expected 'class cx cy w h', got {line.strip()!r}")
+        if not all(math.isfinite(v) for v in (cx, cy, w, h)):
+            raise InputError(path, f"line {number}: {line.strip()!r} holds a value that is not a finite number")
         box = [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height]
         objects.append((index, box))
     return objects
