@@ -59,12 +59,19 @@ def import_csv_cmd(
     label_column: str = typer.Option("label", help="Column holding class names ('a|b' for several labels)."),
     patient_column: str = typer.Option("patient_id", help="Column holding patient IDs (splits keep patients whole)."),
     split_column: str = typer.Option("split", help="Column holding train/val/test (optional)."),
+    target_type: str = typer.Option(
+        "categorical",
+        "--target-type",
+        help="categorical: the label column holds class names (classification); continuous: it holds numbers "
+        "(regression, one value per image).",
+    ),
+    unit: str = typer.Option("", "--unit", help="Unit of a continuous target, e.g. mL (shown with predictions)."),
     val_fraction: float = VAL,
     test_fraction: float = TEST,
     seed: int = SEED,
     overwrite: bool = OVERWRITE,
 ) -> None:
-    """Import a CSV table of image paths and labels."""
+    """Import a CSV table of image paths and labels (class names, or numbers with --target-type continuous)."""
     from medlens.data.importers import get_importer
 
     dataset = get_importer("csv")(
@@ -74,6 +81,8 @@ def import_csv_cmd(
         label_column=label_column,
         patient_column=patient_column,
         split_column=split_column,
+        target_type=target_type,
+        unit=unit,
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         seed=seed,

@@ -168,23 +168,27 @@ def export_cmd(
 
 
 def models_cmd(
-    task: str | None = typer.Option(None, "--task", help="Only models for this task."),
+    task: str | None = typer.Option(None, "--task", help="Only models for this task (see the tasks column)."),
 ) -> None:
-    """List the model registry: name, task, dimensions, parameter count."""
+    """List the model registry: name, the tasks it serves, dimensions, parameter count."""
     from rich.console import Console
     from rich.table import Table
 
     from medlens.models import list_models
+    from medlens.tasks import get_task, list_tasks
 
+    serves: dict[str, list[str]] = {}
+    for name in list_tasks():
+        serves.setdefault(get_task(name).model_output, []).append(name)
     table = Table(title="medlens models")
     table.add_column("name", no_wrap=True)
     for col in ("tasks", "dims", "source", "parameters"):
         table.add_column(col)
     table.add_column("description", ratio=1)
-    for row in list_models(task):
+    for row in list_models(get_task(task).model_output if task else None):
         table.add_row(
             row["name"],
-            ", ".join(row["tasks"]),
+            ", ".join(serves.get(row["output"], [])),
             "/".join(f"{d}D" for d in row["spatial_dims"]),
             row["source"],
             f"{row['parameters'] / 1e6:.2f} M",

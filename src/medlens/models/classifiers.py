@@ -8,7 +8,6 @@ from torch import nn
 
 from medlens.models.registry import register_model
 
-CLASSIFY = ("classification", "multilabel")
 SMALL_INPUT = 64  # inputs at most this big (per axis) get a stride-1 stem and no max-pool
 
 
@@ -54,7 +53,7 @@ def _small_stem(model: nn.Module) -> None:
 
 
 def _register_timm(name: str, description: str) -> None:
-    @register_model(name, tasks=CLASSIFY, spatial_dims=(2,), source="timm", description=description)
+    @register_model(name, output="image", spatial_dims=(2,), source="timm", description=description)
     def build(spatial_dims: int, in_channels: int, num_classes: int, input_size: list[int], **kw: Any) -> nn.Module:
         return _timm(name, in_channels, num_classes, input_size, **kw)
 
@@ -76,7 +75,7 @@ def _monai_resnet(depth: int) -> None:
 
     @register_model(
         f"monai_resnet{depth}",
-        tasks=CLASSIFY,
+        output="image",
         spatial_dims=(3, 2),
         source="monai",
         description=f"ResNet-{depth} (MONAI), 2D or 3D, width set by widen_factor; small-image stem up to 64 px",
@@ -123,7 +122,7 @@ for _depth in (10, 18, 34):
 
 @register_model(
     "monai_densenet121",
-    tasks=CLASSIFY,
+    output="image",
     spatial_dims=(3, 2),
     source="monai",
     description="DenseNet-121 (MONAI), 2D or 3D",

@@ -11,7 +11,6 @@ def training_gflops(
     name: str,
     kwargs: dict[str, Any],
     *,
-    task: str,
     spatial_dims: int,
     in_channels: int,
     num_classes: int,
@@ -27,7 +26,7 @@ def training_gflops(
 
     net = create_model(
         name,
-        task=task,
+        output="image",
         spatial_dims=spatial_dims,
         in_channels=in_channels,
         num_classes=num_classes,

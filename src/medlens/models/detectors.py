@@ -20,7 +20,6 @@ from medlens.core.errors import ConfigError, InputError
 from medlens.models.registry import register_model
 
 log = logging.getLogger(__name__)
-DETECT = ("detection",)
 BACKBONES = ("resnet18", "resnet34", "resnet50")
 DEFAULT_ANCHORS = [[32.0 * 2**level * 2 ** (k / 3) for k in range(3)] for level in range(5)]
 
@@ -76,7 +75,7 @@ def _anchors(sizes: Sequence[Sequence[float]] | None, ratios: Sequence[float] | 
     return AnchorGenerator(tuple(tuple(s) for s in sizes), tuple(tuple(ratios) for _ in sizes))
 
 
-@register_model("retinanet", tasks=DETECT, spatial_dims=(2,), source="torchvision")
+@register_model("retinanet", output="boxes", spatial_dims=(2,), source="torchvision")
 def retinanet(
     spatial_dims: int,
     in_channels: int,
@@ -105,7 +104,7 @@ def retinanet(
     )
 
 
-@register_model("fcos", tasks=DETECT, spatial_dims=(2,), source="torchvision")
+@register_model("fcos", output="boxes", spatial_dims=(2,), source="torchvision")
 def fcos(
     spatial_dims: int,
     in_channels: int,
@@ -131,7 +130,7 @@ def fcos(
     )
 
 
-@register_model("fasterrcnn", tasks=DETECT, spatial_dims=(2,), source="torchvision")
+@register_model("fasterrcnn", output="boxes", spatial_dims=(2,), source="torchvision")
 def fasterrcnn(
     spatial_dims: int,
     in_channels: int,

@@ -24,9 +24,7 @@ def default_topology(input_size: list[int]) -> tuple[list[list[int]], list[list[
     return [[3] * len(size) for _ in strides], strides
 
 
-@register_model(
-    "dynunet", tasks=("segmentation",), spatial_dims=(2, 3), source="monai", description="MONAI DynUNet (nnU-Net)"
-)
+@register_model("dynunet", output="pixel", spatial_dims=(2, 3), source="monai", description="MONAI DynUNet (nnU-Net)")
 def dynunet(
     spatial_dims: int,
     in_channels: int,

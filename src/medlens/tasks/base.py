@@ -73,9 +73,12 @@ class Task(ABC):
         plan_type: the task's :class:`~medlens.training.plan.Plan` subclass (adds its own section).
         description: one line for ``medlens tasks`` and errors.
         batch_size: images predicted together by :meth:`predict` when several are given.
+        model_output: the kind of network the task trains (``image``, ``pixel``, ``boxes``: see
+            :mod:`medlens.models.registry`).
     """
 
     name: ClassVar[str]
+    model_output: ClassVar[str] = "image"
     aliases: ClassVar[tuple[str, ...]] = ()
     plan_type: ClassVar[type[Plan]]
     description: ClassVar[str] = ""

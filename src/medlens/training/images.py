@@ -9,7 +9,7 @@ one orientation sees the same anatomy layout in a case stored in another.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,7 +30,8 @@ def to_input(image: Image, data: DataPlan, *, source: str = "") -> np.ndarray:
     """Channel-first float32 array of ``data.channels`` x ``data.input_size``, not yet normalised.
 
     Gray inputs to a colour model are repeated; colour inputs to a gray model are averaged. Volumes are
-    reoriented to RAS first. Resizing is MONAI's ``Resize`` (area-preserving anti-aliasing when shrinking).
+    reoriented to RAS first. Resizing is MONAI's ``Resize`` (area-preserving anti-aliasing when shrinking); with
+    ``data.fit = "pad"``, MONAI's ``ResizeWithPadOrCrop`` about the centre instead.
     """
     from monai.transforms import Resize
 
@@ -53,9 +54,17 @@ def to_input(image: Image, data: DataPlan, *, source: str = "") -> np.ndarray:
         else:
             raise InputError(source, f"{array.shape[0]} channels, the model takes {data.channels}")
     if list(array.shape[1:]) != list(data.input_size):
-        mode = "bilinear" if dims == 2 else "trilinear"
-        resized = Resize(spatial_size=data.input_size, mode=mode, anti_aliasing=True)(torch.from_numpy(array))
-        array = np.asarray(resized.numpy() if hasattr(resized, "numpy") else resized, dtype=np.float32)
+        if data.fit == "pad":
+            from monai.transforms import ResizeWithPadOrCrop
+
+            # padded with the image's own minimum (its background), not zero, which may be a real intensity
+            fitted = ResizeWithPadOrCrop(data.input_size, mode="constant", constant_values=float(array.min()))(
+                torch.from_numpy(array)
+            )
+        else:
+            mode = "bilinear" if dims == 2 else "trilinear"
+            fitted = Resize(spatial_size=data.input_size, mode=mode, anti_aliasing=True)(torch.from_numpy(array))
+        array = np.asarray(fitted.numpy() if hasattr(fitted, "numpy") else fitted, dtype=np.float32)
     return array
 
 
@@ -79,6 +88,17 @@ def read_input(dataset: Dataset, case: Case, data: DataPlan) -> np.ndarray:
         return to_input(read_image(paths[0]), data, source=str(paths[0]))
     single = data.model_copy(update={"channels": 1})  # several files, one channel each
     return np.concatenate([to_input(read_image(p), single, source=str(p)) for p in paths])
+
+
+def case_images(dataset: Dataset, cases: Sequence[Case], progress: ProgressFn | None = None) -> Iterator[Image]:
+    """Each case's image (channels from several files stacked, one grid), read as it is needed, for
+    ``bundle.predict_many``; the image's ``source`` is the case id."""
+    from medlens.data.segmentation_cases import read_channels
+
+    for case in tracked(cases, progress, "predicting"):
+        image = read_channels(dataset.image_paths(case), dataset.spec.spatial_dims, case.case_id)
+        image.meta["source"] = case.case_id
+        yield image
 
 
 def load_in_memory(

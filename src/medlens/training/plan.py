@@ -32,6 +32,11 @@ class DataPlan(Section):
     cache: Literal["memory", "none"] = Field(
         "memory", description="memory: read and prepare every case once; none: read each case when it is drawn"
     )
+    fit: Literal["resize", "pad"] = Field(
+        "resize",
+        description="how an image meets input_size: resize (resample to it), or pad (pad or crop about the centre, "
+        "no resampling, so sizes in the image keep their meaning)",
+    )
 
     @model_validator(mode="after")
     def _check_range(self) -> DataPlan:

@@ -54,9 +54,10 @@ class ClassificationTask(Task):
         return {"class_counts": {s: class_counts(dataset, s) for s in ("train", "val", "test")}}
 
     def plan(self, fingerprint: dict[str, Any], *, has_gpu: bool) -> ClassificationPlan:
-        from medlens.tasks.classification.planning import cost_counter, plan_classification
+        from medlens.tasks.classification.planning import classification_cost, plan_classification
 
-        return plan_classification(fingerprint, has_gpu=has_gpu, cost=None if has_gpu else cost_counter(fingerprint))
+        cost = None if has_gpu else classification_cost(fingerprint)
+        return plan_classification(fingerprint, has_gpu=has_gpu, cost=cost)
 
     def build_network(self, plan: Any) -> Any:
         from medlens.tasks.classification.module import build_network

@@ -12,22 +12,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medlens.core.outputs import write_json
-from medlens.core.progress import ProgressFn, tracked
+from medlens.core.progress import ProgressFn
 from medlens.data.dataset import Case, Dataset
 from medlens.tasks.classification.prediction import ClassificationPrediction, metric_task
 
 if TYPE_CHECKING:
     from medlens.models.bundle import Bundle
-
-
-def case_images(dataset: Dataset, cases: Sequence[Case], progress: ProgressFn | None = None) -> Any:
-    """Each case's image (channels from several files stacked), read as it is needed."""
-    from medlens.data.segmentation_cases import read_channels
-
-    for case in tracked(cases, progress, "predicting"):
-        image = read_channels(dataset.image_paths(case), dataset.spec.spatial_dims, case.case_id)
-        image.meta["source"] = case.case_id
-        yield image
 
 
 def evaluate(
@@ -44,6 +34,7 @@ def evaluate(
     from medlens.tasks.classification.metrics import classification_metrics
     from medlens.tasks.classification.report import write_classification_report
     from medlens.tasks.classification.training import targets_of
+    from medlens.training.images import case_images
 
     predictions: list[ClassificationPrediction] = list(bundle.predict_many(case_images(dataset, cases, progress)))  # type: ignore[arg-type]
     names = bundle.class_names

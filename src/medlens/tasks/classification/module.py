@@ -20,7 +20,7 @@ def build_network(plan: ClassificationPlan) -> nn.Module:
 
     return create_model(
         plan.model.name,
-        task=plan.task,
+        output="image",
         spatial_dims=plan.spatial_dims,
         in_channels=plan.data.channels,
         num_classes=len(plan.class_names),

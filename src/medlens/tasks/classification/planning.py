@@ -1,214 +1,49 @@
-"""Planning rules for classification and multi-label classification, 2D and 3D.
-
-Each rule reads the fingerprint and records its reason in ``plan.notes`` (or a ``why`` field), so that
-"why is the width 0.5?" has an answer in ``plan.yaml`` itself.
-"""
+"""Planning rules for classification and multi-label classification, 2D and 3D: the whole-image rules
+(:mod:`medlens.training.image_planning`), the loss and class weights."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
-from medlens.data.modalities import LATERAL_MODALITIES
 from medlens.tasks.classification.config import ClassificationOptions, ClassificationPlan
-from medlens.training.plan import AugmentPlan, DataPlan, ModelPlan, OptimPlan, TrainPlan
-
-MAX_SIDE_2D = 224  # larger 2D images are resized down to this (ImageNet-style backbones' native size)
-MAX_SIDE_3D = 96  # larger 3D volumes are resized down to this per axis (CPU/GPU memory)
-MEMORY_CACHE_LIMIT_GB = 6.0
-MIN_EPOCHS = 15  # on CPU, the width is narrowed until the budget covers this many epochs
-# Training throughput assumed for a 2-core laptop-class CPU (GFLOP/s; PyTorch runs 2D convolutions about
-# twice as efficiently as 3D ones there). Counted FLOPs over these give the time an epoch should take.
-CPU_GFLOPS = {2: 150.0, 3: 60.0}
-CPU_BUDGET_MINUTES = 6.0  # per seed: three seeds of a benchmark train in under 20 minutes on a laptop CPU
+from medlens.training.image_planning import cost_counter, plan_image_model
 
 
-def plan_classification(
-    fingerprint: dict[str, Any], *, has_gpu: bool = False, cost: Callable[..., float] | None = None
-) -> ClassificationPlan:
+def plan_classification(fingerprint: dict[str, Any], *, has_gpu: bool = False, cost: Any = None) -> ClassificationPlan:
     """Derive a classification plan from a fingerprint (see ``medlens.data.fingerprint``).
 
     Args:
-        fingerprint: what the data is.
+        fingerprint: what the data is (with the classification part: ``class_counts``).
         has_gpu: a GPU trains the plan (no time budget is set then).
-        cost: ``cost(name, kwargs, input_size=...) -> training GFLOPs per image``; when given (CPU training),
-            the network's width is narrowed until the time budget covers ``MIN_EPOCHS`` epochs at the assumed
-            CPU throughput.
+        cost: training GFLOPs of a candidate network (see :func:`~medlens.training.image_planning.cost_counter`);
+            None on GPU.
     """
-    notes: list[str] = []
-    dims = int(fingerprint["spatial_dims"])
     multilabel = fingerprint["task"] == "multilabel"
-    n_train = int(fingerprint["n_cases"]["train"])
-    median = [int(v) for v in fingerprint["shape"]["median"]]
-    cap = MAX_SIDE_2D if dims == 2 else MAX_SIDE_3D
-    input_size = [min(s, cap) for s in median]
-    if input_size != median:
-        notes.append(f"input size {input_size}: median image {median} shrunk to at most {cap} per axis")
-    else:
-        notes.append(f"input size {input_size}: the median image size")
-
-    data = _data_plan(fingerprint, input_size, notes)
-    augment = _augment_plan(fingerprint, dims, notes)
-    voxels = math.prod(input_size)
-    batch = int(min(128, max(8, 2 ** round(math.log2(max(1, (2 if dims == 2 else 1) * 2**21 // voxels))))))
-    batch = min(batch, max(8, 2 ** int(math.log2(max(8, n_train // 8)))))
-    notes.append(f"batch size {batch}: about 2M input voxels per batch, at least 8 steps per epoch")
-    budget = None if has_gpu else CPU_BUDGET_MINUTES
-    model = _model_plan(dims, input_size, n_train, notes)
-    if budget and cost is not None:
-        model = _fit_width(model, n_train, input_size, budget, cost, notes)
-
-    steps_per_epoch = max(1, n_train // batch)
-    max_epochs = int(min(200, max(30, 20000 // steps_per_epoch)))
-    notes.append(f"up to {max_epochs} epochs (about 20k steps for this data size, between 30 and 200)")
-    if budget:
-        notes.append(
-            f"no GPU here: training budget {budget:g} min, the learning rate anneals to it "
-            "(train.budget_minutes=null trains all epochs)"
-        )
-
+    sections = plan_image_model(fingerprint, has_gpu=has_gpu, cost=cost, monitor="val_auc", monitor_mode="max")
+    notes = sections.notes
     counts = fingerprint["class_counts"]["train"]
     class_weights = None
     if not multilabel and min(counts) > 0 and max(counts) / min(counts) > 1.5:
         total = sum(counts)
         class_weights = [round(total / (len(counts) * c), 4) for c in counts]
         notes.append(f"class weights {class_weights}: training classes are imbalanced {counts}")
-    train = TrainPlan(
-        batch_size=batch,
-        max_epochs=max_epochs,
-        budget_minutes=budget,
-        early_stopping_patience=max(10, max_epochs // 5),
-        monitor="val_auc",
-        monitor_mode="max",
-    )
     notes.append(
         "loss: binary cross-entropy per label" if multilabel else "loss: cross-entropy with label smoothing 0.05"
     )
-    optim = OptimPlan(name="adamw", lr=2e-3 if dims == 2 else 1e-3, weight_decay=5e-2, schedule="cosine")
     return ClassificationPlan(
         task="multilabel" if multilabel else "classification",
-        spatial_dims=dims,  # type: ignore[arg-type]
+        spatial_dims=int(fingerprint["spatial_dims"]),  # type: ignore[arg-type]
         class_names=list(fingerprint["class_names"]),
-        data=data,
-        augment=augment,
-        model=model,
-        optim=optim,
-        train=train,
+        data=sections.data,
+        augment=sections.augment,
+        model=sections.model,
+        optim=sections.optim,
+        train=sections.train,
         classification=ClassificationOptions(class_weights=class_weights, label_smoothing=0.0 if multilabel else 0.05),
         notes=notes,
     )
 
 
-def _data_plan(fp: dict[str, Any], input_size: list[int], notes: list[str]) -> DataPlan:
-    inten = fp["intensity"]
-    modality = str(fp.get("modality", "OT")).upper()
-    clip = None
-    if modality == "CT":
-        clip = [inten["p00_5"], inten["p99_5"]]
-        notes.append(f"CT: intensities clipped to the 0.5-99.5 percentiles {clip} before z-scoring")
-    elif inten["max"] - inten["min"] > 0 and inten["n_unique"] > 256:
-        clip = [inten["p00_5"], inten["p99_5"]]
-        notes.append("continuous intensities: clipped to the 0.5-99.5 percentiles, then z-scored")
-    else:
-        notes.append("z-score normalisation with the dataset mean and standard deviation")
-    mean, std = inten["mean"], max(inten["std"], 1e-6)
-    gb = fp["n_cases"]["all"] * math.prod(input_size) * fp["channels"] * 4 / 1e9
-    cache: Literal["memory", "none"] = "memory" if gb <= MEMORY_CACHE_LIMIT_GB else "none"
-    notes.append(f"data cache: {cache} ({gb:.2f} GB of resized images)")
-    return DataPlan(input_size=input_size, channels=int(fp["channels"]), mean=mean, std=std, clip=clip, cache=cache)
-
-
-def _augment_plan(fp: dict[str, Any], dims: int, notes: list[str]) -> AugmentPlan:
-    modality = str(fp.get("modality", "OT")).upper()
-    binary = fp["intensity"]["n_unique"] <= 2
-    lateral = modality in LATERAL_MODALITIES
-    flips = [] if lateral else list(range(dims))
-    why = [
-        "no mirroring: this modality's anatomy has a left and a right"
-        if lateral
-        else "mirroring on every axis: no handedness assumed for this modality"
-    ]
-    if binary:
-        why.append("no intensity changes: the images are binary masks")
-    return AugmentPlan(
-        flip_axes=flips,
-        rotate_degrees=15.0 if dims == 2 else 10.0,
-        scale=[0.9, 1.1],
-        translate=0.06,
-        brightness=0.0 if binary else 0.1,
-        contrast=0.0 if binary else 0.15,
-        noise_std=0.0 if binary else 0.05,
-        spatial_probability=0.8,
-        intensity_probability=1.0,
-        why="; ".join(why),
-    )
-
-
-def _model_plan(dims: int, input_size: list[int], n_train: int, notes: list[str]) -> ModelPlan:
-    small = min(input_size) <= 64
-    width = 0.5 if n_train < 5000 else 1.0
-    if dims == 2:
-        depth = 18
-        stem = {"stem_stride": 1 if small else 2, "stem_pool": not small}
-    else:
-        depth = 18 if max(input_size) <= 32 else 10
-        stem = {"stem_stride": 2, "stem_pool": min(input_size) > 32}
-    why = (
-        f"MONAI ResNet-{depth} in {dims}D, width x{width} ({n_train} training cases"
-        f"{' < 5000: half width against overfitting' if width < 1 else ''}); "
-        f"stem stride {stem['stem_stride']}{' + max-pool' if stem['stem_pool'] else ''} for {input_size} inputs"
-    )
-    if dims == 3 and depth == 10:
-        why += "; ResNet-10 since volumes above 32 per axis cost ~8x more per layer"
-    notes.append(why)
-    return ModelPlan(name=f"monai_resnet{depth}", kwargs={"widen_factor": width, **stem}, dropout=0.2, why=why)
-
-
-def _fit_width(
-    model: ModelPlan,
-    n_train: int,
-    input_size: list[int],
-    budget: float,
-    cost: Callable[..., float],
-    notes: list[str],
-) -> ModelPlan:
-    """Halve the network's width (down to x0.25) until the CPU budget covers ``MIN_EPOCHS`` epochs.
-
-    An under-trained wide network is worse than a well-trained narrow one. FLOPs are counted rather than
-    timed so that the plan does not depend on what else the machine is doing.
-    """
-    throughput = CPU_GFLOPS[len(input_size)]
-    width = float(model.kwargs["widen_factor"])
-    while True:
-        kwargs = {**model.kwargs, "widen_factor": width}
-        gflops = cost(model.name, kwargs, input_size=input_size)
-        epochs = budget * 60 * throughput / (gflops * max(1, n_train))
-        if epochs >= MIN_EPOCHS or width <= 0.25:
-            break
-        width /= 2
-    note = (
-        f"width x{width:g}: {gflops:.2f} training GFLOPs per image, about {epochs:.0f} epochs in the {budget:g} min "
-        f"budget at an assumed {throughput:g} GFLOP/s"
-        f"{'' if epochs >= MIN_EPOCHS else f' (fewer than {MIN_EPOCHS}, even at the narrowest width)'}"
-    )
-    notes.append(note)
-    return model.model_copy(update={"kwargs": kwargs, "why": f"{model.why}; {note}"})
-
-
-def cost_counter(fingerprint: dict[str, Any]) -> Callable[..., float]:
-    """Training GFLOPs per image of a candidate network, for the CPU budget rule (:func:`_fit_width`)."""
-    from medlens.models.cost import training_gflops
-
-    def cost(name: str, kwargs: dict[str, Any], *, input_size: list[int]) -> float:
-        return training_gflops(
-            name,
-            kwargs,
-            task="classification",
-            spatial_dims=len(input_size),
-            in_channels=int(fingerprint["channels"]),
-            num_classes=max(2, len(fingerprint["class_names"])),
-            input_size=input_size,
-        )
-
-    return cost
+def classification_cost(fingerprint: dict[str, Any]) -> Any:
+    """The CPU budget rule's cost counter for a classifier of this data."""
+    return cost_counter(fingerprint, outputs=max(2, len(fingerprint["class_names"])))

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 @register_task
 class DetectionTask(Task):
     name = "detection"
+    model_output = "boxes"
     plan_type = DetectionPlan
     description = "boxes around objects with a class and a score, 2D"
     batch_size = 4

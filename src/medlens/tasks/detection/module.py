@@ -38,7 +38,7 @@ def build_network(plan: DetectionPlan) -> nn.Module:
     }
     net = create_model(
         plan.model.name,
-        task="detection",
+        output="boxes",
         spatial_dims=2,
         in_channels=plan.data.channels,
         num_classes=len(plan.class_names),

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 @register_task
 class SegmentationTask(Task):
     name = "segmentation"
+    model_output = "pixel"
     plan_type = SegmentationPlan
     description = "a class per pixel or voxel (label map), 2D or 3D"
 

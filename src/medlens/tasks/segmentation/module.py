@@ -27,7 +27,7 @@ def build_network(plan: SegmentationPlan) -> nn.Module:
         kwargs.setdefault("deep_supervision_heads", seg.deep_supervision_heads)
     return create_model(
         plan.model.name,
-        task="segmentation",
+        output="pixel",
         spatial_dims=plan.spatial_dims,
         in_channels=plan.data.channels,
         num_classes=len(plan.class_names),
