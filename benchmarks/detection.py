@@ -41,11 +41,11 @@ def throughput(run_dir: Path, dataset_dir: Path, work: Path, n_images: int, thre
     included) and its ``medlens export`` graph in ONNX Runtime, timed in the same run on the same images."""
     import onnxruntime as ort
     import torch
+    from medlens.workflows.detection import detect_images, read_detection_image
+    from medlens.workflows.export import export_onnx
 
     from medlens.data.dataset import load_dataset
     from medlens.models.bundle import load_bundle
-    from medlens.workflows.detection import detect_images, read_detection_image
-    from medlens.workflows.export import export_onnx
 
     torch.set_num_threads(threads)
     bundle = load_bundle(run_dir)
