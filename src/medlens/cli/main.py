@@ -7,12 +7,14 @@ inside command bodies so that ``medlens --help`` is instant.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 
 import click
 import typer
 
-from medlens.core.errors import MedlensError
+from medlens.core.errors import Interrupted, MedlensError
 
 app = typer.Typer(
     name="medlens",
@@ -74,17 +76,58 @@ def _register() -> None:
 _register()
 
 
+# What an interrupted command leaves, and how to go on (every command writes atomically or resumably).
+AFTER_INTERRUPT = {
+    "train": "checkpoints up to the last finished epoch are kept; continue with the same command and --resume",
+    "deid": "files written so far are complete; run the same command again to finish the rest",
+}
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
+def _command_of(args: list[str]) -> str:
+    return next((a for a in args if not a.startswith("-")), "")
+
+
+def _interrupted(args: list[str], signum: int, after: str | None = None) -> int:
+    name = signal.Signals(signum).name
+    after = after or AFTER_INTERRUPT.get(_command_of(args), "nothing half-written was left")
+    print(f"medlens: interrupted by {name}; {after}", file=sys.stderr)
+    return 128 + signum
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the exit code (testable in-process, as pydicom's CLI is)."""
+    """Run the command line; return the exit code (testable in-process, as pydicom's CLI is).
+
+    SIGINT (Ctrl-C) and SIGTERM end a command with exit code 130 or 143 and one line saying what was kept.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, _raise_interrupted)
     try:
-        app(args=args, standalone_mode=False, prog_name="medlens")
+        return _run(args, debug)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        signum = exc.signum if isinstance(exc, Interrupted) else int(signal.SIGINT)
+        return _interrupted(args, signum, getattr(exc, "after_interrupt", None))
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _run(args: list[str], debug: bool) -> int:
+    try:
+        result = app(args=args, standalone_mode=False, prog_name="medlens")
+        if result == 130:  # Typer turns a KeyboardInterrupt it sees into this return value
+            raise KeyboardInterrupt
     except click.exceptions.Exit as exc:
         return int(exc.exit_code or 0)
     except click.exceptions.Abort:
-        print("medlens: interrupted", file=sys.stderr)
-        return 130
+        raise KeyboardInterrupt from None
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
@@ -93,9 +136,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"medlens: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("medlens: interrupted", file=sys.stderr)
-        return 130
     except Exception as exc:  # an unexpected failure: still one line unless --debug
         if debug:
             raise

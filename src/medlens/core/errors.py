@@ -30,3 +30,13 @@ class ConfigError(MedlensError):
         self.key = key
         self.problem = problem
         super().__init__(f"{key}: {problem}")
+
+
+class Interrupted(BaseException):
+    """The process was asked to stop (SIGINT, SIGTERM). A BaseException, like KeyboardInterrupt, so that no
+    ``except Exception`` swallows it; unlike KeyboardInterrupt, libraries that treat Ctrl-C their own way (Typer
+    turns it into a silent exit code, Lightning into ``sys.exit(1)``) let it through to the command line."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"interrupted by signal {signum}")

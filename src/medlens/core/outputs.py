@@ -103,6 +103,7 @@ def output_folder(
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the result gets a folder's usual permissions
     except OSError as exc:
         raise InputError(target, f"cannot be written ({exc.strerror or exc})") from None
     try:

@@ -4,7 +4,7 @@ Run folder::
 
     RUN_DIR/
       run.yaml, plan.yaml       # written by the train workflow
-      seed_0/ or fold_0/        # checkpoints (best, last), logs/metrics.csv, curves.png, summary.json
+      seed_0/ or fold_0/        # best and last checkpoints, logs/ (metrics.csv: all sessions), curves.png, summary.json
       bundle/                   # every member's weights, the final plan, the operating point, the model card
       train_summary.json
 """

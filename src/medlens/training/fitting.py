@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from medlens.core.errors import InputError
-from medlens.core.outputs import write_json
+from medlens.core.outputs import atomic_file, write_json
 from medlens.core.progress import ProgressFn
 from medlens.training.budget import BudgetSchedule
 from medlens.training.plan import Plan
@@ -86,7 +86,7 @@ def fit_member(
         devices=1,
         precision=precision(t.precision),  # type: ignore[arg-type]
         callbacks=callbacks,
-        logger=CSVLogger(seed_dir, name="logs", version=""),
+        logger=CSVLogger(seed_dir, name="logs", version=f"session_{len(list(seed_dir.glob('logs/session_*')))}"),
         check_val_every_n_epoch=t.val_every_epochs,
         num_sanity_val_steps=0,
         enable_model_summary=False,
@@ -116,6 +116,7 @@ def fit_member(
         if budget.progress >= 1 and budget.budget and budget.step < steps
         else "epochs or early stopping",
     }
+    merge_logs(seed_dir)
     plot_curves(seed_dir)
     write_json(summary_path, summary)
     log.info("%s: best %s %s after %s epochs", name, t.monitor, summary[f"best_{t.monitor}"], summary["epochs"])
@@ -183,35 +184,53 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*litlogger.*")
+    warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+
+
+def merge_logs(seed_dir: Path) -> Path | None:
+    """Join the CSV logs of every training session of a member (a resumed run has several) into
+    ``logs/metrics.csv``, in order, so the epochs trained before an interruption stay in the record."""
+    sessions = sorted(seed_dir.glob("logs/session_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1]))
+    if not sessions:
+        return None
+    rows: list[dict[str, str]] = []
+    columns: list[str] = []
+    for path in sessions:
+        with open(path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            columns += [c for c in reader.fieldnames or [] if c not in columns]
+            rows += [{**row, "session": path.parent.name} for row in reader]
+    out = seed_dir / "logs" / "metrics.csv"
+    with atomic_file(out, "w") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[*columns, "session"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return out
 
 
 def plot_curves(seed_dir: Path) -> None:
-    """Plot the per-epoch CSV log (losses and validation metrics) to ``curves.png``."""
+    """Plot the per-epoch log (losses and validation metrics) to ``curves.png``."""
+    from medlens.reports.figures import figure
+
     path = seed_dir / "logs" / "metrics.csv"
     if not path.is_file():
         return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with open(path) as handle:
+    with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     series: dict[str, list[tuple[int, float]]] = {}
     for row in rows:
         for key, value in row.items():
-            if key not in ("epoch", "step") and value and (key.startswith("val_") or key.endswith("_loss")):
+            if key not in ("epoch", "step", "session") and value and (key.startswith("val_") or key.endswith("_loss")):
                 series.setdefault(key, []).append((int(row["epoch"]), float(value)))
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig = figure(10, 3.5)
+    a, b = fig.subplots(1, 2)
     for key, points in series.items():
         (a if key.endswith("loss") else b).plot(*zip(*points, strict=True), label=key)
-    a.set_xlabel("epoch")
-    b.set_xlabel("epoch")
-    a.set_title("loss")
-    b.set_title("validation")
+    a.set(xlabel="epoch", title="loss")
+    b.set(xlabel="epoch", title="validation")
     if series:
         a.legend()
         b.legend()
     fig.tight_layout()
-    fig.savefig(seed_dir / "curves.png", dpi=90)
-    plt.close(fig)
+    with atomic_file(seed_dir / "curves.png", "wb") as handle:
+        fig.savefig(handle, format="png", dpi=90)

@@ -6,7 +6,7 @@ Run folder::
       .medlens                 # marks the folder as made by medlens
       run.yaml                 # dataset (and its manifest's checksum), seeds or folds, overrides
       plan.yaml                # the plan as trained
-      seed_0/ or fold_0/       # best.ckpt and last.ckpt, logs/metrics.csv, curves.png, summary.json
+      seed_0/ or fold_0/       # best.ckpt, last.ckpt, logs/ (per session; metrics.csv: all), curves.png, summary.json
       bundle/                  # what predict, evaluate, export and serve need (models/bundle.py)
       train_summary.json
 """
@@ -100,9 +100,10 @@ def train(
         write_text_atomic(out / "run.yaml", yaml.safe_dump(run_info, sort_keys=False))
     try:
         return train_members(task, dataset, plan, out, members, progress=progress)
-    except BaseException:
+    except BaseException as exc:
         if created and not any(out.glob("*/checkpoints/*.ckpt")):  # nothing worth resuming: leave nothing behind
             shutil.rmtree(out, ignore_errors=True)
+            exc.after_interrupt = "no epoch had finished, so the run folder was removed; start again"  # type: ignore[attr-defined]
         raise
 
 
