@@ -10,6 +10,7 @@ import logging
 import signal
 import sys
 import threading
+from typing import Any
 
 import click
 import typer
@@ -105,18 +106,18 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
-    previous = {}
+    previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, _raise_interrupted)
+        for stop in (signal.SIGINT, signal.SIGTERM):
+            previous[stop] = signal.signal(stop, _raise_interrupted)
     try:
         return _run(args, debug)
     except (Interrupted, KeyboardInterrupt) as exc:
-        signum = exc.signum if isinstance(exc, Interrupted) else int(signal.SIGINT)
-        return _interrupted(args, signum, getattr(exc, "after_interrupt", None))
+        number = exc.signum if isinstance(exc, Interrupted) else int(signal.SIGINT)
+        return _interrupted(args, number, getattr(exc, "after_interrupt", None))
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)
 
 
 def _run(args: list[str], debug: bool) -> int:
