@@ -127,3 +127,20 @@ def default_affine(spatial_dims: int, spacing: tuple[float, ...] | None = None) 
     affine = np.eye(spatial_dims + 1)
     affine[:spatial_dims, :spatial_dims] = np.diag(spacing)
     return affine
+
+
+def require_finite(image: Image, source: str | None = None, doing: str = "use") -> Image:
+    """Return ``image``; raise an error naming ``source`` when any pixel is NaN or infinite.
+
+    A model must neither learn from nor diagnose pixels that are not numbers.
+    """
+    array = image.array
+    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+        from medlens.core.errors import InputError
+
+        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        raise InputError(
+            source or str(image.meta.get("source", "<memory>")),
+            f"{bad} pixel(s) are NaN or infinite; refusing to {doing} it",
+        )
+    return image

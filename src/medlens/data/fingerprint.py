@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from medlens.core.errors import InputError
+from medlens.core.image import require_finite
 from medlens.core.outputs import write_json
 from medlens.data.dataset import SPLITS, Dataset
 
@@ -62,7 +63,7 @@ def compute_fingerprint(
     for i in sorted(order):
         case = dataset.cases[int(i)]
         path = dataset.image_paths(case)[0]
-        image = read_image(path)
+        image = require_finite(read_image(path), str(path), "train on")
         # pictures as 2D; volumes in the canonical orientation (RAS) that training uses
         image = image.as_2d() if dataset.spec.spatial_dims == 2 else image.reoriented()
         if image.spatial_dims != dataset.spec.spatial_dims:

@@ -24,7 +24,7 @@ import numpy as np
 import yaml
 
 from medlens.core.errors import ConfigError, InputError, MedlensError
-from medlens.core.image import Image
+from medlens.core.image import Image, require_finite
 from medlens.core.outputs import write_text_atomic
 from medlens.training.plan import Plan
 
@@ -162,13 +162,7 @@ def read_input(item: Image | str | Path, nonfinite: NonFinite = "refuse") -> Ima
 
 def refuse_nonfinite(image: Image) -> Image:
     """Raise an error naming the input when any pixel is NaN or infinite; a model must not diagnose those."""
-    if np.issubdtype(image.array.dtype, np.floating) and not np.all(np.isfinite(image.array)):
-        bad = int(np.size(image.array) - np.count_nonzero(np.isfinite(image.array)))
-        raise InputError(
-            str(image.meta.get("source", "<memory>")),
-            f"{bad} pixel(s) are NaN or infinite; refusing to predict (use --nonfinite clean to replace them)",
-        )
-    return image
+    return require_finite(image, doing="predict from (--nonfinite clean replaces such pixels)")
 
 
 def clean_nonfinite(image: Image) -> Image:

@@ -95,6 +95,8 @@ def fit_member(
         deterministic=False,
     )
     last = ckpt_dir / "last.ckpt"
+    if last.is_file():
+        read_checkpoint(last)  # refused here, naming the file, if it holds anything but tensors and plain values
     start = time.monotonic()
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None, weights_only=True)
     if trainer.interrupted:

@@ -18,7 +18,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sequential
 from torch.utils.data import Dataset as TorchDataset
 
 from medlens.core.errors import InputError
-from medlens.core.image import Image
+from medlens.core.image import Image, require_finite
 from medlens.core.progress import ProgressFn, tracked
 from medlens.data.dataset import Case, Dataset
 from medlens.training.plan import DataPlan
@@ -85,9 +85,10 @@ def read_input(dataset: Dataset, case: Case, data: DataPlan) -> np.ndarray:
 
     paths = dataset.image_paths(case)
     if len(paths) == 1:
-        return to_input(read_image(paths[0]), data, source=str(paths[0]))
+        return to_input(require_finite(read_image(paths[0]), str(paths[0]), "train on"), data, source=str(paths[0]))
     single = data.model_copy(update={"channels": 1})  # several files, one channel each
-    return np.concatenate([to_input(read_image(p), single, source=str(p)) for p in paths])
+    images = [require_finite(read_image(p), str(p), "train on") for p in paths]
+    return np.concatenate([to_input(image, single, source=str(p)) for image, p in zip(images, paths, strict=True)])
 
 
 def case_images(dataset: Dataset, cases: Sequence[Case], progress: ProgressFn | None = None) -> Iterator[Image]:
@@ -97,7 +98,7 @@ def case_images(dataset: Dataset, cases: Sequence[Case], progress: ProgressFn | 
 
     for case in tracked(cases, progress, "predicting"):
         image = read_channels(dataset.image_paths(case), dataset.spec.spatial_dims, case.case_id)
-        image.meta["source"] = case.case_id
+        image.meta["source"] = str(dataset.image_paths(case)[0])  # named in errors
         yield image
 
 

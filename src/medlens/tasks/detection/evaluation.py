@@ -28,7 +28,7 @@ def _pictures(dataset: Dataset, cases: Sequence[Case], progress: ProgressFn | No
         if not path.is_file():
             raise InputError(path, f"image of case {case.case_id} missing")
         image = read_image(path)
-        image.meta["source"] = case.case_id
+        image.meta["source"] = str(dataset.image_paths(case)[0])  # named in errors
         yield image
 
 

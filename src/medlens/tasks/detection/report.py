@@ -51,7 +51,7 @@ def write_detection_report(
         pred = predictions[index]
         kept = pred.kept
         picture = boxes_png(pred.pixels, kept.boxes, list(kept.labels), kept.scores, class_names, truths[index].boxes)
-        worst.append(Figure(f"worst_{rank}", picture, f"{pred.source}: {int(misses[index])} missed"))
+        worst.append(Figure(f"worst_{rank}", picture, f"{Path(pred.source).name}: {int(misses[index])} missed"))
     headline = [[Cell(label), metric_cell(metrics[key])] for key, label in _HEADLINE.items()]
     per_class = [
         [Cell(n), Cell(str(metrics["n_boxes"][n])), metric_cell(metrics["ap_per_class"][n]),

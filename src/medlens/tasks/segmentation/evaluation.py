@@ -52,7 +52,7 @@ def evaluate(
             dataset.image_paths(case), dataset.root / case.target, dataset.spec.spatial_dims, dataset.num_classes,
             case.case_id, values,
         )  # fmt: skip
-        image.meta["source"] = case.case_id
+        image.meta["source"] = str(dataset.image_paths(case)[0])  # named in errors
         start = time.perf_counter()
         prediction = bundle.predict(image)
         seconds += time.perf_counter() - start

@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data import Dataset as TorchDataset
 
+from medlens.core.image import require_finite
 from medlens.core.progress import ProgressFn, tracked
 from medlens.data.dataset import Case, Dataset
 from medlens.tasks.base import Calibration
@@ -50,6 +51,7 @@ class PreparedCases:
             d.image_paths(case), d.root / case.target, d.spec.spatial_dims, d.num_classes, case.case_id,
             label_values_of(d.spec.source),
         )  # fmt: skip
+        require_finite(image, str(d.image_paths(case)[0]), "train on")
         return {"image": prepare_image(image, self.plan).tensor.numpy(), "label": prepare_label(mask, self.plan)}
 
     def __getitem__(self, case_id: str) -> dict[str, np.ndarray]:
