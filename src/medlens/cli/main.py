@@ -135,7 +135,7 @@ def _run(args: list[str], debug: bool) -> int:
     except MedlensError as exc:
         if debug:
             raise
-        print(f"medlens: error: {exc}", file=sys.stderr)
+        print(f"medlens: error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line, whatever the message
         return 1
     except Exception as exc:  # an unexpected failure: still one line unless --debug
         if debug:

@@ -14,21 +14,34 @@ log = logging.getLogger(__name__)
 _PREFIXES = ("model.", "module.", "net.", "network.", "backbone.")
 
 
+def load_plain(path: Path) -> object:
+    """``torch.load`` of a file that may come from elsewhere: tensors and plain Python values only
+    (``weights_only=True``), never code; a refusal is an error naming the file, in one line."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for such files
+        text = str(exc)
+        blocked = next((line.strip() for line in text.splitlines() if "GLOBAL" in line or "global" in line), "")
+        reason = blocked or (text.splitlines()[0][:160] if text else type(exc).__name__)
+        raise InputError(path, f"refused: not a plain checkpoint of tensors ({reason})") from None
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read weights from a ``.safetensors`` file or a torch checkpoint (nested ``state_dict``/``model`` keys too)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "pretrained checkpoint not found")
-    try:
-        state: object
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    state: object
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
 
+        try:
             state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise InputError(path, f"not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+        except (SafetensorError, OSError) as exc:
+            raise InputError(path, f"not a readable safetensors file ({str(exc).splitlines()[0][:160]})") from None
+    else:
+        state = load_plain(path)
     for key in ("state_dict", "model", "model_state_dict", "net"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -141,13 +141,11 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         InputError: naming the file when it is missing, unreadable, or holds anything but tensors and plain
             Python values (such as a pickled object that would run code).
     """
+    from medlens.models.checkpoints import load_plain
+
     if not path.is_file():
         raise InputError(path, "checkpoint missing")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
-        problem = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise InputError(path, f"refused: not a plain checkpoint of tensors ({problem})") from None
+    ckpt = load_plain(path)
     if not isinstance(ckpt, dict):
         raise InputError(path, "not a checkpoint (no mapping inside)")
     return ckpt

@@ -49,6 +49,7 @@ def evaluate(
     """
     run_dir = Path(run_dir)
     bundle = load_bundle(run_dir)
+    bundle.networks()
     dataset_dir = Path(dataset) if dataset else run_dataset(run_dir)
     data = load_dataset(dataset_dir)
     if get_task(data.spec.task) is not bundle.task or data.spec.classes != bundle.class_names:

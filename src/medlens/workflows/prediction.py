@@ -102,6 +102,7 @@ def predict(
         'pneumonia'
     """
     bundle = load_bundle(run_dir)
+    bundle.networks()  # a bundle whose weights cannot be loaded is an error about the bundle, not about each input
     paths = expand_inputs(inputs, bundle.plan.spatial_dims)
     guarded = [("input", Path(p)) for p in inputs] + [("run folder", Path(run_dir))]
     result = PredictionRun(Path(out))
