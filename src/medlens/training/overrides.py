@@ -76,7 +76,7 @@ def validate_plan(raw: Any, plan_type: type[P], source: str) -> P:
     if not isinstance(raw, dict):
         raise ConfigError(source, "a plan is a mapping of sections (data, model, train, ...)")
     try:
-        return plan_type.model_validate(migrate(raw))
+        return plan_type.model_validate(migrate(raw, plan_type))
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(p) for p in first["loc"]) or "plan"

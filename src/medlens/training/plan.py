@@ -130,6 +130,31 @@ class Plan(Section):
             raise ValueError(f"augment.flip_axes {bad}: spatial axes are 0..{self.spatial_dims - 1}")
         return self
 
+    @classmethod
+    def upgrade(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """Turn a version-1 plan mapping into version 2 (tasks extend this for their own sections).
+
+        Version 2 gave every key one meaning: ``augment.probability`` became ``spatial_probability`` and
+        ``intensity_probability`` (each task's old use of it kept, see :meth:`legacy_intensity_probability`);
+        ``train.loss`` and ``train.ema_decay`` were read by nothing and are gone; ``train.class_weights`` and
+        ``train.label_smoothing`` belong to classification now (which moves them before this runs);
+        ``train.monitor_mode`` is new; sections of other tasks, written as ``null``, are dropped.
+        """
+        augment = raw.get("augment") or {}
+        if "probability" in augment:
+            p = augment.pop("probability")
+            augment.setdefault("spatial_probability", p)
+            augment.setdefault("intensity_probability", cls.legacy_intensity_probability(p))
+        train = raw.get("train") or {}
+        for gone in ("loss", "ema_decay", "class_weights", "label_smoothing"):  # the last two: classification's now
+            train.pop(gone, None)
+        return {k: v for k, v in raw.items() if v is not None or k in cls.model_fields}
+
+    @classmethod
+    def legacy_intensity_probability(cls, probability: float) -> float:
+        """How often a version-1 plan of this task applied intensity changes (every time, by default)."""
+        return 1.0
+
     def with_seed(self, seed: int) -> Plan:
         """A copy with ``train.seed`` set."""
         return self.model_copy(update={"train": self.train.model_copy(update={"seed": seed})})
@@ -139,32 +164,11 @@ class Plan(Section):
         return self.model_copy(update={"model": self.model.model_copy(update={"pretrained": None})})
 
 
-def migrate(raw: dict[str, Any]) -> dict[str, Any]:
-    """Bring a plan written by an earlier medlens (``version`` 1) to the current keys, so old bundles load.
-
-    Version 2 gave every key one meaning: ``augment.probability`` became ``spatial_probability`` and
-    ``intensity_probability`` (what each task used to do with it, kept); ``train.loss`` and ``train.ema_decay``
-    were read by nothing and are gone; ``train.class_weights`` and ``train.label_smoothing`` moved to the
-    classification section; ``train.monitor_mode`` is new.
-    """
+def migrate(raw: dict[str, Any], plan_type: type[Plan]) -> dict[str, Any]:
+    """Bring a plan written by an earlier medlens to the current keys (see :meth:`Plan.upgrade`), so old bundles
+    load; a current plan is returned as it is."""
     if not isinstance(raw, dict) or int(raw.get("version", 1) or 1) >= PLAN_VERSION:
         return raw
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
-    task = out.get("task")
-    augment = out.get("augment") or {}
-    if "probability" in augment:
-        p = augment.pop("probability")
-        intensity = {"segmentation": 0.15, "detection": p}.get(str(task), 1.0)
-        augment.setdefault("spatial_probability", p)
-        augment.setdefault("intensity_probability", intensity)
-    train = out.get("train") or {}
-    for gone in ("loss", "ema_decay"):
-        train.pop(gone, None)
-    moved = {k: train.pop(k) for k in ("class_weights", "label_smoothing") if k in train}
-    if task in ("classification", "multilabel"):
-        out["classification"] = {**moved, **(out.get("classification") or {})}
-    for key in ("segmentation", "detection"):
-        if out.get(key) is None:
-            out.pop(key, None)
+    out = plan_type.upgrade({k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()})
     out["version"] = PLAN_VERSION
     return out

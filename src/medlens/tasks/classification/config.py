@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -38,6 +38,14 @@ class ClassificationPlan(Plan):
         if len(self.class_names) < 2 and self.task == "classification":
             raise ValueError("a classifier needs at least two classes")
         return self
+
+    @classmethod
+    def upgrade(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """Version 1 kept class weights and label smoothing under ``train``."""
+        train = raw.get("train") or {}
+        moved = {k: train.pop(k) for k in ("class_weights", "label_smoothing") if k in train}
+        raw["classification"] = {**moved, **(raw.get("classification") or {})}
+        return super().upgrade(raw)
 
     @property
     def multilabel(self) -> bool:

@@ -60,3 +60,7 @@ class DetectionPlan(Plan):
     task: Literal["detection"]
     spatial_dims: Literal[2] = 2
     detection: DetectionOptions = Field(default_factory=DetectionOptions)
+
+    @classmethod
+    def legacy_intensity_probability(cls, probability: float) -> float:
+        return probability  # version 1 jittered colours with augment.probability

@@ -95,6 +95,10 @@ class SegmentationPlan(Plan):
     task: Literal["segmentation"]
     segmentation: SegmentationOptions
 
+    @classmethod
+    def legacy_intensity_probability(cls, probability: float) -> float:
+        return 0.15  # version 1 applied each intensity change to 15% of patches, whatever augment.probability said
+
     @model_validator(mode="after")
     def _check_classes(self) -> SegmentationPlan:
         tolerances = self.segmentation.nsd_tolerance_mm
