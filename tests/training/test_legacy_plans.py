@@ -61,7 +61,7 @@ def test_a_version_1_bundle_predicts(tmp_path: Path) -> None:
     assert abs(sum(prediction.probabilities.values()) - 1) < 1e-5  # type: ignore[attr-defined]
 
 
-def load_plan_from(raw: dict, tmp_path: Path):  # noqa: ANN201
+def load_plan_from(raw: dict, tmp_path: Path):
     path = tmp_path / "plan.yaml"
     path.write_text(yaml.safe_dump(raw))
     return load_plan(path)
