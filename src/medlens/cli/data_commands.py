@@ -27,9 +27,11 @@ def import_medmnist_cmd(
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Import a MedMNIST archive, keeping its official train/val/test splits."""
+    from medlens.cli.progress import progress_bars
     from medlens.data.importers import get_importer
 
-    dataset = get_importer("medmnist")(path, out, overwrite=overwrite)
+    with progress_bars() as progress:
+        dataset = get_importer("medmnist")(path, out, overwrite=overwrite, progress=progress)
     report_dataset(dataset)
 
 

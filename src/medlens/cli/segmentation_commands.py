@@ -19,11 +19,14 @@ def import_msd_cmd(
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Import a Medical Segmentation Decathlon or nnU-Net task; every case is checked."""
+    from medlens.cli.progress import progress_bars
     from medlens.data.importers import get_importer
 
-    dataset = get_importer("msd")(
-        folder, out, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, overwrite=overwrite
-    )
+    with progress_bars() as progress:
+        dataset = get_importer("msd")(
+            folder, out, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, overwrite=overwrite,
+            progress=progress,
+        )  # fmt: skip
     report_dataset(dataset)
 
 
@@ -41,16 +44,19 @@ def import_pairs_cmd(
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Import image/mask pairs (2D or 3D) into a segmentation dataset."""
+    from medlens.cli.progress import progress_bars
     from medlens.data.importers import get_importer
 
-    dataset = get_importer("pairs")(
-        images,
-        masks,
-        out,
-        classes=class_names_option(classes),
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        seed=seed,
-        overwrite=overwrite,
-    )
+    with progress_bars() as progress:
+        dataset = get_importer("pairs")(
+            images,
+            masks,
+            out,
+            classes=class_names_option(classes),
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            seed=seed,
+            overwrite=overwrite,
+            progress=progress,
+        )
     report_dataset(dataset)

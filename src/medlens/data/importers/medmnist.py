@@ -23,6 +23,7 @@ import yaml
 
 from medlens.core.errors import InputError
 from medlens.core.outputs import output_folder
+from medlens.core.progress import ProgressFn, report
 from medlens.data.dataset import SPLITS, Case, Dataset, DatasetSpec, write_dataset
 from medlens.data.importers import register_importer
 
@@ -113,7 +114,9 @@ def download_medmnist(name: str, size: int = 28, root: str | Path | None = None,
 
 
 @register_importer("medmnist")
-def import_medmnist(path: str | Path, out: str | Path, *, overwrite: bool = False) -> Dataset:
+def import_medmnist(
+    path: str | Path, out: str | Path, *, overwrite: bool = False, progress: ProgressFn | None = None
+) -> Dataset:
     """Import a MedMNIST ``.npz`` archive into a dataset folder.
 
     Example:
@@ -139,9 +142,11 @@ def import_medmnist(path: str | Path, out: str | Path, *, overwrite: bool = Fals
     with output_folder(out, kind="dataset", overwrite=overwrite) as tmp:
         (tmp / "images").mkdir()
         cases: list[Case] = []
+        total = sum(len(arrays[f"{split}_images"]) for split in SPLITS)
         for split in SPLITS:
             images = arrays[f"{split}_images"]
             for i, (image, label) in enumerate(zip(images, labels[split], strict=True)):
+                report(progress, "writing images", len(cases), total)
                 case_id = f"{split}_{i:05d}"
                 rel = _write_case(tmp / "images", case_id, image, spatial_dims)
                 target = ";".join(str(int(v)) for v in label) if multilabel else str(int(label[0]))

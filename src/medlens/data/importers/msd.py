@@ -23,6 +23,7 @@ from typing import Any
 
 from medlens.core.errors import InputError
 from medlens.core.outputs import output_folder
+from medlens.core.progress import ProgressFn
 from medlens.data.dataset import Case, Dataset, DatasetSpec, load_dataset, read_text, write_dataset
 from medlens.data.importers import register_importer
 from medlens.data.importers.pairs import check_cases, modality_of
@@ -41,6 +42,7 @@ def import_msd(
     test_fraction: float = 0.2,
     seed: int = 0,
     overwrite: bool = False,
+    progress: ProgressFn | None = None,
     check: bool = True,
 ) -> Dataset:
     """Import a Decathlon / nnU-Net raw task folder into a segmentation dataset.
@@ -75,7 +77,7 @@ def import_msd(
     cases = [Case(cid, cid, [str(p) for p in images], str(label)) for cid, images, label in pairs]
     dims = 3 if str(raw.get("tensorImageSize", "3D")).upper() != "2D" else 2
     if check:
-        dims = check_cases(cases, classes, dims)
+        dims = check_cases(cases, classes, dims, progress=progress)
     assign_splits(cases, None, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
     spec = DatasetSpec(
         name=str(raw.get("name") or folder.resolve().name),

@@ -26,6 +26,7 @@ import numpy as np
 
 from medlens.core.errors import InputError
 from medlens.core.outputs import output_folder
+from medlens.core.progress import ProgressFn, tracked
 from medlens.data.dataset import Case, Dataset, DatasetSpec, load_dataset, write_dataset
 from medlens.data.importers import register_importer
 from medlens.data.segmentation_cases import read_case, read_label_map
@@ -49,6 +50,7 @@ def import_pairs(
     test_fraction: float = 0.2,
     seed: int = 0,
     overwrite: bool = False,
+    progress: ProgressFn | None = None,
 ) -> Dataset:
     """Import matching image and mask files into a segmentation dataset.
 
@@ -91,7 +93,7 @@ def import_pairs(
         raise InputError(images_dir, "no image files found")
     dims, channel_names, modality = describe_images([Path(c.image[0]) for c in cases[:: max(1, len(cases) // 20)]])
     class_names, label_values = _classes(cases, dims, classes)
-    check_cases(cases, class_names, dims, label_values)
+    check_cases(cases, class_names, dims, label_values, progress)
     assign_splits(cases, None, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
     source = {"format": "pairs", "images": str(images_dir.resolve()), "masks": str(masks_dir.resolve())}
     if label_values is not None:
@@ -112,24 +114,25 @@ def import_pairs(
     return load_dataset(out)
 
 
-def check_cases(cases: list[Case], classes: Sequence[str], dims: int, label_values: Sequence[int] | None = None) -> int:
+def check_cases(
+    cases: list[Case],
+    classes: Sequence[str],
+    dims: int,
+    label_values: Sequence[int] | None = None,
+    progress: ProgressFn | None = None,
+) -> int:
     """Read every case and check it; warn (naming them) about cases whose mask is empty. Returns ``dims``.
 
     Raises:
         InputError: a missing file, image and mask on different grids, labels outside the declared set.
     """
-    from rich.progress import Progress
-
     empty = []
-    with Progress(transient=True) as progress:
-        task = progress.add_task("checking cases", total=len(cases))
-        for case in cases:
-            _, mask = read_case(
-                [Path(p) for p in case.image], Path(case.target), dims, len(classes), case.case_id, label_values
-            )
-            if not mask.array.any():
-                empty.append(case.case_id)
-            progress.advance(task)
+    for case in tracked(cases, progress, "checking cases"):
+        _, mask = read_case(
+            [Path(p) for p in case.image], Path(case.target), dims, len(classes), case.case_id, label_values
+        )
+        if not mask.array.any():
+            empty.append(case.case_id)
     if empty:
         log.warning("%d case(s) with an empty mask (background only): %s", len(empty), ", ".join(empty[:10]))
     return dims
