@@ -61,6 +61,27 @@ class DetectionPlan(Plan):
     spatial_dims: Literal[2] = 2
     detection: DetectionOptions = Field(default_factory=DetectionOptions)
 
+    @model_validator(mode="after")
+    def _check_read(self) -> DetectionPlan:
+        unread = {
+            "augment.rotate_degrees": self.augment.rotate_degrees != 0,
+            "augment.scale": self.augment.scale != [1.0, 1.0],
+            "augment.translate": self.augment.translate != 0,
+            "data.clip": self.data.clip is not None,
+            "data.normalization": self.data.normalization != "zscore",
+            "data.cache": self.data.cache != "memory",
+            "data.fit": self.data.fit != "resize",
+            "model.dropout": self.model.dropout != 0,
+        }
+        wrong = [key for key, changed in unread.items() if changed]
+        if wrong:
+            raise ValueError(
+                f"{', '.join(wrong)}: not used by detection (scale jitter is detection.train_short_sides, crops "
+                "detection.crop_probability; images are z-scored by data.mean and data.std inside the detector and "
+                "held in memory)"
+            )
+        return self
+
     @classmethod
     def legacy_intensity_probability(cls, probability: float) -> float:
         return probability  # version 1 jittered colours with augment.probability

@@ -107,4 +107,11 @@ class SegmentationPlan(Plan):
             raise ValueError(f"segmentation.nsd_tolerance_mm needs 1 or {n} values (one per foreground class)")
         if len(self.segmentation.target_spacing) != self.spatial_dims:
             raise ValueError(f"segmentation.target_spacing needs {self.spatial_dims} values")
+        if self.data.normalization != "none" or self.data.clip is not None:
+            raise ValueError(
+                "segmentation normalises each channel as segmentation.normalization says; data.normalization stays "
+                "'none' and data.clip null (segmentation.ct_clip clips CT)"
+            )
+        if self.data.fit != "resize":
+            raise ValueError("segmentation resamples to segmentation.target_spacing; data.fit does not apply")
         return self
