@@ -13,24 +13,6 @@ from medlens.core.errors import ConfigError, InputError
 from medlens.deid import deidentify, load_profile
 
 
-@pytest.fixture()
-def small_input(dicom_root: Path, tmp_path: Path) -> Path:
-    """Ten MR slices, two CT files from another patient, a text file and a truncated copy of a slice."""
-    src = tmp_path / "in"
-    (src / "mr").mkdir(parents=True)
-    (src / "other").mkdir()
-    slices = sorted((dicom_root / "sag_anon_mr_t1_series").glob("*.dcm"))[:10]
-    for path in slices:
-        shutil.copy(path, src / "mr" / path.name)
-    for name in ("ctbrain1.dcm", "ctbrain2.dcm"):
-        shutil.copy(dicom_root / "deid_data" / name, src / "other" / name)
-    (src / "other" / "notes.txt").write_text("not an image")
-    data = slices[0].read_bytes()
-    (src / "other" / "cut.dcm").write_bytes(data[: len(data) - 5000])
-    (src / "other" / "empty.dcm").write_bytes(b"")
-    return src
-
-
 def _uids(out: Path) -> dict[str, tuple[str, str, str]]:
     result = {}
     for path in sorted(out.rglob("*.dcm")):
