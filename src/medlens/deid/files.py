@@ -25,6 +25,13 @@ class Skipped(Exception):
     """An input that is accounted for but not written; the message is the reason shown to the user."""
 
 
+class WriteFailed(Exception):
+    """An output file could not be written (a full disk, no permission, a file in the way): the run stops.
+
+    Args are (target path, the OS error's text), plain strings so the error crosses from a worker process.
+    """
+
+
 def _last_element_truncated(ds: Dataset) -> bool:
     """pydicom reads a cut-off final value without complaint; compare its declared and read lengths."""
     keys = list(ds.keys())
@@ -92,7 +99,14 @@ def ensure_file_meta(ds: Dataset) -> None:
 
 
 def write_dicom(ds: Dataset, target: Path) -> None:
-    """Write ``ds`` to ``target`` through a temporary sibling, so a crash leaves no half-written file."""
+    """Write ``ds`` to ``target`` through a temporary sibling, so a crash leaves no half-written file.
+
+    Raises:
+        WriteFailed: the file system refused the write; this is about the output, never about the input.
+    """
     ensure_file_meta(ds)
-    with atomic_file(target, "wb") as handle:
-        ds.save_as(handle, enforce_file_format=True)  # type: ignore[arg-type]
+    try:
+        with atomic_file(target, "wb") as handle:
+            ds.save_as(handle, enforce_file_format=True)  # type: ignore[arg-type]
+    except OSError as exc:
+        raise WriteFailed(str(target), str(exc)) from exc
