@@ -120,6 +120,17 @@ def test_existing_mapping_needs_the_flag(small_input: Path, key_file: Path, tmp_
     assert mapping.read_text().startswith("kind,original,pseudonym")
 
 
+def test_key_inside_out_or_quarantine_is_refused(small_input: Path, key_file: Path, tmp_path: Path) -> None:
+    """The key would travel with the de-identified data and undo the pseudonyms."""
+    for folder in (tmp_path / "out", tmp_path / "out-quarantine"):
+        folder.mkdir()
+        key = shutil.copy(key_file, folder / "site.key")
+        with pytest.raises(InputError, match="key file"):
+            deidentify(small_input, tmp_path / "out", key=key, workers=1)
+        assert [p.name for p in folder.iterdir()] == ["site.key"]
+        shutil.rmtree(folder)
+
+
 # --- one set of settings per OUT ----------------------------------------------------------------------
 
 

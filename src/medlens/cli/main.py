@@ -7,7 +7,10 @@ inside command bodies so that ``medlens --help`` is instant.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
+from types import FrameType
 
 import click
 import typer
@@ -74,12 +77,26 @@ def _register() -> None:
 _register()
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread as Ctrl-C raises KeyboardInterrupt, so the same clean-up runs.
+
+    A BaseException like KeyboardInterrupt: ``except Exception`` lets it through. ``main`` exits with 143.
+    """
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code (testable in-process, as pydicom's CLI is)."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_sigterm = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
-        app(args=args, standalone_mode=False, prog_name="medlens")
+        # Not standalone: Typer returns the exit code (130 after Ctrl-C, a command's typer.Exit) instead of exiting.
+        code = app(args=args, standalone_mode=False, prog_name="medlens")
     except click.exceptions.Exit as exc:
         return int(exc.exit_code or 0)
     except click.exceptions.Abort:
@@ -96,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("medlens: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("medlens: terminated", file=sys.stderr)
+        return 143
     except Exception as exc:  # an unexpected failure: still one line unless --debug
         if debug:
             raise
@@ -104,7 +124,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    return 0
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous_sigterm if previous_sigterm is not None else signal.SIG_DFL)
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

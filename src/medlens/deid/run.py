@@ -25,13 +25,23 @@ from medlens.deid.report import DeidReport, FileResult
 from medlens.deid.worker import FileJob, JobConfig
 
 log = logging.getLogger(__name__)
-_job: FileJob | None = None  # one per worker process
+# Per worker process: the job, whether it has a file in hand, and the exit code once told to stop.
+_job: FileJob | None = None
+_in_file = False
+_stop_code = 0
 
 
 def _stop_worker(signum: int, frame: FrameType | None) -> None:
-    # Pool.terminate() sends SIGTERM: unwinding (rather than dying on the spot) lets the atomic write in
-    # progress delete its temporary file, so an interrupted run leaves only whole files.
-    raise SystemExit(128 + signum)
+    """SIGTERM (``Pool.terminate()``): unwind a file in hand so its atomic write deletes its temporary file.
+
+    Between files (waiting for work, or already exiting) there is nothing to undo: exit at once, without the
+    traceback an exception raised during interpreter shutdown would print.
+    """
+    global _stop_code
+    _stop_code = 128 + signum
+    if not _in_file:
+        os._exit(_stop_code)
+    raise SystemExit(_stop_code)
 
 
 def _init_worker(config: JobConfig) -> None:
@@ -59,9 +69,16 @@ def _ctrl_c_ignored_by_new_processes() -> Iterator[None]:
 
 
 def _run_in_worker(task: tuple[str, str]) -> FileResult:
+    global _in_file
     if _job is None:  # pragma: no cover - the pool initializer always runs first
         raise RuntimeError("worker used before initialisation")
-    return _job(task)
+    _in_file = True
+    try:
+        return _job(task)
+    finally:
+        _in_file = False
+        if _stop_code:  # told to stop, and the SystemExit was lost (raised inside a __del__, say): stop now
+            os._exit(_stop_code)
 
 
 def _inputs(source: Path) -> Iterator[tuple[str, str]]:
@@ -77,7 +94,7 @@ def _inputs(source: Path) -> Iterator[tuple[str, str]]:
 
 
 def _remove_partials(folder: Path) -> None:
-    """Temporary files left by a run that was killed mid-write (atomic writes never expose them)."""
+    """Temporary files of writes cut short (atomic writes never expose them under the final name)."""
     if folder.is_dir():
         for stale in folder.rglob(".*.partial"):
             stale.unlink(missing_ok=True)
@@ -197,8 +214,16 @@ def deidentify(
                 for result in pool.imap_unordered(_run_in_worker, _inputs(source), chunksize=8):
                     collect(result)
     except WriteFailed as exc:
+        _remove_partials(out)
+        _remove_partials(quarantine_dir)
         target, problem = exc.args
         raise InputError(target, f"cannot write this output file: {problem}") from None
+    except BaseException:
+        # Every writer has stopped (the pool is terminated and joined). A signal that fell between a
+        # temporary file's creation and the code guarding it (inside atomic_file) can still leave one.
+        _remove_partials(out)
+        _remove_partials(quarantine_dir)
+        raise
     if mapping_path is not None:
         try:
             with atomic_file(mapping_path, "w") as handle:
