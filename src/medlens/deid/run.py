@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import logging
 import multiprocessing
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import FrameType
 
 from medlens.core.atomic import atomic_file
 from medlens.core.errors import ConfigError, InputError
 from medlens.core.settings import get_settings
+from medlens.deid import interrupts
 from medlens.deid.files import WriteFailed
 from medlens.deid.outputs import RunSettings, check_destinations, claim_output
 from medlens.deid.profile import Options, load_profile
@@ -25,60 +22,21 @@ from medlens.deid.report import DeidReport, FileResult
 from medlens.deid.worker import FileJob, JobConfig
 
 log = logging.getLogger(__name__)
-# Per worker process: the job, whether it has a file in hand, and the exit code once told to stop.
-_job: FileJob | None = None
-_in_file = False
-_stop_code = 0
-
-
-def _stop_worker(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM (``Pool.terminate()``): unwind a file in hand so its atomic write deletes its temporary file.
-
-    Between files (waiting for work, or already exiting) there is nothing to undo: exit at once, without the
-    traceback an exception raised during interpreter shutdown would print.
-    """
-    global _stop_code
-    _stop_code = 128 + signum
-    if not _in_file:
-        os._exit(_stop_code)
-    raise SystemExit(_stop_code)
+_job: FileJob | None = None  # one per worker process
+_stop = interrupts.WorkerStop()  # one per worker process
 
 
 def _init_worker(config: JobConfig) -> None:
     global _job
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the main process stops
-    signal.signal(signal.SIGTERM, _stop_worker)
+    _stop.install()
     _job = FileJob(config)
 
 
-@contextlib.contextmanager
-def _ctrl_c_ignored_by_new_processes() -> Iterator[None]:
-    """Start worker processes with SIGINT ignored, so a Ctrl-C while they import prints no traceback.
-
-    A spawned interpreter that inherits "ignore SIGINT" never installs its KeyboardInterrupt handler. Only the
-    main thread may change handlers; a Ctrl-C during the few milliseconds of process creation is lost.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
-
-
 def _run_in_worker(task: tuple[str, str]) -> FileResult:
-    global _in_file
     if _job is None:  # pragma: no cover - the pool initializer always runs first
         raise RuntimeError("worker used before initialisation")
-    _in_file = True
-    try:
+    with _stop.file():
         return _job(task)
-    finally:
-        _in_file = False
-        if _stop_code:  # told to stop, and the SystemExit was lost (raised inside a __del__, say): stop now
-            os._exit(_stop_code)
 
 
 def _inputs(source: Path) -> Iterator[tuple[str, str]]:
@@ -202,27 +160,28 @@ def deidentify(
             on_file(result)
 
     try:
-        if workers == 1:
-            job = FileJob(config)
-            for task in _inputs(source):
-                collect(job(task))
-        else:
-            context = multiprocessing.get_context("spawn")  # no fork of a process running progress threads
-            with _ctrl_c_ignored_by_new_processes():
-                pool = context.Pool(workers, initializer=_init_worker, initargs=(config,))
-            with pool:  # on any exception, including Ctrl-C, terminate() stops the workers (see _stop_worker)
-                for result in pool.imap_unordered(_run_in_worker, _inputs(source), chunksize=8):
-                    collect(result)
-    except WriteFailed as exc:
-        _remove_partials(out)
-        _remove_partials(quarantine_dir)
-        target, problem = exc.args
-        raise InputError(target, f"cannot write this output file: {problem}") from None
-    except BaseException:
+        with interrupts.noted() as stop_if_interrupted:
+            if workers == 1:
+                job = FileJob(config)
+                for task in _inputs(source):
+                    collect(job(task))
+                    stop_if_interrupted()
+            else:
+                context = multiprocessing.get_context("spawn")  # no fork of a process running progress threads
+                with interrupts.ignored_by_new_processes():
+                    pool = context.Pool(workers, initializer=_init_worker, initargs=(config,))
+                with pool:  # on any exception, Ctrl-C included, terminate() stops the workers (see WorkerStop)
+                    for result in pool.imap_unordered(_run_in_worker, _inputs(source), chunksize=8):
+                        collect(result)
+                        stop_if_interrupted()
+    except BaseException as exc:
         # Every writer has stopped (the pool is terminated and joined). A signal that fell between a
         # temporary file's creation and the code guarding it (inside atomic_file) can still leave one.
         _remove_partials(out)
         _remove_partials(quarantine_dir)
+        if isinstance(exc, WriteFailed):
+            target, problem = exc.args
+            raise InputError(target, f"cannot write this output file: {problem}") from None
         raise
     if mapping_path is not None:
         try:
