@@ -73,7 +73,7 @@ def test_interrupted_deid_exits_cleanly_and_resumes(
     args = ["deid", str(series), str(out), "--key", str(key_file), "--workers", str(workers)]
     proc = _start(args, tmp_path / "home")
     deadline = time.monotonic() + 120
-    while len(list(out.rglob("*.dcm"))) < 10 and proc.poll() is None and time.monotonic() < deadline:
+    while len(list(out.rglob("*.dcm"))) < 5 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     assert proc.poll() is None, "finished before it could be interrupted"
     signum = getattr(signal, signame)
@@ -97,7 +97,7 @@ def test_interrupted_deid_exits_cleanly_and_resumes(
     everything = [p for p in out.rglob("*") if p.is_file()]
     assert not [p for p in everything if p.name.endswith(".partial")]
     written = [p for p in everything if p.suffix == ".dcm"]
-    assert 10 <= len(written) < 192
+    assert 5 <= len(written) < 192
     for path in written:  # whole files only: every one reads to the end of its pixel data
         assert pydicom.dcmread(path).pixel_array.shape == (256, 256)
 
