@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import shutil
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,21 @@ def full_run(dicom_root: Path, key_file: Path, tmp_path_factory: pytest.TempPath
     mapping = out.parent / "mapping.csv"
     report = deidentify(dicom_root, out, key=key_file, workers=2, mapping=mapping)
     return report, out, mapping
+
+
+@pytest.fixture()
+def small_input(dicom_root: Path, tmp_path: Path) -> Path:
+    """Ten MR slices, two CT files from another patient, a text file and a truncated copy of a slice."""
+    src = tmp_path / "in"
+    (src / "mr").mkdir(parents=True)
+    (src / "other").mkdir()
+    slices = sorted((dicom_root / "sag_anon_mr_t1_series").glob("*.dcm"))[:10]
+    for path in slices:
+        shutil.copy(path, src / "mr" / path.name)
+    for name in ("ctbrain1.dcm", "ctbrain2.dcm"):
+        shutil.copy(dicom_root / "deid_data" / name, src / "other" / name)
+    (src / "other" / "notes.txt").write_text("not an image")
+    data = slices[0].read_bytes()
+    (src / "other" / "cut.dcm").write_bytes(data[: len(data) - 5000])
+    (src / "other" / "empty.dcm").write_bytes(b"")
+    return src

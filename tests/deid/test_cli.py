@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,46 @@ def test_installed_script(dicom_root: Path, key_file: Path, tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     assert "skipped" in result.stdout and "written" in result.stdout
     assert "DICOMDIR media index" in result.stderr
+
+
+def _interrupt_with(stop):
+    def fake_deidentify(*args, **kwargs):
+        stop()
+        raise AssertionError("not interrupted")
+
+    return fake_deidentify
+
+
+def _ctrl_c() -> None:
+    raise KeyboardInterrupt
+
+
+def _sigterm() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)  # a real SIGTERM to this process; its handler raises
+    time.sleep(10)
+
+
+@pytest.mark.parametrize(("stop", "code"), [(_ctrl_c, 130), (_sigterm, 143)], ids=["ctrl-c", "sigterm"])
+def test_cli_interrupted_exit_code_and_one_line(
+    stop, code: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import medlens.deid
+
+    def no_handler_in_main(signum, frame):
+        raise RuntimeError("main() installed no SIGTERM handler")  # rather than killing pytest
+
+    monkeypatch.setattr(medlens.deid, "deidentify", _interrupt_with(stop))
+    original = signal.signal(signal.SIGTERM, no_handler_in_main)
+    try:
+        assert main(["deid", str(tmp_path), str(tmp_path / "out"), "--workers", "1"]) == code
+        assert signal.getsignal(signal.SIGTERM) is no_handler_in_main  # main() puts back the handler it found
+    finally:
+        signal.signal(signal.SIGTERM, original)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "interrupted" in lines[0] and "same command" in lines[0], lines
+
+
+def test_cli_help_names_the_path_rules(capsys: pytest.CaptureFixture) -> None:
+    assert main(["deid", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--overwrite-mapping" in text and ".medlens-deid.json" in text

@@ -13,24 +13,6 @@ from medlens.core.errors import ConfigError, InputError
 from medlens.deid import deidentify, load_profile
 
 
-@pytest.fixture()
-def small_input(dicom_root: Path, tmp_path: Path) -> Path:
-    """Ten MR slices, two CT files from another patient, a text file and a truncated copy of a slice."""
-    src = tmp_path / "in"
-    (src / "mr").mkdir(parents=True)
-    (src / "other").mkdir()
-    slices = sorted((dicom_root / "sag_anon_mr_t1_series").glob("*.dcm"))[:10]
-    for path in slices:
-        shutil.copy(path, src / "mr" / path.name)
-    for name in ("ctbrain1.dcm", "ctbrain2.dcm"):
-        shutil.copy(dicom_root / "deid_data" / name, src / "other" / name)
-    (src / "other" / "notes.txt").write_text("not an image")
-    data = slices[0].read_bytes()
-    (src / "other" / "cut.dcm").write_bytes(data[: len(data) - 5000])
-    (src / "other" / "empty.dcm").write_bytes(b"")
-    return src
-
-
 def _uids(out: Path) -> dict[str, tuple[str, str, str]]:
     result = {}
     for path in sorted(out.rglob("*.dcm")):
@@ -182,3 +164,36 @@ def test_mapping_file_only_when_asked_and_never_in_out(small_input: Path, key_fi
         deidentify(small_input, out, key=key_file, mapping=out / "map.csv")
     with pytest.raises(InputError, match="inside"):
         deidentify(small_input, small_input / "out", key=key_file)
+
+
+def test_ctrl_c_swallowed_by_a_library_still_stops_the_run(
+    small_input: Path, key_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pydicom turns any exception while reading a sequence item into OSError (a skipped file): Ctrl-C too."""
+    import os
+    import signal
+    import time
+
+    import medlens.deid.worker
+
+    real_read, calls = medlens.deid.worker.read_dicom, []
+
+    def read_like_pydicom(path: Path):
+        calls.append(path)
+        if len(calls) == 3:
+            try:
+                os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C to this process
+                time.sleep(5)
+            except BaseException:  # pydicom filereader.read_sequence_item does exactly this
+                raise medlens.deid.worker.Skipped("unreadable: OSError: No tag to read") from None
+        return real_read(path)
+
+    monkeypatch.setattr(medlens.deid.worker, "read_dicom", read_like_pydicom)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in any Python process not in nohup
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            deidentify(small_input, tmp_path / "out", key=key_file, workers=1)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back after the run
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert len(calls) == 3  # stopped after the file in hand, not at the end of the run

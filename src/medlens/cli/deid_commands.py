@@ -10,9 +10,15 @@ import typer
 
 def deid(
     source: Path = typer.Argument(..., help="A DICOM file or a folder of them (searched recursively)."),
-    out: Path = typer.Argument(..., help="Output folder: same layout, names that carry no identifier."),
+    out: Path = typer.Argument(
+        ...,
+        help="Output folder: same layout, names that carry no identifier. New, empty, or the OUT of an earlier "
+        "run with the same key, profile and options (recorded in OUT/.medlens-deid.json); never inside the input.",
+    ),
     key: Path | None = typer.Option(
-        None, "--key", help="Key file; same key, same pseudonyms. Default: MEDLENS_HOME/deid/key."
+        None,
+        "--key",
+        help="Key file; same key, same pseudonyms. Default: MEDLENS_HOME/deid/key. Not inside OUT or the quarantine.",
     ),
     profile: str = typer.Option("basic", "--profile", help="'basic' or a site profile YAML that extends it."),
     keep_dates_shifted: bool = typer.Option(
@@ -29,21 +35,37 @@ def deid(
         "--reject-burned-in",
         help="Send images likely to carry burned-in text to the quarantine folder.",
     ),
-    quarantine: Path | None = typer.Option(None, "--quarantine", help="Quarantine folder (default OUT-quarantine)."),
+    quarantine: Path | None = typer.Option(
+        None,
+        "--quarantine",
+        help="Quarantine folder (default OUT-quarantine); outside OUT and the input, containing neither.",
+    ),
     mapping: Path | None = typer.Option(
-        None, "--mapping", help="Write the original -> pseudonym mapping to this CSV (never inside OUT)."
+        None,
+        "--mapping",
+        help="Write the original -> pseudonym mapping to this CSV at the end; outside the input, OUT and the "
+        "quarantine, never the key file, never an existing file without --overwrite-mapping.",
+    ),
+    overwrite_mapping: bool = typer.Option(
+        False, "--overwrite-mapping", help="Replace the --mapping file if it exists (never the key or an input)."
     ),
     workers: int = typer.Option(
         min(4, os.cpu_count() or 1), "--workers", "-j", help="Worker processes (1: in this process)."
     ),
 ) -> None:
-    """De-identify DICOM files (PS3.15 Annex E Basic profile): each input written, quarantined or skipped."""
+    """De-identify DICOM files (PS3.15 Annex E Basic profile): each input written, quarantined or skipped.
+
+    Every destination is checked before anything is written.
+
+    Interrupted (Ctrl-C: exit 130, SIGTERM: 143), it leaves only whole files; the same command again resumes.
+    """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from medlens.deid import deidentify
 
     console = Console(stderr=True)
+    # Ctrl-C and SIGTERM go up to main(), which exits 130/143 with one line: the same command resumes.
     with Progress(
         TextColumn("de-identifying"),
         BarColumn(),
@@ -64,6 +86,7 @@ def deid(
             reject_burned_in=reject_burned_in,
             quarantine=quarantine,
             mapping=mapping,
+            overwrite_mapping=overwrite_mapping,
             workers=workers,
             on_file=lambda _result: progress.advance(task),
         )

@@ -80,7 +80,7 @@ _register()
 # What an interrupted command leaves, and how to go on (every command writes atomically or resumably).
 AFTER_INTERRUPT = {
     "train": "checkpoints up to the last finished epoch are kept; continue with the same command and --resume",
-    "deid": "files written so far are complete; run the same command again to finish the rest",
+    "deid": "the files written so far are whole and kept; run the same command again to resume",
 }
 
 

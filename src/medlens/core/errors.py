@@ -22,6 +22,9 @@ class InputError(MedlensError):
         self.problem = problem
         super().__init__(f"{path}: {problem}")
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # crosses process boundaries (worker pools) intact
+        return (type(self), (str(self.path), self.problem))
+
 
 class ConfigError(MedlensError):
     """A configuration key or value (plan, dataset.yaml, --set) is unknown or invalid."""
@@ -30,6 +33,9 @@ class ConfigError(MedlensError):
         self.key = key
         self.problem = problem
         super().__init__(f"{key}: {problem}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return (type(self), (self.key, self.problem))
 
 
 class Interrupted(BaseException):
@@ -40,3 +46,6 @@ class Interrupted(BaseException):
     def __init__(self, signum: int) -> None:
         self.signum = signum
         super().__init__(f"interrupted by signal {signum}")
+
+    def __reduce__(self) -> tuple[type, tuple[int]]:
+        return (type(self), (self.signum,))

@@ -15,6 +15,7 @@ from pydicom.uid import (
     MediaStorageDirectoryStorage,
 )
 
+from medlens.core.errors import InputError
 from medlens.core.outputs import atomic_file
 
 _UNDEFINED = 0xFFFFFFFF
@@ -23,6 +24,13 @@ _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 
 class Skipped(Exception):
     """An input that is accounted for but not written; the message is the reason shown to the user."""
+
+
+class WriteFailed(Exception):
+    """An output file could not be written (a full disk, no permission, a file in the way): the run stops.
+
+    Args are (target path, the OS error's text), plain strings so the error crosses from a worker process.
+    """
 
 
 def _last_element_truncated(ds: Dataset) -> bool:
@@ -92,7 +100,16 @@ def ensure_file_meta(ds: Dataset) -> None:
 
 
 def write_dicom(ds: Dataset, target: Path) -> None:
-    """Write ``ds`` to ``target`` through a temporary sibling, so a crash leaves no half-written file."""
+    """Write ``ds`` to ``target`` through a temporary sibling, so a crash leaves no half-written file.
+
+    Raises:
+        WriteFailed: the file system refused the write; this is about the output, never about the input.
+    """
     ensure_file_meta(ds)
-    with atomic_file(target, "wb") as handle:
-        ds.save_as(handle, enforce_file_format=True)  # type: ignore[arg-type]
+    try:
+        with atomic_file(target, "wb") as handle:
+            ds.save_as(handle, enforce_file_format=True)  # type: ignore[arg-type]
+    except OSError as exc:
+        raise WriteFailed(str(target), str(exc)) from exc
+    except InputError as exc:  # atomic_file's own "cannot be written" (a file where a folder must go, ...)
+        raise WriteFailed(str(target), exc.problem) from exc

@@ -22,23 +22,31 @@ _MIN_KEY_BYTES = 16
 MAX_SHIFT_DAYS = 3650
 
 
+def key_location(path: str | Path | None, *, default_dir: Path) -> Path:
+    """The key file a run uses: ``path``, or the default one in ``default_dir`` (which may not exist yet)."""
+    return default_dir / "key" if path is None else Path(path)
+
+
+def key_fingerprint(key: bytes) -> str:
+    """Names a key without revealing it: HMAC-SHA256 of a fixed text under the key, in hex."""
+    return hmac.new(key, b"medlens deid key fingerprint", hashlib.sha256).hexdigest()
+
+
 def load_key(path: str | Path | None, *, default_dir: Path) -> tuple[bytes, Path]:
     """Read the key file, or create the default one (``MEDLENS_HOME/deid/key``) on first use.
 
     Returns:
         The key bytes and the file they came from.
     """
+    key_path = key_location(path, default_dir=default_dir)
     if path is None:
-        key_path = default_dir / "key"
         if not key_path.exists():
             key_path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_hex(32) + "\n")
-    else:
-        key_path = Path(path)
-        if not key_path.is_file():
-            raise InputError(key_path, "key file not found")
+    elif not key_path.is_file():
+        raise InputError(key_path, "key file not found")
     key = key_path.read_bytes().strip()
     if len(key) < _MIN_KEY_BYTES:
         raise ConfigError(f"key file {key_path}", f"holds {len(key)} bytes; use at least {_MIN_KEY_BYTES}")
