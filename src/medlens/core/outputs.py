@@ -137,20 +137,22 @@ def atomic_file(target: str | Path, mode: str = "w") -> Iterator[Any]:
     target = Path(target)
     if target.is_dir():
         raise InputError(target, "is a folder, not a file")
+    tmp: Path | None = None
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    except OSError as exc:
-        raise InputError(target, f"cannot be written ({exc.strerror or exc})") from None
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+            tmp = Path(tmp_name)  # from here on the temporary file is removed whatever happens
+            os.close(fd)
+        except OSError as exc:
+            raise InputError(target, f"cannot be written ({exc.strerror or exc})") from None
         with open(tmp, mode) as handle:
             yield handle
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the permissions open() would
         os.replace(tmp, target)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise
 
 
