@@ -12,7 +12,7 @@ import sys
 import click
 import typer
 
-from medlens.core.errors import MedlensError
+from medlens.core.errors import MedlensError, one_line
 
 app = typer.Typer(
     name="medlens",
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     except MedlensError as exc:
         if debug:
             raise
-        print(f"medlens: error: {exc}", file=sys.stderr)
+        print(f"medlens: error: {one_line(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("medlens: interrupted", file=sys.stderr)
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         print(
-            f"medlens: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
+            f"medlens: internal error: {type(exc).__name__}: {one_line(str(exc))} (run with --debug for details)",
             file=sys.stderr,
         )
         return 2

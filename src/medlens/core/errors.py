@@ -19,8 +19,8 @@ class InputError(MedlensError):
 
     def __init__(self, path: str | Path, problem: str) -> None:
         self.path = Path(path)
-        self.problem = problem
-        super().__init__(f"{path}: {problem}")
+        self.problem = one_line(problem)
+        super().__init__(f"{path}: {self.problem}")
 
 
 class ConfigError(MedlensError):
@@ -28,5 +28,10 @@ class ConfigError(MedlensError):
 
     def __init__(self, key: str, problem: str) -> None:
         self.key = key
-        self.problem = problem
-        super().__init__(f"{key}: {problem}")
+        self.problem = one_line(problem)
+        super().__init__(f"{key}: {self.problem}")
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: a library's multi-line message (nibabel's, pydicom's) joined with spaces."""
+    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())

@@ -33,6 +33,9 @@ def read_channels(paths: Sequence[Path], spatial_dims: int, case_id: str = "") -
         if not Path(path).exists():
             raise InputError(path, f"case {case_id}: image file missing")
         image = _as_dims(read_image(path), spatial_dims, path, case_id)
+        if np.issubdtype(image.array.dtype, np.floating) and not np.all(np.isfinite(image.array)):
+            bad = int(image.array.size - np.count_nonzero(np.isfinite(image.array)))
+            raise InputError(path, f"case {case_id}: {bad} voxel(s) are NaN or infinite")
         images.append(image)
     first = images[0]
     for path, image in zip(paths[1:], images[1:], strict=True):
@@ -79,8 +82,8 @@ def read_label_map(
         for value, index in lookup.items():
             indices[array == value] = index
     else:
-        if np.any(values != np.round(values)) or values.min() < 0 or values.max() >= n_classes:
-            bad = [v for v in values.tolist() if v != round(v) or not 0 <= v < n_classes]
+        if not np.all(np.isfinite(values)) or np.any(values != np.round(values)) or values.min() < 0 or values.max() >= n_classes:
+            bad = [v for v in values.tolist() if not np.isfinite(v) or v != round(v) or not 0 <= v < n_classes]
             raise InputError(
                 path,
                 f"case {case_id}: label value(s) {bad[:10]} outside the {n_classes} declared classes "

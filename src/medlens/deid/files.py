@@ -25,6 +25,12 @@ class Skipped(Exception):
     """An input that is accounted for but not written; the message is the reason shown to the user."""
 
 
+def unreadable(exc: BaseException) -> str:
+    """The one-line reason for a file pydicom could not read or write (its messages may embed a traceback)."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"unreadable: {type(exc).__name__}: {first}"
+
+
 def _last_element_truncated(ds: Dataset) -> bool:
     """pydicom reads a cut-off final value without complaint; compare its declared and read lengths."""
     keys = list(ds.keys())
@@ -53,7 +59,7 @@ def read_dicom(path: Path) -> Dataset:
     except Skipped:
         raise
     except (EOFError, OSError, ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
-        raise Skipped(f"unreadable: {type(exc).__name__}: {exc}") from None
+        raise Skipped(unreadable(exc)) from None
     meta = getattr(ds, "file_meta", None)
     if meta is not None and meta.get("MediaStorageSOPClassUID") == MediaStorageDirectoryStorage:
         raise Skipped("DICOMDIR media index (names the original files; rebuild one from the output)")

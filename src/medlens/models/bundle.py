@@ -76,6 +76,9 @@ class Bundle:
                 except (SafetensorError, OSError, RuntimeError) as exc:
                     problem = str(exc).splitlines()[0][:300]
                     raise InputError(self.root / member, f"weights do not fit the plan's network ({problem})") from None
+                bad = [k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+                if bad:
+                    raise InputError(self.root / member, f"weights hold NaN or infinite values ({', '.join(bad[:3])})")
                 self._nets.append(net.eval())
         return self._nets
 
@@ -247,6 +250,8 @@ def read_bundle(path: str | Path, resolve: Callable[[dict[str, Any], str], tuple
         raise InputError(spec_path, f"not a readable YAML file ({type(exc).__name__})") from None
     if not isinstance(spec, dict) or not isinstance(spec.get("plan"), dict):
         raise InputError(spec_path, "not a medlens bundle (no plan mapping)")
+    if spec.get("format", BUNDLE_FORMAT) != BUNDLE_FORMAT:
+        raise InputError(spec_path, f"format {spec.get('format')!r} is not {BUNDLE_FORMAT!r}, the one this medlens reads")
     members = spec.get("members")
     if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
         raise InputError(spec_path, "not a medlens bundle (members must be a list of weight file names)")
@@ -261,8 +266,10 @@ def read_bundle(path: str | Path, resolve: Callable[[dict[str, Any], str], tuple
         if not member_path.is_file():
             raise InputError(member_path, "bundle member weights missing")
     threshold = spec.get("threshold")
-    if threshold is not None and not isinstance(threshold, int | float):
-        raise InputError(spec_path, f"threshold {threshold!r} is not a number")
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1
+    ):
+        raise InputError(spec_path, f"threshold {threshold!r} is not a number from 0 to 1")
     info = spec.get("info") or {}
     if not isinstance(info, dict):
         raise InputError(spec_path, "info is not a mapping")

@@ -35,6 +35,8 @@ def apply_overrides(plan: P, overrides: list[str]) -> P:
             raise ConfigError(item, "an override is written key=value (for example train.batch_size=32)")
         key, text = item.split("=", 1)
         key = key.strip()
+        if not key:
+            raise ConfigError(item, "an override is written key=value (for example train.batch_size=32)")
         try:
             value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError:

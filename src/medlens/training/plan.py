@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from medlens.core.errors import ConfigError
+
 PLAN_VERSION = 2
 
 
@@ -147,7 +149,13 @@ def migrate(raw: dict[str, Any]) -> dict[str, Any]:
     were read by nothing and are gone; ``train.class_weights`` and ``train.label_smoothing`` moved to the
     classification section; ``train.monitor_mode`` is new.
     """
-    if not isinstance(raw, dict) or int(raw.get("version", 1) or 1) >= PLAN_VERSION:
+    if not isinstance(raw, dict):
+        return raw
+    try:
+        version = int(raw.get("version", 1) or 1)
+    except (TypeError, ValueError):
+        raise ConfigError("version", f"{raw.get('version')!r} is not a plan version number") from None
+    if version >= PLAN_VERSION:
         return raw
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
     task = out.get("task")

@@ -46,6 +46,8 @@ def expand_inputs(inputs: Sequence[str | Path], spatial_dims: int = 2) -> list[P
             found.append(item)
             continue
         files = sorted(p for p in item.rglob("*") if p.is_file() and is_image_file(p))
+        if not files:
+            raise InputError(item, "no image files in this folder")
         dicom = [p for p in files if p.suffix.lower() in {".dcm", ".dicom", ""}]
         if spatial_dims == 3 and dicom and len(dicom) == len(files) and _is_volume_folder(item):
             found.append(item)  # a series folder: one volume
@@ -62,7 +64,7 @@ def _is_volume_folder(folder: Path) -> bool:
     try:
         series = find_series(folder)
     except MedlensError:
-        return False
+        return True  # a series with a broken file is still one input: reading it reports the file (then skipped)
     return len(series) == 1 and len(series[0].files) > 1
 
 
@@ -112,7 +114,8 @@ def predict(
         used: set[str] = set()
 
         def skip(item: Any, error: MedlensError) -> None:
-            reason = str(error.problem) if isinstance(error, InputError) else str(error)
+            named = isinstance(error, InputError) and str(error.path) == str(item)
+            reason = str(error.problem) if named else str(error)  # a file inside a series input is named
             result.skipped.append((str(item), reason))
             log.warning("skipped %s: %s", item, reason)
 

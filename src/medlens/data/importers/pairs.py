@@ -91,7 +91,7 @@ def import_pairs(
         raise InputError(images_dir, "no image files found")
     dims, channel_names, modality = describe_images([Path(c.image[0]) for c in cases[:: max(1, len(cases) // 20)]])
     class_names, label_values = _classes(cases, dims, classes)
-    check_cases(cases, class_names, dims, label_values)
+    check_cases(cases, class_names, dims, label_values, channels=len(channel_names))
     assign_splits(cases, None, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
     source = {"format": "pairs", "images": str(images_dir.resolve()), "masks": str(masks_dir.resolve())}
     if label_values is not None:
@@ -112,11 +112,18 @@ def import_pairs(
     return load_dataset(out)
 
 
-def check_cases(cases: list[Case], classes: Sequence[str], dims: int, label_values: Sequence[int] | None = None) -> int:
+def check_cases(
+    cases: list[Case],
+    classes: Sequence[str],
+    dims: int,
+    label_values: Sequence[int] | None = None,
+    channels: int | None = None,
+) -> int:
     """Read every case and check it; warn (naming them) about cases whose mask is empty. Returns ``dims``.
 
     Raises:
-        InputError: a missing file, image and mask on different grids, labels outside the declared set.
+        InputError: a missing file, image and mask on different grids, labels outside the declared set, an image
+            with another number of ``channels`` than the dataset declares.
     """
     from rich.progress import Progress
 
@@ -124,9 +131,13 @@ def check_cases(cases: list[Case], classes: Sequence[str], dims: int, label_valu
     with Progress(transient=True) as progress:
         task = progress.add_task("checking cases", total=len(cases))
         for case in cases:
-            _, mask = read_case(
+            image, mask = read_case(
                 [Path(p) for p in case.image], Path(case.target), dims, len(classes), case.case_id, label_values
             )
+            if channels is not None and image.channels != channels:
+                raise InputError(
+                    case.image[0], f"case {case.case_id}: {image.channels} channel(s); the dataset has {channels}"
+                )
             if not mask.array.any():
                 empty.append(case.case_id)
             progress.advance(task)
