@@ -3,6 +3,7 @@
 Trained once per session (a few seconds each):
     fuzz_sources: :class:`corpus.Sources` over ``MEDLENS_DATA`` (skips when unset, as the rest of the suite does).
     fuzz_dataset: 80/20/20 real PneumoniaMNIST images imported with ``medlens import medmnist``.
+    small_dataset, fuzz_plan: 24/8/8 of them, and the plan ``medlens plan`` writes for it.
     pneumonia_run: a run on it: 1 epoch, quarter-width ResNet (for predict, evaluate, export, resume).
     hippocampus_run: a 3D segmentation run on six real Hippocampus cases, 1 epoch of 2 iterations.
 
@@ -56,6 +57,26 @@ def fuzz_dataset(tmp_path_factory: pytest.TempPathFactory, fuzz_sources: Sources
 
 
 @pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory: pytest.TempPathFactory, fuzz_sources: Sources, _fuzz_home: Path) -> Path:
+    """24/8/8 real PneumoniaMNIST images imported and measured (fingerprint.json): what the dataset, plan and
+    ``--set`` mutations edit (small, so that copying it and training on it take little time)."""
+    work = tmp_path_factory.mktemp("fuzz_small")
+    counts = {"train": 24, "val": 8, "test": 8}
+    arrays = {k: v[: counts[k.split("_")[0]]] for k, v in fuzz_sources.pneumonia.items()}
+    np.savez_compressed(work / "pneumoniamnist.npz", **arrays)
+    _ok(["import", "medmnist", str(work / "pneumoniamnist.npz"), "--out", str(work / "ds")])
+    _ok(["plan", str(work / "ds")])
+    (work / "ds" / "plan.yaml").rename(work / "plan.yaml")  # the dataset itself stays unplanned
+    return work / "ds"
+
+
+@pytest.fixture(scope="session")
+def fuzz_plan(small_dataset: Path) -> str:
+    """The text of the plan.yaml ``medlens plan`` wrote for ``small_dataset``."""
+    return (small_dataset.parent / "plan.yaml").read_text()
+
+
+@pytest.fixture(scope="session")
 def pneumonia_run(tmp_path_factory: pytest.TempPathFactory, fuzz_dataset: Path, _fuzz_home: Path) -> Path:
     run = tmp_path_factory.mktemp("fuzz_pneumonia") / "run"
     _ok(["train", str(fuzz_dataset), "--out", str(run), *TINY])
@@ -81,13 +102,3 @@ def hippocampus_run(tmp_path_factory: pytest.TempPathFactory, fuzz_sources: Sour
     _ok(["train", str(work / "ds"), "--out", str(work / "run"), *settings, *small])
     return work / "run"
 
-
-@pytest.fixture(scope="session")
-def fuzz_plan(tmp_path_factory: pytest.TempPathFactory, fuzz_dataset: Path, _fuzz_home: Path) -> str:
-    """The text of the plan.yaml ``medlens plan`` writes for ``fuzz_dataset`` (planned on a copy)."""
-    import shutil
-
-    copy = tmp_path_factory.mktemp("fuzz_plan") / "ds"
-    shutil.copytree(fuzz_dataset, copy)
-    _ok(["plan", str(copy)])
-    return (copy / "plan.yaml").read_text()

@@ -1163,6 +1163,15 @@ def picture__text_named_png(folder: Path, src: Sources, rng: random.Random) -> B
     return _picture(folder, "text_named_png", ".png", b"<html>not a picture</html>\n")
 
 
+@mutation(
+    "picture",
+    errors={"predict": "an input that cannot exist fails the whole batch, as a missing input does"},
+    commands=("info", "convert", "predict", "import-csv"),
+)
+def picture__name_too_long(folder: Path, src: Sources, rng: random.Random) -> Built:
+    return Built(folder / ("x" * 300 + ".png"), "xxxxxxxxxx")  # no file system holds the name: it cannot exist
+
+
 @mutation("picture")
 def picture__jpeg_truncated(folder: Path, src: Sources, rng: random.Random) -> Built:
     raw = src.bccd[0][1]
@@ -1733,6 +1742,11 @@ def voc__filename_leaving_the_folder(folder: Path, src: Sources, rng: random.Ran
 
 
 @mutation("voc")
+def voc__filename_too_long(folder: Path, src: Sources, rng: random.Random) -> Built:
+    return _voc(folder, src, lambda xml: _first_box(xml, filename="x" * 300 + ".jpg"))
+
+
+@mutation("voc")
 def voc__external_entity(folder: Path, src: Sources, rng: random.Random) -> Built:
     def change(xml: str) -> str:
         doctype = '<?xml version="1.0"?>\n<!DOCTYPE annotation [<!ENTITY secret SYSTEM "file:///etc/hostname">]>\n'
@@ -1862,6 +1876,16 @@ def coco__no_categories(folder: Path, src: Sources, rng: random.Random) -> Built
 @mutation("coco")
 def coco__file_name_leaving_the_folder(folder: Path, src: Sources, rng: random.Random) -> Built:
     return _coco(folder, src, lambda c: c["images"][0].update(file_name="../../../../etc/hostname"))
+
+
+@mutation("coco")
+def coco__file_name_too_long(folder: Path, src: Sources, rng: random.Random) -> Built:
+    return _coco(folder, src, lambda c: c["images"][0].update(file_name="x" * 300 + ".jpg"))
+
+
+@mutation("coco")
+def coco__file_name_not_text(folder: Path, src: Sources, rng: random.Random) -> Built:
+    return _coco(folder, src, lambda c: c["images"][0].update(file_name={"path": "a.jpg"}))
 
 
 @mutation("coco")

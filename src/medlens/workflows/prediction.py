@@ -40,7 +40,11 @@ def expand_inputs(inputs: Sequence[str | Path], spatial_dims: int = 2) -> list[P
     one multi-file DICOM series stays one input (the volume)."""
     found: list[Path] = []
     for item in map(Path, inputs):
-        if not item.exists():
+        try:
+            exists = item.exists()
+        except OSError as exc:  # a name the file system cannot hold (too long, ...)
+            raise InputError(item, f"cannot be read ({exc.strerror})") from None
+        if not exists:
             raise InputError(item, "no such file or folder")
         if item.is_file():
             found.append(item)
