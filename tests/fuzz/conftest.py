@@ -2,8 +2,8 @@
 
 Trained once per session (a few seconds each):
     fuzz_sources: :class:`corpus.Sources` over ``MEDLENS_DATA`` (skips when unset, as the rest of the suite does).
-    fuzz_dataset: 80/20/20 real PneumoniaMNIST images imported with ``medlens import medmnist``.
-    small_dataset, fuzz_plan: 24/8/8 of them, and the plan ``medlens plan`` writes for it.
+    small_dataset: 24/8/8 real PneumoniaMNIST images imported with ``medlens import medmnist`` and measured.
+    fuzz_plan: the plan ``medlens plan`` writes for it.
     pneumonia_run: a run on it: 1 epoch, quarter-width ResNet (for predict, evaluate, export, resume).
     hippocampus_run: a 3D segmentation run on six real Hippocampus cases, 1 epoch of 2 iterations.
 
@@ -22,7 +22,6 @@ import pytest
 from fuzz.corpus import TINY, Sources
 from medlens.cli.main import main
 from medlens.core.settings import get_settings
-
 
 
 @pytest.fixture(scope="session")
@@ -49,21 +48,11 @@ def _ok(argv: list[str]) -> None:
 
 
 @pytest.fixture(scope="session")
-def fuzz_dataset(tmp_path_factory: pytest.TempPathFactory, fuzz_sources: Sources, _fuzz_home: Path) -> Path:
-    work = tmp_path_factory.mktemp("fuzz_dataset")
-    np.savez_compressed(work / "pneumoniamnist.npz", **fuzz_sources.pneumonia)
-    _ok(["import", "medmnist", str(work / "pneumoniamnist.npz"), "--out", str(work / "ds")])
-    return work / "ds"
-
-
-@pytest.fixture(scope="session")
 def small_dataset(tmp_path_factory: pytest.TempPathFactory, fuzz_sources: Sources, _fuzz_home: Path) -> Path:
-    """24/8/8 real PneumoniaMNIST images imported and measured (fingerprint.json): what the dataset, plan and
-    ``--set`` mutations edit (small, so that copying it and training on it take little time)."""
+    """24/8/8 real PneumoniaMNIST images imported and measured (fingerprint.json): what the run is trained on and
+    the dataset, plan and ``--set`` mutations edit (small, so that copying it and training on it take little time)."""
     work = tmp_path_factory.mktemp("fuzz_small")
-    counts = {"train": 24, "val": 8, "test": 8}
-    arrays = {k: v[: counts[k.split("_")[0]]] for k, v in fuzz_sources.pneumonia.items()}
-    np.savez_compressed(work / "pneumoniamnist.npz", **arrays)
+    np.savez_compressed(work / "pneumoniamnist.npz", **fuzz_sources.pneumonia)
     _ok(["import", "medmnist", str(work / "pneumoniamnist.npz"), "--out", str(work / "ds")])
     _ok(["plan", str(work / "ds")])
     (work / "ds" / "plan.yaml").rename(work / "plan.yaml")  # the dataset itself stays unplanned
@@ -77,9 +66,9 @@ def fuzz_plan(small_dataset: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def pneumonia_run(tmp_path_factory: pytest.TempPathFactory, fuzz_dataset: Path, _fuzz_home: Path) -> Path:
+def pneumonia_run(tmp_path_factory: pytest.TempPathFactory, small_dataset: Path, _fuzz_home: Path) -> Path:
     run = tmp_path_factory.mktemp("fuzz_pneumonia") / "run"
-    _ok(["train", str(fuzz_dataset), "--out", str(run), *TINY])
+    _ok(["train", str(small_dataset), "--out", str(run), *TINY])
     return run
 
 
@@ -101,4 +90,3 @@ def hippocampus_run(tmp_path_factory: pytest.TempPathFactory, fuzz_sources: Sour
     small = ["--set", "segmentation.iterations_per_epoch=2", "--set", "segmentation.filters=[4,8,16,32]"]
     _ok(["train", str(work / "ds"), "--out", str(work / "run"), *settings, *small])
     return work / "run"
-

@@ -29,7 +29,8 @@ from fuzz import corpus
 from fuzz.corpus import TINY, Built, Sources
 from medlens.cli.main import main
 
-pytestmark = pytest.mark.xdist_group("fuzz")
+# the libraries warn about the corrupt values on purpose; what matters is how medlens ends
+pytestmark = [pytest.mark.xdist_group("fuzz"), pytest.mark.filterwarnings("ignore::UserWarning")]
 FINGERPRINT = "fingerprint.json"  # medlens's cache of a dataset's measurements, kept in the dataset folder
 
 
@@ -173,7 +174,7 @@ def import_msd(case: Case) -> Setup:
         folder = bad.path
     else:  # a malformed image (or label) as one case of a good task folder
         training = corpus.write_msd(task, case.sources)
-        case_id, image, label = case.sources.hippocampus[4]
+        _, image, label = case.sources.hippocampus[4]
         if case.kind == "nifti":
             bad = case.bad(task / "imagesTr")
             (task / "labelsTr" / bad.path.name).write_bytes(label)
@@ -258,7 +259,7 @@ def export(case: Case) -> Setup:
 
 def resume(case: Case) -> Setup:
     bad = case.bad()
-    dataset = case.fixture("fuzz_dataset")
+    dataset = case.fixture("small_dataset")
     return Setup(["train", str(dataset), "--out", str(bad.path), "--resume"], bad, [dataset])
 
 
@@ -352,6 +353,8 @@ def test_malformed_input_ends_cleanly(
         assert any(setup.bad.names in line for line in skipped), f"{setup.bad.names} not reported as skipped:\n{err}"
     else:
         assert code == 0, f"{reason}; but: {err}"
+        skipped = [line for line in err.splitlines() if line.startswith("skipped") and setup.bad.names in line]
+        assert not skipped, f"{reason}; but: {skipped}"
     assert not list(tmp_path.rglob("*.partial")), "a .partial file was left behind"
     assert not (tmp_path / corpus.MARKER).exists(), "a pickle payload was unpickled"
     after = {str(w): checksums(w) for w in watched}
@@ -361,3 +364,51 @@ def test_malformed_input_ends_cleanly(
         if command in ("plan", "train") and str(Path(setup.bad.path) / FINGERPRINT) not in before[folder]:
             after[folder].pop(str(Path(setup.bad.path) / FINGERPRINT), None)  # the dataset's measurement cache
         assert after[folder] == before[folder], f"{folder} changed"
+
+
+# A few cases as real processes: the exit code the shell sees, and everything the process writes to stderr (libraries
+# that print warnings or log through handlers of their own would show here, not in-process). Commands that import
+# torch are left out: a fresh process spends seconds importing it.
+IN_A_PROCESS = [
+    ("nifti", "dim0_nine", "info"),  # nibabel logs through a stderr handler of its own
+    ("dicom", "rescale_slope_text", "info"),  # pydicom warns about the value it cannot read
+    ("npz", "pickled_object_array", "import-medmnist"),  # the payload must not run in a real process either
+    ("dicom", "rle_syntax_on_native_pixels", "deid"),  # a skip: stderr holds the skip line and nothing else
+]
+
+
+@pytest.mark.parametrize(("kind", "mutation", "command"), [pytest.param(*c, id="-".join(c)) for c in IN_A_PROCESS])
+def test_in_a_real_process(
+    kind: str, mutation: str, command: str, tmp_path: Path, fuzz_sources: Sources, request: pytest.FixtureRequest
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    import medlens
+
+    case = Case(kind, mutation, command, tmp_path, fuzz_sources, request)
+    case.input.mkdir()
+    setup = COMMANDS[command](case)
+    before = checksums(case.input)
+    src = str(Path(medlens.__file__).parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
+    env["MEDLENS_HOME"] = str(tmp_path / "home")
+    done = subprocess.run(
+        [sys.executable, "-m", "medlens.cli.main", "-q", *setup.argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    lines = done.stderr.strip().splitlines()
+    if corpus.expectation(kind, mutation, command)[0] == "skip":
+        assert done.returncode == 0, done.stderr
+        assert lines and all(line.startswith("skipped ") for line in lines), done.stderr
+        assert setup.bad.names in lines[0]
+    else:
+        assert done.returncode == 1, done.stderr
+        assert len(lines) == 1 and lines[0].startswith("medlens: error: ") and setup.bad.names in lines[0], done.stderr
+        assert not any(output.exists() for output in setup.outputs)
+    assert not (tmp_path / corpus.MARKER).exists()
+    assert checksums(case.input) == before

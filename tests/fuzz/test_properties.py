@@ -35,7 +35,8 @@ from fuzz import corpus
 from fuzz.corpus import Sources
 from medlens.core.errors import ConfigError, MedlensError
 
-pytestmark = pytest.mark.xdist_group("fuzz")
+# the libraries warn about the corrupt values on purpose; what matters is how medlens ends
+pytestmark = [pytest.mark.xdist_group("fuzz"), pytest.mark.filterwarnings("ignore::UserWarning")]
 FEW = settings(
     max_examples=50,
     deadline=None,
@@ -194,7 +195,9 @@ def test_any_yolo_labels_import_or_are_refused(fuzz_sources: Sources, tmp_path_f
 
 _JSON_VALUES = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(-3, 10**6), st.floats(), st.text(max_size=8)),
-    lambda children: st.one_of(st.lists(children, max_size=5), st.dictionaries(st.text(max_size=8), children, max_size=4)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=5), st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -215,7 +218,9 @@ def _coco_mapping(draw: st.DrawFn, good: dict[str, Any]) -> Any:
     return content
 
 
-def test_any_coco_mapping_imports_or_is_refused(fuzz_sources: Sources, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_any_coco_mapping_imports_or_is_refused(
+    fuzz_sources: Sources, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     from medlens.data.importers import get_importer
 
     folder = corpus.coco_folder(tmp_path_factory.mktemp("coco") / "coco", fuzz_sources)

@@ -82,7 +82,12 @@ def read_label_map(
         for value, index in lookup.items():
             indices[array == value] = index
     else:
-        if not np.all(np.isfinite(values)) or np.any(values != np.round(values)) or values.min() < 0 or values.max() >= n_classes:
+        if (
+            not np.all(np.isfinite(values))
+            or np.any(values != np.round(values))
+            or values.min() < 0
+            or values.max() >= n_classes
+        ):
             bad = [v for v in values.tolist() if not np.isfinite(v) or v != round(v) or not 0 <= v < n_classes]
             raise InputError(
                 path,

@@ -80,10 +80,15 @@ def open_dataset(path: Path, stop_before_pixels: bool = False, force: bool = Fal
     return ds
 
 
-_INTEGER_ELEMENTS = ("Rows", "Columns", "SamplesPerPixel", "NumberOfFrames", "BitsAllocated", "BitsStored",
-                     "PixelRepresentation", "InstanceNumber", "SeriesNumber")  # fmt: skip
-_NUMBER_ELEMENTS = ("RescaleSlope", "RescaleIntercept", "PixelSpacing", "ImagerPixelSpacing", "ImageOrientationPatient",
-                    "ImagePositionPatient", "SliceThickness", "SpacingBetweenSlices", "WindowCenter", "WindowWidth")  # fmt: skip
+# The elements the readers turn into numbers (sizes and counts; geometry, rescale and window).
+_INTEGER_ELEMENTS = (
+    "Rows", "Columns", "SamplesPerPixel", "NumberOfFrames", "BitsAllocated", "BitsStored", "PixelRepresentation",
+    "InstanceNumber", "SeriesNumber",
+)  # fmt: skip
+_NUMBER_ELEMENTS = (
+    "RescaleSlope", "RescaleIntercept", "PixelSpacing", "ImagerPixelSpacing", "ImageOrientationPatient",
+    "ImagePositionPatient", "SliceThickness", "SpacingBetweenSlices", "WindowCenter", "WindowWidth",
+)  # fmt: skip
 _COUNTS = {"PixelSpacing": 2, "ImagerPixelSpacing": 2, "ImageOrientationPatient": 6, "ImagePositionPatient": 3}
 
 

@@ -34,7 +34,13 @@ def read_nifti(path: Path) -> Image:
             raise InputError(path, f"not a NIfTI file ({type(img).__name__})")
         data = np.asanyarray(img.dataobj)  # applies scl_slope/scl_inter when set
         affine = np.asarray(img.affine, dtype=float)
-    except (OSError, EOFError, ValueError, nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError) as exc:
+    except (
+        OSError,
+        EOFError,
+        ValueError,
+        nib.filebasedimages.ImageFileError,
+        nib.spatialimages.HeaderDataError,
+    ) as exc:
         raise InputError(path, f"unreadable NIfTI file ({type(exc).__name__}: {exc})") from exc
     if np.iscomplexobj(data):
         raise InputError(path, f"complex voxels ({data.dtype}) are not intensities; save the magnitude")

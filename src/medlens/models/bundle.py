@@ -251,7 +251,9 @@ def read_bundle(path: str | Path, resolve: Callable[[dict[str, Any], str], tuple
     if not isinstance(spec, dict) or not isinstance(spec.get("plan"), dict):
         raise InputError(spec_path, "not a medlens bundle (no plan mapping)")
     if spec.get("format", BUNDLE_FORMAT) != BUNDLE_FORMAT:
-        raise InputError(spec_path, f"format {spec.get('format')!r} is not {BUNDLE_FORMAT!r}, the one this medlens reads")
+        raise InputError(
+            spec_path, f"format {spec.get('format')!r} is not {BUNDLE_FORMAT!r}, the one this medlens reads"
+        )
     members = spec.get("members")
     if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
         raise InputError(spec_path, "not a medlens bundle (members must be a list of weight file names)")

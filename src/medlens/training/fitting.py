@@ -106,7 +106,9 @@ def fit_member(
         read_checkpoint(last)  # refused here, naming the file, when it is not a plain checkpoint of tensors
     start = time.monotonic()
     try:
-        trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None, weights_only=True)
+        trainer.fit(
+            module, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None, weights_only=True
+        )
     except (RuntimeError, MisconfigurationException) as exc:  # Lightning's callbacks cannot find the monitor
         if f"{t.monitor}" not in str(exc) or t.monitor in ("val_loss", "train_loss"):
             raise

@@ -118,8 +118,8 @@ def predict(
         used: set[str] = set()
 
         def skip(item: Any, error: MedlensError) -> None:
-            named = isinstance(error, InputError) and str(error.path) == str(item)
-            reason = str(error.problem) if named else str(error)  # a file inside a series input is named
+            # an error about another file than the input (one inside a series folder) names that file
+            reason = error.problem if isinstance(error, InputError) and str(error.path) == str(item) else str(error)
             result.skipped.append((str(item), reason))
             log.warning("skipped %s: %s", item, reason)
 

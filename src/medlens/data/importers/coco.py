@@ -89,10 +89,10 @@ def import_coco(
         if not path.is_relative_to(absolute_path(images)):
             raise InputError(annotations, f"images[{i}] file_name {entry['file_name']!r} leads outside {images}")
         try:
-            found = path.is_file()
+            present = path.is_file()
         except OSError as exc:  # a name the file system cannot hold (too long, ...)
             raise InputError(annotations, f"images[{i}] file_name {entry['file_name']!r:.80}: {exc.strerror}") from None
-        if not found:
+        if not present:
             raise InputError(path, f"image file missing (listed in {annotations})")
         size = image_size_of(path)
         if _listed_size(entry) not in (None, size):

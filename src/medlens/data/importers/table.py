@@ -92,7 +92,9 @@ def import_csv(
         try:
             exists = path.exists()
         except OSError as exc:  # a name the file system cannot hold (too long, ...)
-            raise InputError(table, f"line {line}: image path {row[image_column].strip()!r:.80}: {exc.strerror}") from None
+            raise InputError(
+                table, f"line {line}: image path {row[image_column].strip()!r:.80}: {exc.strerror}"
+            ) from None
         if not exists:
             raise InputError(path, f"image listed at line {line} of {table} does not exist")
         split = (row.get(split_column) or "").strip().lower()
