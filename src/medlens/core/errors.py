@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 
@@ -33,5 +34,7 @@ class ConfigError(MedlensError):
 
 
 def one_line(text: str) -> str:
-    """``text`` on one line: a library's multi-line message (nibabel's, pydicom's) joined with spaces."""
-    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+    """``text`` as one line of plain text: a library's multi-line message (nibabel's, pydicom's) joined with
+    spaces, terminal colour codes (torch's) removed."""
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", str(text))
+    return " ".join(line.strip() for line in plain.splitlines() if line.strip())

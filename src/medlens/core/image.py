@@ -127,3 +127,10 @@ def default_affine(spatial_dims: int, spacing: tuple[float, ...] | None = None) 
     affine = np.eye(spatial_dims + 1)
     affine[:spatial_dims, :spatial_dims] = np.diag(spacing)
     return affine
+
+
+def count_nonfinite(array: np.ndarray) -> int:
+    """How many values of ``array`` are NaN or infinite (none in integer and boolean arrays)."""
+    if not np.issubdtype(array.dtype, np.inexact):
+        return 0
+    return int(array.size - np.count_nonzero(np.isfinite(array)))

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from medlens.core.errors import InputError
+from medlens.core.image import count_nonfinite
 from medlens.core.outputs import write_json
 from medlens.data.dataset import SPLITS, Dataset
 
@@ -63,6 +64,9 @@ def compute_fingerprint(
         case = dataset.cases[int(i)]
         path = dataset.image_paths(case)[0]
         image = read_image(path)
+        bad = count_nonfinite(image.array)
+        if bad:
+            raise InputError(path, f"case {case.case_id}: {bad} pixel(s) are NaN or infinite")
         # pictures as 2D; volumes in the canonical orientation (RAS) that training uses
         image = image.as_2d() if dataset.spec.spatial_dims == 2 else image.reoriented()
         if image.spatial_dims != dataset.spec.spatial_dims:

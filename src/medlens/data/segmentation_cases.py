@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from medlens.core.errors import InputError
-from medlens.core.image import Image
+from medlens.core.image import Image, count_nonfinite
 
 log = logging.getLogger(__name__)
 GEOMETRY_TOLERANCE_MM = 1e-2  # affines may differ by float32 rounding between image and mask writers
@@ -33,8 +33,8 @@ def read_channels(paths: Sequence[Path], spatial_dims: int, case_id: str = "") -
         if not Path(path).exists():
             raise InputError(path, f"case {case_id}: image file missing")
         image = _as_dims(read_image(path), spatial_dims, path, case_id)
-        if np.issubdtype(image.array.dtype, np.floating) and not np.all(np.isfinite(image.array)):
-            bad = int(image.array.size - np.count_nonzero(np.isfinite(image.array)))
+        bad = count_nonfinite(image.array)
+        if bad:
             raise InputError(path, f"case {case_id}: {bad} voxel(s) are NaN or infinite")
         images.append(image)
     first = images[0]

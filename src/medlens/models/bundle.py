@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import yaml
 
-from medlens.core.errors import ConfigError, InputError, MedlensError
+from medlens.core.errors import ConfigError, InputError, MedlensError, one_line
 from medlens.core.image import Image
 from medlens.core.outputs import write_text_atomic
 from medlens.training.plan import Plan
@@ -69,12 +69,15 @@ class Bundle:
 
             plan = self.plan.without_pretrained()
             for member in self.members:
-                net = self.task.build_network(plan)
+                try:
+                    net = self.task.build_network(plan)
+                except ConfigError as exc:  # a plan whose network cannot be built
+                    raise InputError(self.root / BUNDLE_FILE, f"invalid plan: {exc}") from None
                 try:
                     state = load_file(str(self.root / member))
                     net.load_state_dict(state)
                 except (SafetensorError, OSError, RuntimeError) as exc:
-                    problem = str(exc).splitlines()[0][:300]
+                    problem = one_line(str(exc))[:300]  # torch names the keys on the lines after the first
                     raise InputError(self.root / member, f"weights do not fit the plan's network ({problem})") from None
                 bad = [k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())]
                 if bad:

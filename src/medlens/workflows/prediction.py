@@ -108,6 +108,7 @@ def predict(
         'pneumonia'
     """
     bundle = load_bundle(run_dir)
+    bundle.networks()  # a bundle whose weights cannot be loaded fails here, not as a skip of every input
     paths = expand_inputs(inputs, bundle.plan.spatial_dims)
     guarded = [("input", Path(p)) for p in inputs] + [("run folder", Path(run_dir))]
     result = PredictionRun(Path(out))

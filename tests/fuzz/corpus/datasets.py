@@ -207,7 +207,7 @@ def dataset__image_truncated(folder: Path, src: Sources, rng: random.Random) -> 
 def dataset__image_with_nan(folder: Path, src: Sources, rng: random.Random) -> Built:
     values = src.xray(6).astype(np.float32)
     values[4:8, 4:8] = np.nan
-    for split in ("train", "test"):
+    for split in ("train", "val", "test"):  # every case numbered 6 (7) in its split
         (folder / "images" / f"{split}_00006.png").unlink()
         (folder / "images" / f"{split}_00006.tif").write_bytes(picture_bytes(values, "TIFF"))
     edit_text(folder / "manifest.csv", lambda text: text.replace("_00006.png", "_00006.tif"))
@@ -216,7 +216,7 @@ def dataset__image_with_nan(folder: Path, src: Sources, rng: random.Random) -> B
 
 @mutation("dataset")
 def dataset__image_of_another_dimension(folder: Path, src: Sources, rng: random.Random) -> Built:
-    for split in ("train", "test"):
+    for split in ("train", "val", "test"):  # every case numbered 6 (7) in its split
         (folder / "images" / f"{split}_00007.png").unlink()
         (folder / "images" / f"{split}_00007.nii.gz").write_bytes(src.hippocampus[0][1])
     edit_text(folder / "manifest.csv", lambda text: text.replace("_00007.png", "_00007.nii.gz"))
