@@ -69,10 +69,11 @@ def read_dicom(path: Path) -> Dataset:
         raise Skipped("truncated: the last element is shorter than its declared length")
     if "Rows" in ds and not any(tag in ds for tag in _PIXEL_TAGS):
         raise Skipped("truncated: image attributes present but no pixel data")
-    try:
-        str(ds.SOPInstanceUID)
-    except AttributeError:
-        raise Skipped("not a DICOM instance (no SOP Instance UID)") from None
+    for keyword, name in (("SOPInstanceUID", "SOP Instance UID"), ("SOPClassUID", "SOP Class UID")):
+        try:
+            str(getattr(ds, keyword))
+        except AttributeError:
+            raise Skipped(f"not a DICOM instance (no {name})") from None
     return ds
 
 
