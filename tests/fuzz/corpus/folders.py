@@ -50,7 +50,7 @@ def class_folder__not_a_folder(folder: Path, src: Sources, rng: random.Random) -
     return Built(path)
 
 
-@mutation("class_folder", valid={"import-folder": "a class with one image is kept (in one split); a warning says why"})
+@mutation("class_folder", valid={"import-folder": "a class with one image imports (the image lands in one split)"})
 def class_folder__class_of_one_image(folder: Path, src: Sources, rng: random.Random) -> Built:
     write_xrays(folder / "classes" / "normal", src, range(8))
     write_xrays(folder / "classes" / "pneumonia", src, range(8, 9))
