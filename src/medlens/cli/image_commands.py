@@ -8,7 +8,10 @@ import typer
 
 
 def _is_dicom_collection(path: Path) -> bool:
-    return path.is_dir() or path.name.upper() == "DICOMDIR"
+    try:
+        return path.is_dir() or path.name.upper() == "DICOMDIR"
+    except OSError:  # a name the file system cannot hold: read_image says so
+        return False
 
 
 def info(

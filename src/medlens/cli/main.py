@@ -15,7 +15,7 @@ from typing import Any
 import click
 import typer
 
-from medlens.core.errors import Interrupted, MedlensError
+from medlens.core.errors import Interrupted, MedlensError, one_line
 
 app = typer.Typer(
     name="medlens",
@@ -135,13 +135,13 @@ def _run(args: list[str], debug: bool) -> int:
     except MedlensError as exc:
         if debug:
             raise
-        print(f"medlens: error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line, whatever the message
+        print(f"medlens: error: {one_line(str(exc))}", file=sys.stderr)
         return 1
     except Exception as exc:  # an unexpected failure: still one line unless --debug
         if debug:
             raise
         print(
-            f"medlens: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
+            f"medlens: internal error: {type(exc).__name__}: {one_line(str(exc))} (run with --debug for details)",
             file=sys.stderr,
         )
         return 2

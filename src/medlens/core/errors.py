@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 
@@ -19,8 +20,8 @@ class InputError(MedlensError):
 
     def __init__(self, path: str | Path, problem: str) -> None:
         self.path = Path(path)
-        self.problem = problem
-        super().__init__(f"{path}: {problem}")
+        self.problem = one_line(problem)
+        super().__init__(f"{path}: {self.problem}")
 
     def __reduce__(self) -> tuple[type, tuple[str, str]]:  # crosses process boundaries (worker pools) intact
         return (type(self), (str(self.path), self.problem))
@@ -31,8 +32,8 @@ class ConfigError(MedlensError):
 
     def __init__(self, key: str, problem: str) -> None:
         self.key = key
-        self.problem = problem
-        super().__init__(f"{key}: {problem}")
+        self.problem = one_line(problem)
+        super().__init__(f"{key}: {self.problem}")
 
     def __reduce__(self) -> tuple[type, tuple[str, str]]:
         return (type(self), (self.key, self.problem))
@@ -49,3 +50,10 @@ class Interrupted(BaseException):
 
     def __reduce__(self) -> tuple[type, tuple[int]]:
         return (type(self), (self.signum,))
+
+
+def one_line(text: str) -> str:
+    """``text`` as one line of plain text: a library's multi-line message (nibabel's, pydicom's) joined with
+    spaces, terminal colour codes (torch's) removed."""
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", str(text))
+    return " ".join(line.strip() for line in plain.splitlines() if line.strip())

@@ -129,16 +129,22 @@ def default_affine(spatial_dims: int, spacing: tuple[float, ...] | None = None) 
     return affine
 
 
+def count_nonfinite(array: np.ndarray) -> int:
+    """How many values of ``array`` are NaN or infinite (none in integer and boolean arrays)."""
+    if not np.issubdtype(array.dtype, np.inexact):
+        return 0
+    return int(array.size - np.count_nonzero(np.isfinite(array)))
+
+
 def require_finite(image: Image, source: str | None = None, doing: str = "use") -> Image:
     """Return ``image``; raise an error naming ``source`` when any pixel is NaN or infinite.
 
     A model must neither learn from nor diagnose pixels that are not numbers.
     """
-    array = image.array
-    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+    bad = count_nonfinite(image.array)
+    if bad:
         from medlens.core.errors import InputError
 
-        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
         raise InputError(
             source or str(image.meta.get("source", "<memory>")),
             f"{bad} pixel(s) are NaN or infinite; refusing to {doing} it",

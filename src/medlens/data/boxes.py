@@ -109,17 +109,23 @@ def write_detection_dataset(
     totals: Counter[str] = Counter()
     cases: list[Case] = []
     files: dict[str, dict[str, object]] = {}
+    owners: dict[str, ImageRecord] = {}
     for record in records:
         boxes, labels, changes = validate_boxes(record)
         totals.update(changes)
         target = f"boxes/{_safe_name(record.case_id)}.json"
+        if target in owners:
+            raise InputError(
+                record.source or record.image,
+                f"{record.image} and {owners[target].image} are both case {record.case_id!r} (listed twice, or names "
+                "that differ only in characters a file name cannot hold); rename one",
+            )
+        owners[target] = record
         files[target] = {
             "image_size": list(record.size),
             "boxes": [{"box": b, "label": lab} for b, lab in zip(boxes, labels, strict=True)],
         }
         cases.append(Case(record.case_id, record.case_id, [str(absolute_path(record.image))], target, record.split))
-    if len(set(files)) != len(cases):
-        raise InputError(out, "two images map to the same boxes file name; rename the images")
     if totals["clipped"]:
         log.warning("%d box(es) crossed the image edge and were clipped to it", totals["clipped"])
     negatives = sum(not f["boxes"] for f in files.values())
@@ -189,6 +195,8 @@ def image_size_of(path: Path) -> tuple[int, int]:
         with PILImage.open(path) as picture:
             width, height = picture.size
             return int(height), int(width)
+    except PILImage.DecompressionBombError as exc:
+        raise InputError(path, f"unreadable picture ({exc})") from None
     except (UnidentifiedImageError, OSError):
         from medlens.io import read_image
 

@@ -201,6 +201,10 @@ def load_dataset(root: str | Path) -> Dataset:
         )
         for _, row in rows
     ]
+    unknown = [(line, row["split"]) for line, row in rows if row["split"] and row["split"] not in SPLITS]
+    if unknown:
+        line, split = unknown[0]
+        raise InputError(manifest, f"line {line}: unknown split {split!r} (train, val, test, or empty)")
     if not cases:
         raise InputError(manifest, "manifest has no cases")
     _check_unique_ids(manifest, cases)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from medlens.core.errors import InputError
-from medlens.core.image import Image
+from medlens.core.image import Image, count_nonfinite
 
 log = logging.getLogger(__name__)
 GEOMETRY_TOLERANCE_MM = 1e-2  # affines may differ by float32 rounding between image and mask writers
@@ -33,6 +33,9 @@ def read_channels(paths: Sequence[Path], spatial_dims: int, case_id: str = "") -
         if not Path(path).exists():
             raise InputError(path, f"case {case_id}: image file missing")
         image = _as_dims(read_image(path), spatial_dims, path, case_id)
+        bad = count_nonfinite(image.array)
+        if bad:
+            raise InputError(path, f"case {case_id}: {bad} voxel(s) are NaN or infinite")
         images.append(image)
     first = images[0]
     for path, image in zip(paths[1:], images[1:], strict=True):
@@ -79,8 +82,13 @@ def read_label_map(
         for value, index in lookup.items():
             indices[array == value] = index
     else:
-        if np.any(values != np.round(values)) or values.min() < 0 or values.max() >= n_classes:
-            bad = [v for v in values.tolist() if v != round(v) or not 0 <= v < n_classes]
+        if (
+            not np.all(np.isfinite(values))
+            or np.any(values != np.round(values))
+            or values.min() < 0
+            or values.max() >= n_classes
+        ):
+            bad = [v for v in values.tolist() if not np.isfinite(v) or v != round(v) or not 0 <= v < n_classes]
             raise InputError(
                 path,
                 f"case {case_id}: label value(s) {bad[:10]} outside the {n_classes} declared classes "

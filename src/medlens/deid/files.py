@@ -33,6 +33,12 @@ class WriteFailed(Exception):
     """
 
 
+def unreadable(exc: BaseException) -> str:
+    """The one-line reason for a file pydicom could not read or write (its messages may embed a traceback)."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"unreadable: {type(exc).__name__}: {first}"
+
+
 def _last_element_truncated(ds: Dataset) -> bool:
     """pydicom reads a cut-off final value without complaint; compare its declared and read lengths."""
     keys = list(ds.keys())
@@ -61,7 +67,7 @@ def read_dicom(path: Path) -> Dataset:
     except Skipped:
         raise
     except (EOFError, OSError, ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
-        raise Skipped(f"unreadable: {type(exc).__name__}: {exc}") from None
+        raise Skipped(unreadable(exc)) from None
     meta = getattr(ds, "file_meta", None)
     if meta is not None and meta.get("MediaStorageSOPClassUID") == MediaStorageDirectoryStorage:
         raise Skipped("DICOMDIR media index (names the original files; rebuild one from the output)")
@@ -71,10 +77,11 @@ def read_dicom(path: Path) -> Dataset:
         raise Skipped("truncated: the last element is shorter than its declared length")
     if "Rows" in ds and not any(tag in ds for tag in _PIXEL_TAGS):
         raise Skipped("truncated: image attributes present but no pixel data")
-    try:
-        str(ds.SOPInstanceUID)
-    except AttributeError:
-        raise Skipped("not a DICOM instance (no SOP Instance UID)") from None
+    for keyword, name in (("SOPInstanceUID", "SOP Instance UID"), ("SOPClassUID", "SOP Class UID")):
+        try:
+            str(getattr(ds, keyword))
+        except AttributeError:
+            raise Skipped(f"not a DICOM instance (no {name})") from None
     return ds
 
 

@@ -13,7 +13,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from medlens.deid.elements import ElementRules, patient_key
-from medlens.deid.files import Skipped, WriteFailed, read_dicom, write_dicom
+from medlens.deid.files import Skipped, WriteFailed, read_dicom, unreadable, write_dicom
 from medlens.deid.pixels import blank_regions, burned_in_reason
 from medlens.deid.profile import Options, load_profile
 from medlens.deid.pseudonyms import Pseudonymizer
@@ -77,7 +77,7 @@ class FileJob:
         except (KeyboardInterrupt, SystemExit, MemoryError, WriteFailed):
             raise
         except Exception as exc:  # a value pydicom cannot decode or encode: account for it, go on
-            return FileResult(rel, "skipped", reason=f"unreadable: {type(exc).__name__}: {exc}")
+            return FileResult(rel, "skipped", reason=unreadable(exc))
         if done:
             result.status = "done"
         result.mapping = [(kind, orig, new) for (kind, orig), new in self.pseudo.mapping.items()]

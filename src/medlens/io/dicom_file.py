@@ -50,6 +50,9 @@ def check_has_pixels(ds: Dataset, path: Path) -> None:
     if not has_pixels(ds):
         modality = ds.get("Modality", "unknown modality")
         raise InputError(path, f"DICOM object without pixel data ({modality}): nothing to read as an image")
+    missing = [k for k in ("Rows", "Columns") if ds.get(k) in (None, "")]
+    if missing:
+        raise InputError(path, f"pixel data without {' and '.join(missing)}: header truncated or corrupt")
 
 
 def read_planar(ds: Dataset, path: Path) -> Image:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -60,16 +61,77 @@ def has_dicom_preamble(path: Path) -> bool:
 
 
 def open_dataset(path: Path, stop_before_pixels: bool = False, force: bool = False) -> Dataset:
-    """Read a DICOM file (also ``.dcm.gz``), raising :class:`InputError` naming the file on failure."""
+    """Read a DICOM file (also ``.dcm.gz``), raising :class:`InputError` naming the file on failure.
+
+    The header values medlens computes with (sizes, rescale, spacing, orientation, position, window) are checked
+    here, once, so that a corrupt value is an error naming the file and the element (see :func:`check_values`).
+    """
     try:
         if path.name.lower().endswith(".gz"):
             with gzip.open(path, "rb") as handle:
-                return pydicom.dcmread(handle, stop_before_pixels=stop_before_pixels, force=force)
-        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=force)
+                ds = pydicom.dcmread(handle, stop_before_pixels=stop_before_pixels, force=force)
+        else:
+            ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=force)
     except InvalidDicomError as exc:
         raise InputError(path, f"not a DICOM file ({exc})") from exc
     except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InputError(path, f"unreadable DICOM file, truncated or corrupt ({type(exc).__name__}: {exc})") from exc
+    check_values(ds, path)
+    return ds
+
+
+# The elements the readers turn into numbers (sizes and counts; geometry, rescale and window).
+_INTEGER_ELEMENTS = (
+    "Rows", "Columns", "SamplesPerPixel", "NumberOfFrames", "BitsAllocated", "BitsStored", "PixelRepresentation",
+    "InstanceNumber", "SeriesNumber",
+)  # fmt: skip
+_NUMBER_ELEMENTS = (
+    "RescaleSlope", "RescaleIntercept", "PixelSpacing", "ImagerPixelSpacing", "ImageOrientationPatient",
+    "ImagePositionPatient", "SliceThickness", "SpacingBetweenSlices", "WindowCenter", "WindowWidth",
+)  # fmt: skip
+_COUNTS = {"PixelSpacing": 2, "ImagerPixelSpacing": 2, "ImageOrientationPatient": 6, "ImagePositionPatient": 3}
+
+
+def check_values(ds: Dataset, path: Path) -> None:
+    """Raise :class:`InputError` naming the file and the element when a value medlens computes with is corrupt.
+
+    pydicom reads an invalid number (``RescaleSlope`` "abc", ``NumberOfFrames`` "xy") as text with a warning;
+    here it is refused, as are non-finite numbers, pixel spacings that are not positive, and an orientation that
+    is not two orthogonal unit vectors. Empty values (DICOM type 2) are left to the readers' defaults.
+    """
+    for keyword in (*_INTEGER_ELEMENTS, *_NUMBER_ELEMENTS):
+        try:
+            value = ds.get(keyword)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise InputError(path, f"{keyword} cannot be read ({exc}): corrupt header") from None
+        if value is None or value == "":
+            continue
+        items = list(value) if isinstance(value, pydicom.multival.MultiValue | list | tuple) else [value]
+        try:
+            numbers = [int(v) if keyword in _INTEGER_ELEMENTS else float(v) for v in items]
+        except (TypeError, ValueError):
+            raise InputError(path, f"{keyword} {_shown(value)} is not a number: corrupt header") from None
+        if not all(math.isfinite(v) for v in numbers):
+            raise InputError(path, f"{keyword} {_shown(value)} is not a finite number: corrupt header")
+        count = _COUNTS.get(keyword)
+        if count is not None and len(numbers) != count:
+            raise InputError(path, f"{keyword} {_shown(value)} needs {count} values: corrupt header")
+        if keyword.endswith("PixelSpacing") and min(numbers) <= 0:
+            raise InputError(path, f"{keyword} {_shown(value)} is not positive: corrupt header")
+        if keyword == "ImageOrientationPatient" and not _orthonormal(numbers):
+            raise InputError(path, f"{keyword} {_shown(value)} is not two orthogonal unit vectors: corrupt header")
+
+
+def _orthonormal(cosines: list[float], tol: float = 1e-2) -> bool:
+    row, col = cosines[:3], cosines[3:]
+    dot = sum(a * b for a, b in zip(row, col, strict=True))
+    return abs(math.hypot(*row) - 1) < tol and abs(math.hypot(*col) - 1) < tol and abs(dot) < tol
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, pydicom.multival.MultiValue | list):
+        return "[" + ", ".join(repr(str(v)[:20]) for v in value) + "]"
+    return repr(str(value)[:60])
 
 
 def has_pixels(ds: Dataset) -> bool:

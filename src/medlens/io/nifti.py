@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import logging
 from pathlib import Path
 
 import nibabel as nib
@@ -13,6 +14,12 @@ from medlens.core.image import Image
 from medlens.core.outputs import atomic_file
 
 NIFTI_INTENT_LABEL = 1002
+
+# nibabel reports the header problems it repairs ("sizeof_hdr should be 348") through a stderr handler of its own;
+# without it they go through the application's logging like every other library's, and stderr keeps only errors.
+for _handler in list(nib.imageglobals.logger.handlers):
+    if type(_handler) is logging.StreamHandler:
+        nib.imageglobals.logger.removeHandler(_handler)
 
 
 def read_nifti(path: Path) -> Image:
@@ -26,8 +33,23 @@ def read_nifti(path: Path) -> Image:
         if not isinstance(img, nib.Nifti1Image):  # NIfTI-2 images subclass NIfTI-1 images
             raise InputError(path, f"not a NIfTI file ({type(img).__name__})")
         data = np.asanyarray(img.dataobj)  # applies scl_slope/scl_inter when set
-    except (OSError, EOFError, ValueError, nib.filebasedimages.ImageFileError) as exc:
+        affine = np.asarray(img.affine, dtype=float)
+    except (
+        OSError,
+        EOFError,
+        ValueError,
+        nib.filebasedimages.ImageFileError,
+        nib.spatialimages.HeaderDataError,
+    ) as exc:
         raise InputError(path, f"unreadable NIfTI file ({type(exc).__name__}: {exc})") from exc
+    if np.iscomplexobj(data):
+        raise InputError(path, f"complex voxels ({data.dtype}) are not intensities; save the magnitude")
+    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        zooms = [round(float(z), 6) for z in np.linalg.norm(affine[:3, :3], axis=0)]
+        raise InputError(path, f"no usable voxel geometry: the sform/qform affine is not finite and invertible "
+                         f"(voxel sizes {zooms})")  # fmt: skip
+    if data.size == 0:
+        raise InputError(path, f"no voxels (shape {list(data.shape)})")
     if not data.dtype.isnative:
         data = data.astype(data.dtype.newbyteorder("="))  # torch and numba want native byte order
     if data.ndim == 2:
@@ -48,7 +70,7 @@ def read_nifti(path: Path) -> Image:
         warnings.append(f"spatial units are {xyz_units}, not mm")
     return Image(
         array=array,
-        affine=np.asarray(img.affine, dtype=float),
+        affine=affine,
         kind="label" if intent == NIFTI_INTENT_LABEL else "scalar",
         meta=meta,
         warnings=warnings,

@@ -6,6 +6,7 @@ resolution stored in the file when it gives one).
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ def read_raster(path: Path, *, palette_indices: bool = False) -> Image:
                 plain = pic.convert("L" if pic.mode == "LA" else "RGB")
             mode = plain.mode
             data = np.asarray(plain)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, PILImage.DecompressionBombError) as exc:
         raise InputError(path, f"unreadable picture ({type(exc).__name__}: {exc})") from exc
     array = data[None] if data.ndim == 2 else data.transpose(2, 0, 1)  # (C, H, W)
     if array.dtype == bool:
@@ -76,7 +77,7 @@ def read_numpy(path: Path, key: str | None = None, index: int | None = None) -> 
     try:
         loaded = np.load(path, allow_pickle=False)
         arrays = {"arr_0": loaded} if isinstance(loaded, np.ndarray) else {k: loaded[k] for k in loaded.files}
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise InputError(path, f"unreadable numpy file ({type(exc).__name__}: {exc})") from exc
     if key is None:
         images = [k for k in ("array", "image", "arr_0") if k in arrays]

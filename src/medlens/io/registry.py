@@ -83,7 +83,11 @@ def detect_format(source: Path | Sequence[Path]) -> str:
     _load_builtin()
     if not isinstance(source, Path):
         return "dicom-series"
-    if not source.exists():
+    try:
+        exists = source.exists()
+    except OSError as exc:  # a name the file system cannot hold (too long, ...)
+        raise InputError(source, f"cannot be read ({exc.strerror})") from None
+    if not exists:
         raise InputError(source, "does not exist")
     if source.is_dir():
         return "dicom-series"

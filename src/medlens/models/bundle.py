@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import yaml
 
-from medlens.core.errors import ConfigError, InputError, MedlensError
+from medlens.core.errors import ConfigError, InputError, MedlensError, one_line
 from medlens.core.image import Image, require_finite
 from medlens.core.outputs import write_text_atomic
 from medlens.training.plan import Plan
@@ -69,13 +69,19 @@ class Bundle:
 
             plan = self.plan.without_pretrained()
             for member in self.members:
-                net = self.task.build_network(plan)
+                try:
+                    net = self.task.build_network(plan)
+                except ConfigError as exc:  # a plan whose network cannot be built
+                    raise InputError(self.root / BUNDLE_FILE, f"invalid plan: {exc}") from None
                 try:
                     state = load_file(str(self.root / member))
                     net.load_state_dict(state)
                 except (SafetensorError, OSError, RuntimeError) as exc:
-                    problem = str(exc).splitlines()[0][:300]
+                    problem = one_line(str(exc))[:300]  # torch names the keys on the lines after the first
                     raise InputError(self.root / member, f"weights do not fit the plan's network ({problem})") from None
+                bad = [k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+                if bad:
+                    raise InputError(self.root / member, f"weights hold NaN or infinite values ({', '.join(bad[:3])})")
                 self._nets.append(net.eval())
         return self._nets
 
@@ -241,6 +247,10 @@ def read_bundle(path: str | Path, resolve: Callable[[dict[str, Any], str], tuple
         raise InputError(spec_path, f"not a readable YAML file ({type(exc).__name__})") from None
     if not isinstance(spec, dict) or not isinstance(spec.get("plan"), dict):
         raise InputError(spec_path, "not a medlens bundle (no plan mapping)")
+    if spec.get("format", BUNDLE_FORMAT) != BUNDLE_FORMAT:
+        raise InputError(
+            spec_path, f"format {spec.get('format')!r} is not {BUNDLE_FORMAT!r}, the one this medlens reads"
+        )
     members = spec.get("members")
     if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
         raise InputError(spec_path, "not a medlens bundle (members must be a list of weight file names)")
@@ -255,8 +265,10 @@ def read_bundle(path: str | Path, resolve: Callable[[dict[str, Any], str], tuple
         if not member_path.is_file():
             raise InputError(member_path, "bundle member weights missing")
     threshold = spec.get("threshold")
-    if threshold is not None and not isinstance(threshold, int | float):
-        raise InputError(spec_path, f"threshold {threshold!r} is not a number")
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1
+    ):
+        raise InputError(spec_path, f"threshold {threshold!r} is not a number from 0 to 1")
     info = spec.get("info") or {}
     if not isinstance(info, dict):
         raise InputError(spec_path, "info is not a mapping")

@@ -103,13 +103,16 @@ def create_model(
         raise ConfigError(
             "model.name", f"{name} is {'/'.join(map(str, entry.spatial_dims))}D, the data is {spatial_dims}D"
         )
-    model = entry.builder(
-        spatial_dims=spatial_dims,
-        in_channels=in_channels,
-        num_classes=num_classes,
-        input_size=list(input_size),
-        **kwargs,
-    )
+    try:
+        model = entry.builder(
+            spatial_dims=spatial_dims,
+            in_channels=in_channels,
+            num_classes=num_classes,
+            input_size=list(input_size),
+            **kwargs,
+        )
+    except (TypeError, ValueError, RuntimeError) as exc:  # an argument the network does not take, a value it refuses
+        raise ConfigError("model.kwargs", f"{name} cannot be built with {kwargs}: {exc}") from None
     if pretrained:
         from medlens.models.checkpoints import load_pretrained
 

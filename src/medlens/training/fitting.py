@@ -19,9 +19,10 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from torch.utils.data import DataLoader
 
-from medlens.core.errors import InputError
+from medlens.core.errors import ConfigError, InputError
 from medlens.core.outputs import atomic_file, write_json
 from medlens.core.progress import ProgressFn
 from medlens.training.budget import BudgetSchedule
@@ -65,7 +66,13 @@ def fit_member(
     summary_path = seed_dir / "summary.json"
     if summary_path.is_file():
         log.info("%s already finished; kept", name)
-        return dict(json.loads(summary_path.read_text()))
+        try:
+            finished = json.loads(summary_path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            finished = None
+        if not isinstance(finished, dict):
+            raise InputError(summary_path, "not a member summary (JSON mapping); remove it to train the member again")
+        return finished
     t = plan.train
     monitor_mode = t.monitor_mode
     ckpt_dir = seed_dir / "checkpoints"
@@ -96,9 +103,16 @@ def fit_member(
     )
     last = ckpt_dir / "last.ckpt"
     if last.is_file():
-        read_checkpoint(last)  # refused here, naming the file, if it holds anything but tensors and plain values
+        read_checkpoint(last)  # refused here, naming the file, when it is not a plain checkpoint of tensors
     start = time.monotonic()
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None, weights_only=True)
+    try:
+        trainer.fit(
+            module, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None, weights_only=True
+        )
+    except (RuntimeError, MisconfigurationException) as exc:  # Lightning's callbacks cannot find the monitor
+        if f"{t.monitor}" not in str(exc) or t.monitor in ("val_loss", "train_loss"):
+            raise
+        raise ConfigError("train.monitor", f"{t.monitor!r} is not a figure this task logs ({exc})") from None
     if trainer.interrupted:
         raise KeyboardInterrupt
     if not best.best_model_path:

@@ -18,7 +18,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sequential
 from torch.utils.data import Dataset as TorchDataset
 
 from medlens.core.errors import InputError
-from medlens.core.image import Image, require_finite
+from medlens.core.image import Image, count_nonfinite
 from medlens.core.progress import ProgressFn, tracked
 from medlens.data.dataset import Case, Dataset
 from medlens.training.plan import DataPlan
@@ -83,12 +83,18 @@ def read_input(dataset: Dataset, case: Case, data: DataPlan) -> np.ndarray:
     """One case's network input (channels stacked when a case has one file per channel)."""
     from medlens.io import read_image
 
+    def read(path: Any) -> Image:
+        image = read_image(path)
+        bad = count_nonfinite(image.array)
+        if bad:
+            raise InputError(path, f"case {case.case_id}: {bad} pixel(s) are NaN or infinite")
+        return image
+
     paths = dataset.image_paths(case)
     if len(paths) == 1:
-        return to_input(require_finite(read_image(paths[0]), str(paths[0]), "train on"), data, source=str(paths[0]))
+        return to_input(read(paths[0]), data, source=str(paths[0]))
     single = data.model_copy(update={"channels": 1})  # several files, one channel each
-    images = [require_finite(read_image(p), str(p), "train on") for p in paths]
-    return np.concatenate([to_input(image, single, source=str(p)) for image, p in zip(images, paths, strict=True)])
+    return np.concatenate([to_input(read(p), single, source=str(p)) for p in paths])
 
 
 def case_images(dataset: Dataset, cases: Sequence[Case], progress: ProgressFn | None = None) -> Iterator[Image]:

@@ -35,6 +35,8 @@ def apply_overrides(plan: P, overrides: list[str]) -> P:
             raise ConfigError(item, "an override is written key=value (for example train.batch_size=32)")
         key, text = item.split("=", 1)
         key = key.strip()
+        if not key:
+            raise ConfigError(item, "an override is written key=value (for example train.batch_size=32)")
         try:
             value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError:
@@ -93,12 +95,11 @@ def save_plan(plan: Plan, path: Path) -> None:
 
 def read_plan_mapping(path: Path) -> dict[str, Any]:
     """The raw mapping in a ``plan.yaml`` (validated by the caller against its task's plan type)."""
+    from medlens.data.dataset import load_yaml
+
     if not path.is_file():
         raise InputError(path, "no plan.yaml (run 'medlens plan DATASET_DIR' first)")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise InputError(path, f"not a readable YAML file ({type(exc).__name__}: {exc})".replace("\n", " ")) from None
+    raw = load_yaml(path)  # not UTF-8, or not YAML: an error naming the line
     if not isinstance(raw, dict):
         raise InputError(path, "a plan is a mapping of sections (data, model, train, ...)")
     return raw

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from medlens.core.errors import ConfigError
+
 PLAN_VERSION = 2
 
 
@@ -167,7 +169,13 @@ class Plan(Section):
 def migrate(raw: dict[str, Any], plan_type: type[Plan]) -> dict[str, Any]:
     """Bring a plan written by an earlier medlens to the current keys (see :meth:`Plan.upgrade`), so old bundles
     load; a current plan is returned as it is."""
-    if not isinstance(raw, dict) or int(raw.get("version", 1) or 1) >= PLAN_VERSION:
+    if not isinstance(raw, dict):
+        return raw
+    try:
+        version = int(raw.get("version", 1) or 1)
+    except (TypeError, ValueError):
+        raise ConfigError("version", f"{raw.get('version')!r} is not a plan version number") from None
+    if version >= PLAN_VERSION:
         return raw
     out = plan_type.upgrade({k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()})
     out["version"] = PLAN_VERSION

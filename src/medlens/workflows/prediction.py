@@ -40,12 +40,18 @@ def expand_inputs(inputs: Sequence[str | Path], spatial_dims: int = 2) -> list[P
     one multi-file DICOM series stays one input (the volume)."""
     found: list[Path] = []
     for item in map(Path, inputs):
-        if not item.exists():
+        try:
+            exists = item.exists()
+        except OSError as exc:  # a name the file system cannot hold (too long, ...)
+            raise InputError(item, f"cannot be read ({exc.strerror})") from None
+        if not exists:
             raise InputError(item, "no such file or folder")
         if item.is_file():
             found.append(item)
             continue
         files = sorted(p for p in item.rglob("*") if p.is_file() and is_image_file(p))
+        if not files:
+            raise InputError(item, "no image files in this folder")
         dicom = [p for p in files if p.suffix.lower() in {".dcm", ".dicom", ""}]
         if spatial_dims == 3 and dicom and len(dicom) == len(files) and _is_volume_folder(item):
             found.append(item)  # a series folder: one volume
@@ -62,7 +68,7 @@ def _is_volume_folder(folder: Path) -> bool:
     try:
         series = find_series(folder)
     except MedlensError:
-        return False
+        return True  # a series with a broken file is still one input: reading it reports the file (then skipped)
     return len(series) == 1 and len(series[0].files) > 1
 
 
@@ -102,7 +108,7 @@ def predict(
         'pneumonia'
     """
     bundle = load_bundle(run_dir)
-    bundle.networks()  # a bundle whose weights cannot be loaded is an error about the bundle, not about each input
+    bundle.networks()  # a bundle whose weights cannot be loaded fails here, not as a skip of every input
     paths = expand_inputs(inputs, bundle.plan.spatial_dims)
     guarded = [("input", Path(p)) for p in inputs] + [("run folder", Path(run_dir))]
     result = PredictionRun(Path(out))
@@ -113,7 +119,8 @@ def predict(
         used: set[str] = set()
 
         def skip(item: Any, error: MedlensError) -> None:
-            reason = str(error.problem) if isinstance(error, InputError) else str(error)
+            # an error about another file than the input (one inside a series folder) names that file
+            reason = error.problem if isinstance(error, InputError) and str(error.path) == str(item) else str(error)
             result.skipped.append((str(item), reason))
             log.warning("skipped %s: %s", item, reason)
 

@@ -88,7 +88,11 @@ def import_coco(
         path = absolute_path(images / str(entry["file_name"]))
         if not path.is_relative_to(absolute_path(images)):
             raise InputError(annotations, f"images[{i}] file_name {entry['file_name']!r} leads outside {images}")
-        if not path.is_file():
+        try:
+            present = path.is_file()
+        except OSError as exc:  # a name the file system cannot hold (too long, ...)
+            raise InputError(annotations, f"images[{i}] file_name {entry['file_name']!r:.80}: {exc.strerror}") from None
+        if not present:
             raise InputError(path, f"image file missing (listed in {annotations})")
         size = image_size_of(path)
         if _listed_size(entry) not in (None, size):
@@ -142,6 +146,8 @@ def _load(path: Path) -> dict[str, Any]:
             for k in required:
                 if k == "id" or k.endswith("_id"):
                     entry[k] = _integer(entry[k], path, f"{key}[{i}] {k}")
+                elif k in ("file_name", "name") and (not isinstance(entry[k], str) or not entry[k].strip()):
+                    raise InputError(path, f"{key}[{i}] {k} {entry[k]!r:.60} is not a name")
     return content
 
 

@@ -130,9 +130,13 @@ def import_medmnist(
     spatial_dims: Literal[2, 3] = 3 if (first.ndim == 4 and first.shape[-1] not in (3,)) or first.ndim == 5 else 2
     if name and info.get("spatial_dims") and info["spatial_dims"] != spatial_dims:
         raise InputError(path, f"images shaped {first.shape[1:]} but {name} is {info['spatial_dims']}D")
+    for split in SPLITS if spatial_dims == 2 else ():
+        images = arrays[f"{split}_images"]  # written as PNG: 8-bit, or 16-bit grey
+        if not (images.dtype == np.uint8 or (images.dtype == np.uint16 and images.ndim == 3)):
+            raise InputError(path, f"{split}_images hold {images.dtype} pixels; 2D MedMNIST images are uint8")
     labels = {s: _labels(path, arrays, s) for s in SPLITS}
     multilabel = labels["train"].shape[1] > 1
-    n_labels = labels["train"].shape[1] if multilabel else int(max(v.max() for v in labels.values())) + 1
+    n_labels = labels["train"].shape[1] if multilabel else max(int(v.max()) for v in labels.values() if v.size) + 1
     class_names = [str(v) for v in info.get("labels", [])] or [f"class_{i}" for i in range(n_labels)]
     if len(class_names) < n_labels:
         raise InputError(path, f"labels go up to {n_labels - 1} but {name} has {len(class_names)} classes")
@@ -178,6 +182,16 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
     missing = [f"{s}_{k}" for s in SPLITS for k in ("images", "labels") if f"{s}_{k}" not in arrays]
     if missing:
         raise InputError(path, f"not a MedMNIST archive: missing {', '.join(missing)}")
+    for split in SPLITS:
+        images = arrays[f"{split}_images"]
+        if images.ndim not in (3, 4, 5):
+            raise InputError(path, f"{split}_images shaped {images.shape}: not (N, H, W[, C]) or (N, D, H, W[, C])")
+        if images.dtype.kind not in "buif":
+            raise InputError(path, f"{split}_images hold {images.dtype} values, not numbers")
+        if images.dtype.kind == "f" and not np.all(np.isfinite(images)):
+            raise InputError(path, f"{split}_images hold NaN or infinite values")
+    if not len(arrays["train_images"]):
+        raise InputError(path, "train_images is empty")
     return arrays
 
 
@@ -187,6 +201,10 @@ def _labels(path: Path, arrays: dict[str, np.ndarray], split: str) -> np.ndarray
         labels = labels[:, None]  # (N,) -> (N, 1)
     if labels.ndim != 2 or len(labels) != len(arrays[f"{split}_images"]):
         raise InputError(path, f"{split}_labels shaped {labels.shape} does not match {split}_images")
+    if labels.dtype.kind not in "buif" or (labels.dtype.kind == "f" and not np.all(np.isfinite(labels))):
+        raise InputError(path, f"{split}_labels are not all numbers (dtype {labels.dtype}, or NaN)")
+    if labels.dtype.kind == "f" and np.any(labels != np.round(labels)):
+        raise InputError(path, f"{split}_labels hold fractions; labels are class indices")
     if labels.size and labels.min() < 0:
         raise InputError(path, f"{split}_labels has negative values")
     return labels.astype(np.int64)

@@ -77,7 +77,7 @@ def import_msd(
     cases = [Case(cid, cid, [str(p) for p in images], str(label)) for cid, images, label in pairs]
     dims = 3 if str(raw.get("tensorImageSize", "3D")).upper() != "2D" else 2
     if check:
-        dims = check_cases(cases, classes, dims, progress=progress)
+        dims = check_cases(cases, classes, dims, channels=len(channels), progress=progress)
     assign_splits(cases, None, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
     spec = DatasetSpec(
         name=str(raw.get("name") or folder.resolve().name),

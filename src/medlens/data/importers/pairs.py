@@ -93,7 +93,7 @@ def import_pairs(
         raise InputError(images_dir, "no image files found")
     dims, channel_names, modality = describe_images([Path(c.image[0]) for c in cases[:: max(1, len(cases) // 20)]])
     class_names, label_values = _classes(cases, dims, classes)
-    check_cases(cases, class_names, dims, label_values, progress)
+    check_cases(cases, class_names, dims, label_values, channels=len(channel_names), progress=progress)
     assign_splits(cases, None, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
     source = {"format": "pairs", "images": str(images_dir.resolve()), "masks": str(masks_dir.resolve())}
     if label_values is not None:
@@ -119,18 +119,24 @@ def check_cases(
     classes: Sequence[str],
     dims: int,
     label_values: Sequence[int] | None = None,
+    channels: int | None = None,
     progress: ProgressFn | None = None,
 ) -> int:
     """Read every case and check it; warn (naming them) about cases whose mask is empty. Returns ``dims``.
 
     Raises:
-        InputError: a missing file, image and mask on different grids, labels outside the declared set.
+        InputError: a missing file, image and mask on different grids, labels outside the declared set, an image
+            with another number of ``channels`` than the dataset declares.
     """
     empty = []
     for case in tracked(cases, progress, "checking cases"):
-        _, mask = read_case(
+        image, mask = read_case(
             [Path(p) for p in case.image], Path(case.target), dims, len(classes), case.case_id, label_values
         )
+        if channels is not None and image.channels != channels:
+            raise InputError(
+                case.image[0], f"case {case.case_id}: {image.channels} channel(s); the dataset has {channels}"
+            )
         if not mask.array.any():
             empty.append(case.case_id)
     if empty:

@@ -89,7 +89,13 @@ def import_csv(
         if not row[image_column].strip():
             raise InputError(table, f"line {line}: no image path in column {image_column!r}")
         path = absolute_path(table.parent / row[image_column].strip())  # an absolute path stays as it is
-        if not path.exists():
+        try:
+            exists = path.exists()
+        except OSError as exc:  # a name the file system cannot hold (too long, ...)
+            raise InputError(
+                table, f"line {line}: image path {row[image_column].strip()!r:.80}: {exc.strerror}"
+            ) from None
+        if not exists:
             raise InputError(path, f"image listed at line {line} of {table} does not exist")
         split = (row.get(split_column) or "").strip().lower()
         split = {"validation": "val", "valid": "val", "training": "train"}.get(split, split)

@@ -112,7 +112,11 @@ def _parse(path: Path, images: Path) -> tuple[str, Path, tuple[int, int] | None,
     image = absolute_path(images / filename)
     if not image.is_relative_to(absolute_path(images)):
         raise InputError(path, f"<filename> {filename!r} leads outside {images}, where VOC images must be")
-    if not image.is_file():
+    try:
+        found = image.is_file()
+    except OSError as exc:  # a name the file system cannot hold (too long, ...)
+        raise InputError(path, f"<filename> {filename!r:.80}: {exc.strerror}") from None
+    if not found:
         image = next((absolute_path(p) for p in images.glob(f"{path.stem}.*") if is_image_file(p)), image)
     size = None
     width, height = root.findtext("size/width"), root.findtext("size/height")
