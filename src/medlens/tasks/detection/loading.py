@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from medlens.core.errors import InputError
+from medlens.core.image import require_finite
 from medlens.core.progress import ProgressFn, tracked
 from medlens.data.boxes import read_boxes
 from medlens.data.dataset import Case, Dataset
@@ -51,7 +52,9 @@ def load_box_images(
         path = dataset.image_paths(case)[0]
         if not path.is_file():
             raise InputError(path, f"image of case {case.case_id} missing")
-        image = image_tensor(read_image(path).as_2d().array, plan.data.channels, str(path))
+        image = image_tensor(
+            require_finite(read_image(path), str(path), "train on").as_2d().array, plan.data.channels, str(path)
+        )
         boxes, labels, size = read_boxes(dataset, case)
         height, width = image.shape[1:]
         if (height, width) != size:
