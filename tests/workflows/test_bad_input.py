@@ -91,7 +91,9 @@ def test_existing_run_folder_is_not_overwritten(
     tiny: list[str], pneumonia_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = sorted(p.name for p in (pneumonia_run / "run").iterdir())
-    _fails_cleanly(["train", str(pneumonia_run / "ds"), "--out", str(pneumonia_run / "run"), *tiny], capsys, "--resume")
+    _fails_cleanly(
+        ["train", str(pneumonia_run / "ds"), "--out", str(pneumonia_run / "run"), *tiny], capsys, "not empty"
+    )
     assert sorted(p.name for p in (pneumonia_run / "run").iterdir()) == before
 
 

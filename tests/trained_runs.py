@@ -1,4 +1,8 @@
-"""A small trained run shared by the workflow tests (training it once keeps the suite fast)."""
+"""Trained runs shared by the tests that need one: each is trained once per test session (per xdist worker).
+
+Tests that use the same run are sent to the same worker (``pytest -n 2 --dist loadgroup``) by the
+``xdist_group`` marker that ``tests/conftest.py`` adds from the fixtures a test uses.
+"""
 
 from __future__ import annotations
 

@@ -30,41 +30,6 @@ def tiny_run(small_msd: Callable[..., Path], tmp_path: Path) -> tuple[Path, Path
     return dataset, run
 
 
-def test_plan_is_nnunet_like(small_msd: Callable[..., Path], tmp_path: Path) -> None:
-    from medlens.workflows.planning import plan_dataset
-
-    assert main(["import", "msd", str(small_msd(6)), "--out", str(tmp_path / "ds")]) == 0
-    plan, path = plan_dataset(tmp_path / "ds")
-    seg = plan.segmentation
-    assert seg is not None and seg.configuration == "3d" and seg.target_spacing == [1.0, 1.0, 1.0]
-    assert all(s % d == 0 for s, d in zip(plan.data.input_size, seg.divisor(), strict=True))
-    assert seg.strides[0] == [1, 1, 1] and len(seg.strides) >= 3 and seg.normalization == ["zscore"]
-    assert any("patch" in n for n in plan.notes) and "segmentation:" in path.read_text()
-
-
-def test_plan_rules_for_2d_and_anisotropic() -> None:
-    from medlens.plan.segmentation import plan_segmentation
-
-    def fingerprint(dims: int, spacing: list[float], shape: list[int], modality: str = "CT") -> dict:
-        stats = {"mean": 50.0, "std": 20.0, "p00_5": -100.0, "p50": 40.0, "p99_5": 200.0}
-        return {
-            "spatial_dims": dims, "modality": modality, "class_names": ["background", "organ"],
-            "n_cases": {"train": 20}, "segmentation": {
-                "spacings": [spacing] * 20, "shapes": [shape] * 20, "foreground_intensity": [stats],
-            },
-        }  # fmt: skip
-
-    flat = plan_segmentation(fingerprint(2, [0.5, 0.5], [512, 512], "OT"))
-    assert flat.segmentation and flat.segmentation.configuration == "2d" and flat.spatial_dims == 2
-    thick = plan_segmentation(fingerprint(3, [0.7, 0.7, 5.0], [256, 256, 8]))
-    assert thick.segmentation and thick.segmentation.configuration == "2d_slices"
-    assert thick.data.input_size[2] == 1 and "slice by slice" in thick.segmentation.why
-    assert thick.segmentation.normalization == ["ct"] and thick.segmentation.ct_clip == [[-100.0, 200.0]]
-    aniso = plan_segmentation(fingerprint(3, [0.7, 0.7, 3.0], [256, 256, 60]))
-    assert aniso.segmentation and aniso.segmentation.configuration == "3d"
-    assert aniso.segmentation.strides[1][2] == 1 and aniso.segmentation.kernels[0][2] == 1  # in-plane first
-
-
 def test_train_evaluate_predict(tiny_run: tuple[Path, Path], small_msd: Callable[..., Path], tmp_path: Path) -> None:
     _, run = tiny_run
     bundle = yaml.safe_load((run / "bundle" / "bundle.yaml").read_text())
@@ -85,26 +50,15 @@ def test_train_evaluate_predict(tiny_run: tuple[Path, Path], small_msd: Callable
     assert (tmp_path / "pred" / "predictions.csv").is_file()
 
 
-def test_fold_assignment_keeps_patients_whole() -> None:
-    from medlens.data.dataset import Case
-    from medlens.workflows.segmentation import fold_assignment
-
-    cases = [Case(f"c{i}", f"p{i // 2}", ["x"], "y") for i in range(12)]
-    folds = fold_assignment(cases, 3)
-    for i in range(0, 12, 2):
-        assert folds[i] == folds[i + 1]
-    assert sorted(set(folds)) == [0, 1, 2]
-
-
 def test_kfold_members_and_their_onnx_export(small_msd: Callable[..., Path], tmp_path: Path) -> None:
     """--folds 2 makes a 2-member bundle; in ONNX Runtime its export gives the folds' mean softmax on a real,
     preprocessed case, at the patch size and another size."""
     import onnxruntime as ort
     import torch
 
+    from medlens import load_bundle
     from medlens.io import read_image
-    from medlens.models.bundle import load_bundle
-    from medlens.transforms.segmentation import preprocess_image
+    from medlens.tasks.segmentation.preprocessing import prepare_image
 
     dataset, run = tmp_path / "ds", tmp_path / "run"
     assert main(["import", "msd", str(small_msd(6)), "--out", str(dataset), "--test-fraction", "0.2"]) == 0
@@ -118,7 +72,7 @@ def test_kfold_members_and_their_onnx_export(small_msd: Callable[..., Path], tmp
     assert spec["preprocessing"]["normalization"] == ["zscore"] and spec["preprocessing"]["patch_size"] == [16, 16, 16]
     bundle = load_bundle(run)
     case = sorted((small_msd(6) / "imagesTr").iterdir())[0]
-    volume = torch.from_numpy(preprocess_image(read_image(case), bundle.plan))[None]
+    volume = prepare_image(read_image(case), bundle.plan).tensor[None]  # (1, C, *spatial) on the network's grid
     session = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
     for size in ([16, 16, 16], [32, 16, 24]):
         patch = volume[:, :, : size[0], : size[1], : size[2]].contiguous()

@@ -24,10 +24,11 @@ def run_dir(tiny_dataset, tiny_plan_overrides: list[str], tmp_path_factory: pyte
 
 
 def test_train_writes_a_bundle_with_chosen_thresholds(run_dir: Path) -> None:
-    from medlens.models.bundle import load_bundle
+    from medlens import load_bundle
 
     summary = json.loads((run_dir / "train_summary.json").read_text())
-    assert summary["seeds"][0]["epochs"] >= 0 and "best_val_map50" in summary["seeds"][0]
+    member = summary["member_summaries"][0]
+    assert member["epochs"] >= 0 and "best_val_map50" in member and summary["monitor"] == "val_map50"
     bundle = load_bundle(run_dir)
     d = bundle.plan.detection
     assert d is not None and d.nms_iou in d.nms_candidates and d.score_threshold is not None
@@ -63,15 +64,16 @@ def test_predict_png_and_dicom(run_dir: Path, tiny_dataset, data_root: Path, tmp
 
 
 def test_onnx_export_gives_the_bundle_detections(run_dir: Path, tiny_dataset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """ONNX Runtime returns the bundle's boxes on real images of two sizes. The run's evaluation score is set to 0
-    first, so that the barely trained detector returns boxes to compare rather than none."""
+    """ONNX Runtime, run by this test, returns the boxes of ``bundle.predict`` on real images of two sizes. The
+    run's evaluation score is set to 0 first, so that the barely trained detector returns boxes to compare."""
     import shutil
 
     import onnxruntime as ort
     import yaml
 
-    from medlens.models.bundle import load_bundle
-    from medlens.workflows.detection import detect_images, read_detection_image
+    from medlens import load_bundle
+    from medlens.core.image import Image, default_affine
+    from medlens.io import read_image
 
     bundle_dir = tmp_path / "bundle"
     shutil.copytree(run_dir / "bundle", bundle_dir)
@@ -83,31 +85,40 @@ def test_onnx_export_gives_the_bundle_detections(run_dir: Path, tiny_dataset, tm
     assert exported["outputs"] == ["boxes", "scores", "labels"] and exported["class_names"] == spec["class_names"]
     session = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
     bundle = load_bundle(bundle_dir)
-    image = read_detection_image(Path(tiny_dataset.cases[0].image[0]), bundle.plan.data.channels).float()
-    for x in (image, image[:, 40:400, 100:600].contiguous()):  # 480x640, then 360x500
-        boxes, scores, labels = session.run(None, {"image": x.numpy()})
-        want = detect_images(bundle, [x])[0]
-        assert len(boxes) == len(want["boxes"]) > 0
-        assert np.abs(boxes - want["boxes"].numpy()).max() < 0.5
-        assert np.abs(scores - want["scores"].numpy()).max() < 1e-3
-        assert np.array_equal(labels, want["labels"].numpy() - 1) and labels.min() >= 0
+    picture = read_image(Path(tiny_dataset.cases[0].image[0])).as_2d()
+    pixels = picture.array.astype(np.float32)  # (C, H, W) raw values as read, as export.json says
+    assert pixels.shape[0] == exported["inputs"][0]["shape"][0]
+    for x in (pixels, np.ascontiguousarray(pixels[:, 40:400, 100:600])):  # 480x640, then 360x500
+        boxes, scores, labels = session.run(None, {"image": x})
+        want = bundle.predict(Image(x, default_affine(2))).candidates
+        assert len(boxes) == len(want.labels) > 0
+        assert np.abs(boxes - want.boxes).max() < 0.5
+        assert want.scores is not None and np.abs(scores - want.scores).max() < 1e-3
+        assert np.array_equal(labels, want.labels) and labels.min() >= 0
 
 
 def test_evaluate_on_a_dataset_with_other_classes_is_refused(run_dir: Path, tiny_dataset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from medlens.models.bundle import load_bundle
-    from medlens.workflows.detection import evaluate_detection
+    import shutil
 
-    bundle = load_bundle(run_dir)
-    bundle.plan.class_names = ["a", "b", "c"]
-    with pytest.raises(InputError, match="differ"):
-        evaluate_detection(bundle, tiny_dataset.root, tmp_path / "e", split="val")
+    import yaml
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_dataset.root, other)
+    raw = yaml.safe_load((other / "dataset.yaml").read_text())
+    raw["classes"] = ["a", "b", "c"]
+    (other / "dataset.yaml").write_text(yaml.safe_dump(raw))
+    import medlens
+
+    with pytest.raises(InputError, match=r"classes \['a', 'b', 'c'\]; the model is detection"):
+        medlens.evaluate(run_dir, tmp_path / "e", dataset=other, split="val")
+    assert not (tmp_path / "e").exists()
 
 
 def test_pretrained_from_a_local_resnet_checkpoint(tiny_dataset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import torchvision
 
-    from medlens.plan.overrides import apply_overrides
-    from medlens.tasks.detection import build_network
+    from medlens.tasks.detection.module import build_network
+    from medlens.training.overrides import apply_overrides
     from medlens.workflows.planning import make_plan
 
     resnet = torchvision.models.resnet18(weights=None)
@@ -142,19 +153,21 @@ def test_every_detector_trains_a_step_and_detects(name: str) -> None:
 
 
 def test_augmentation_keeps_boxes_valid(tiny_dataset) -> None:  # type: ignore[no-untyped-def]
-    from medlens.data.box_loading import load_box_images
-    from medlens.plan.overrides import apply_overrides
-    from medlens.transforms.box_augment import augment_boxes
+    from medlens.tasks.detection.augment import augment_boxes
+    from medlens.tasks.detection.loading import load_box_images
+    from medlens.training.overrides import apply_overrides
     from medlens.workflows.planning import make_plan
 
-    plan = apply_overrides(make_plan(tiny_dataset), ["detection.crop_probability=1.0", "augment.probability=1.0"])
+    plan = apply_overrides(
+        make_plan(tiny_dataset), ["detection.crop_probability=1.0", "augment.spatial_probability=1.0"]
+    )
     item = load_box_images(tiny_dataset, tiny_dataset.split("train")[:1], plan)[0]
     torch.manual_seed(0)
     changed = False
     for _ in range(10):
         image, boxes, labels = augment_boxes(item.image, item.boxes, item.labels, plan)
         h, w = image.shape[1:]
-        assert len(boxes) == len(labels) and image.dtype == torch.uint8
+        assert len(boxes) == len(labels) and image.dtype == torch.float32
         assert (boxes[:, 2] - boxes[:, 0] >= 2).all() and (boxes[:, 3] - boxes[:, 1] >= 2).all()
         assert (boxes[:, [0, 2]] <= w).all() and (boxes[:, [1, 3]] <= h).all() and (boxes >= 0).all()
         changed |= image.shape != item.image.shape or not np.array_equal(boxes.numpy(), item.boxes.numpy())
