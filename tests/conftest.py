@@ -14,7 +14,11 @@ Fixtures (data):
     hippocampus_root, hippocampus_case, small_msd, mr_crop: real Task04_Hippocampus and DICOM MR inputs.
     bccd_root, voc_tiny, tiny_dataset, tiny_plan_overrides: a few real BCCD images (detection).
 
-Fixtures (tools): ``dcm2niix``, ``dciodvfy``, ``dcmdump``: the path of each checking tool.
+Fixtures (tools): ``dcm2niix``, ``dciodvfy``, ``dcmdump``: the path of each checking tool; ``medlens_script``:
+the installed ``medlens`` console script (for tests where signals and exit codes matter).
+
+Missing data or a missing tool skips the test with the reason on a developer's machine, and FAILS it in CI
+(``CI=true``): see :func:`missing`. ``pytest -ra`` lists every skip with its reason.
 
 Trained runs shared by every test that needs one are in ``trained_runs.py`` (loaded as a plugin below).
 
@@ -32,6 +36,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before anything imports torch
 import json
 import shutil
+import sys
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -46,8 +51,18 @@ pytest_plugins = ["trained_runs"]
 SPLIT_NAMES = ("train", "val", "test")
 
 
+def in_ci() -> bool:
+    """True when the suite runs in continuous integration (``CI`` set to true, 1 or yes)."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
 def missing(reason: str) -> None:
-    """Skip the test for missing data or a missing tool."""
+    """Missing data or a missing checking tool: a failure in CI (``CI=true``), a skip with the reason elsewhere.
+
+    In CI a test that cannot run is not evidence of anything, so it must not pass as a silent skip.
+    """
+    if in_ci():
+        pytest.fail(f"{reason} (CI=true: missing data or tools fail the run)", pytrace=False)
     pytest.skip(reason)
 
 
@@ -299,3 +314,19 @@ def dciodvfy() -> str:
 @pytest.fixture(scope="session")
 def dcmdump() -> str:
     return tool("dcmdump", "dcmtk")
+
+
+@pytest.fixture(scope="session")
+def medlens_script() -> Path:
+    """The ``medlens`` console script installed beside this Python."""
+    script = Path(sys.executable).with_name("medlens")
+    if not script.is_file():
+        missing(f"the medlens console script is not installed beside {sys.executable} (pip install -e .)")
+    return script
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Always say how many tests were skipped (missing data or tools), so a skip is never silent."""
+    skipped = len(terminalreporter.stats.get("skipped", []))
+    note = " (see the SKIPPED lines above; with CI=true these would fail)" if skipped else ""
+    terminalreporter.write_line(f"medlens: {skipped} test(s) skipped{note}")

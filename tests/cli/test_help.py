@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -39,6 +38,6 @@ def test_models_lists_registry(capsys: pytest.CaptureFixture[str]) -> None:
         assert name in out
 
 
-def test_console_script_runs() -> None:
-    result = subprocess.run([str(Path(sys.executable).with_name("medlens")), "--help"], capture_output=True, text=True)
+def test_console_script_runs(medlens_script: Path) -> None:
+    result = subprocess.run([str(medlens_script), "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "import" in result.stdout

@@ -10,8 +10,6 @@ import pytest
 
 from medlens.tasks.detection.metrics import ImageBoxes, choose_score_threshold, detection_metrics, misses_per_image
 
-pytest.importorskip("pycocotools")
-
 
 def _random_case(seed: int, n_images: int = 12, n_classes: int = 3) -> tuple[list[ImageBoxes], list[ImageBoxes]]:
     """Ground truth with some empty images and a class-free image; predictions jittered, missing, duplicated."""

@@ -83,10 +83,11 @@ def test_kfold_members_and_their_onnx_export(small_msd: Callable[..., Path], tmp
         assert got.shape == (1, 3, *size) and np.abs(got - want).max() < 1e-4
 
 
-def test_predict_dicom_series_writes_a_valid_seg(tiny_run: tuple[Path, Path], mr_crop: Path, tmp_path: Path) -> None:
+def test_predict_dicom_series_writes_a_valid_seg(
+    tiny_run: tuple[Path, Path], mr_crop: Path, tmp_path: Path, dciodvfy: str
+) -> None:
     """predict --dicom-seg on a real DICOM series: the SEG passes dciodvfy, references the series, and its
     frames hold the predicted mask of the slices they reference (the NIfTI mask written beside it)."""
-    import shutil
     import subprocess
 
     import highdicom as hd
@@ -100,9 +101,8 @@ def test_predict_dicom_series_writes_a_valid_seg(tiny_run: tuple[Path, Path], mr
     assert main(["predict", str(run), str(mr_crop), "--out", str(out), "--dicom-seg"]) == 0
     mask = np.asarray(nib.load(str(out / "mr_crop_mask.nii.gz")).dataobj)
     seg_path = out / "mr_crop_seg.dcm"
-    if shutil.which("dciodvfy"):
-        result = subprocess.run(["dciodvfy", str(seg_path)], capture_output=True, text=True, check=False)
-        assert not [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
+    result = subprocess.run([dciodvfy, str(seg_path)], capture_output=True, text=True, check=False)
+    assert not [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
     seg = hd.seg.segread(seg_path)
     sources = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID: p for p in mr_crop.iterdir()}
     assert seg.number_of_segments == 2
