@@ -325,6 +325,35 @@ def medlens_script() -> Path:
     return script
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Send the tests that use the same trained run to one worker, so each run is trained once per session.
+
+    Each such test gets an ``xdist_group`` marker named after its run (``trained_runs.RUN_GROUPS``). pytest-xdist
+    3.8 groups tests by a ``@group`` suffix it writes to ``item._nodeid``, which pytest 9.2 no longer reads (a
+    node's id lives in ``item._id`` now): without the lines below ``--dist loadgroup`` silently spreads a group
+    over every worker, and each worker trains the run again. So the suffix is written here, the way pytest 9
+    keeps node ids.
+    """
+    from trained_runs import RUN_GROUPS
+
+    for item in items:
+        used = getattr(item, "fixturenames", ())
+        for fixture, group in RUN_GROUPS.items():
+            if fixture in used:
+                item.add_marker(pytest.mark.xdist_group(group))
+    if not getattr(config.option, "loadgroup", False):  # set in xdist workers under --dist loadgroup
+        return
+    from _pytest.nodeid import NodeId
+
+    for item in items:
+        marks = item.iter_markers("xdist_group")
+        names = {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in marks}
+        suffix = "@" + "_".join(sorted(names))
+        if names and not item.nodeid.endswith(suffix):
+            item._id = NodeId.parse(item.nodeid + suffix)  # type: ignore[attr-defined]
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Always say how many tests were skipped (missing data or tools), so a skip is never silent."""
     skipped = len(terminalreporter.stats.get("skipped", []))

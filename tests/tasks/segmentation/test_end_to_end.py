@@ -21,33 +21,47 @@ TINY = [
 ]  # fmt: skip
 
 
-@pytest.fixture()
-def tiny_run(small_msd: Callable[..., Path], tmp_path: Path) -> tuple[Path, Path]:
-    dataset, run = tmp_path / "ds", tmp_path / "run"
-    assert main(["import", "msd", str(small_msd(6)), "--out", str(dataset)]) == 0
-    assert main(["plan", str(dataset)]) == 0
-    assert main(["train", str(dataset), "--out", str(run), *TINY]) == 0
-    return dataset, run
-
-
-def test_train_evaluate_predict(tiny_run: tuple[Path, Path], small_msd: Callable[..., Path], tmp_path: Path) -> None:
-    _, run = tiny_run
+def test_train_writes_the_bundle_with_its_choices(hippo_run: Path) -> None:
+    run = hippo_run / "run"
     bundle = yaml.safe_load((run / "bundle" / "bundle.yaml").read_text())
     assert bundle["task"] == "segmentation" and bundle["plan"]["segmentation"]["configuration"] == "3d"
-    assert main(["evaluate", str(run), "--out", str(tmp_path / "eval"), "--split", "all", "--bootstrap", "50"]) == 0
-    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert metrics["n_cases"] == 6 and 0 <= metrics["dice"]["value"] <= 1
+    assert bundle["plan"]["data"]["input_size"] == [32, 32, 32] and bundle["members"] == ["member_0.safetensors"]
+    summary = json.loads((run / "train_summary.json").read_text())
+    assert summary["monitor"] == "val_dice" and summary["member_summaries"][0]["epochs"] == 3
+    assert bundle["info"]["keep_largest_component"] == summary["keep_largest_component"]  # chosen on validation
+    assert "keep largest component" in (run / "bundle" / "model_card.md").read_text()
+
+
+def test_evaluate_writes_every_metric_and_the_report(hippo_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(hippo_run / "run"), "--out", str(out), "--split", "all", "--bootstrap", "50"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_cases"] == 6 and 0 < metrics["dice"]["value"] <= 1
     assert set(metrics["dice_per_class"]) == {"Anterior", "Posterior"}
     for key in ("iou", "hd95", "asd", "nsd"):
         assert set(metrics[key]) == {"Anterior", "Posterior"}
-    assert "Worst cases" in (tmp_path / "eval" / "report.html").read_text()
-    case = sorted((small_msd(6) / "imagesTr").iterdir())[0]
-    assert main(["predict", str(run), str(case), "--out", str(tmp_path / "pred"), "--tta"]) == 0
-    mask = nib.load(str(tmp_path / "pred" / f"{case.name.removesuffix('.nii.gz')}_mask.nii.gz"))
+    assert metrics["nsd_tolerance_mm"] == {"Anterior": 1.0, "Posterior": 1.0}  # one voxel at the target spacing
+    assert "Worst cases" in (out / "report.html").read_text()
+
+
+def test_predict_finds_the_structure_in_the_inputs_own_geometry(hippo_run: Path, tmp_path: Path) -> None:
+    """A prediction on a training case is a non-empty label map on the input's grid that overlaps the truth."""
+    case = sorted((hippo_run / "msd" / "imagesTr").iterdir())[0]
+    out = tmp_path / "pred"
+    assert main(["predict", str(hippo_run / "run"), str(case), "--out", str(out), "--tta"]) == 0
+    mask = nib.load(str(out / f"{case.name.removesuffix('.nii.gz')}_mask.nii.gz"))
     source = nib.load(str(case))
     assert mask.shape == source.shape and np.allclose(mask.affine, source.affine)
-    assert set(np.unique(np.asarray(mask.dataobj)).tolist()) <= {0, 1, 2}
-    assert (tmp_path / "pred" / "predictions.csv").is_file()
+    labels = np.asarray(mask.dataobj)
+    truth = np.asarray(nib.load(str(hippo_run / "msd" / "labelsTr" / case.name)).dataobj)
+    assert set(np.unique(labels).tolist()) <= {0, 1, 2}
+    assert (labels > 0).sum() > 100, "the model found no foreground"
+    overlap = 2 * ((labels > 0) & (truth > 0)).sum() / ((labels > 0).sum() + (truth > 0).sum())
+    assert overlap > 0.1, f"foreground Dice {overlap:.3f}"
+    row = json.loads((out / f"{case.name.removesuffix('.nii.gz')}.json").read_text())
+    voxel_ml = float(np.prod(source.header.get_zooms()[:3])) / 1000
+    assert row["volumes_ml"]["Anterior"] == pytest.approx((labels == 1).sum() * voxel_ml, abs=1e-3)
+    assert (out / "predictions.csv").is_file()
 
 
 def test_kfold_members_and_their_onnx_export(small_msd: Callable[..., Path], tmp_path: Path) -> None:
@@ -83,9 +97,7 @@ def test_kfold_members_and_their_onnx_export(small_msd: Callable[..., Path], tmp
         assert got.shape == (1, 3, *size) and np.abs(got - want).max() < 1e-4
 
 
-def test_predict_dicom_series_writes_a_valid_seg(
-    tiny_run: tuple[Path, Path], mr_crop: Path, tmp_path: Path, dciodvfy: str
-) -> None:
+def test_predict_dicom_series_writes_a_valid_seg(hippo_run: Path, mr_crop: Path, tmp_path: Path, dciodvfy: str) -> None:
     """predict --dicom-seg on a real DICOM series: the SEG passes dciodvfy, references the series, and its
     frames hold the predicted mask of the slices they reference (the NIfTI mask written beside it)."""
     import subprocess
@@ -96,9 +108,8 @@ def test_predict_dicom_series_writes_a_valid_seg(
     from medlens.io import read_image
     from medlens.io.dicom_geometry import LPS_TO_RAS
 
-    _, run = tiny_run
     out = tmp_path / "pred"
-    assert main(["predict", str(run), str(mr_crop), "--out", str(out), "--dicom-seg"]) == 0
+    assert main(["predict", str(hippo_run / "run"), str(mr_crop), "--out", str(out), "--dicom-seg"]) == 0
     mask = np.asarray(nib.load(str(out / "mr_crop_mask.nii.gz")).dataobj)
     seg_path = out / "mr_crop_seg.dcm"
     result = subprocess.run([dciodvfy, str(seg_path)], capture_output=True, text=True, check=False)
