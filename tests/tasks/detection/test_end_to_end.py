@@ -168,13 +168,3 @@ def test_augmentation_keeps_boxes_valid(tiny_dataset) -> None:  # type: ignore[n
         assert (boxes[:, [0, 2]] <= w).all() and (boxes[:, [1, 3]] <= h).all() and (boxes >= 0).all()
         changed |= image.shape != item.image.shape or not np.array_equal(boxes.numpy(), item.boxes.numpy())
     assert changed
-
-
-@pytest.mark.integration
-def test_resume_after_kill(tiny_dataset, tiny_plan_overrides: list[str], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from interrupt import kill_then_resume
-
-    args = [str(tiny_dataset.root)]
-    for item in [*tiny_plan_overrides, "train.max_epochs=4", "train.early_stopping_patience=null"]:
-        args += ["--set", item]
-    kill_then_resume(args, tmp_path / "run", "seed_0", epochs=4)

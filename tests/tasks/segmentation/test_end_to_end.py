@@ -133,18 +133,3 @@ def test_predict_dicom_series_writes_a_valid_seg(hippo_run: Path, mr_crop: Path,
     for k, uid in enumerate(uids):
         assert np.array_equal(pixels[k], mask[:, :, slice_of[uid]].T), f"slice {k}"
     print("foreground voxels in the predicted mask:", int((mask > 0).sum()))
-
-
-@pytest.mark.integration
-def test_kfold_run_resumes_after_kill(small_msd: Callable[..., Path], tmp_path: Path) -> None:
-    """A 2-fold run killed in fold 0 resumes as a 2-fold run (``--folds`` is not repeated) and finishes."""
-    from interrupt import kill_then_resume
-
-    dataset = tmp_path / "ds"
-    assert main(["import", "msd", str(small_msd(6)), "--out", str(dataset), "--test-fraction", "0.2"]) == 0
-    longer = [*TINY, "--set", "train.max_epochs=4", "--set", "segmentation.iterations_per_epoch=12"]
-    args = [str(dataset), "--folds", "2", *longer, "--set", "train.early_stopping_patience=null"]
-    kill_then_resume(args, tmp_path / "run", "fold_0", epochs=4)
-    assert json.loads((tmp_path / "run" / "fold_1" / "summary.json").read_text())["epochs"] == 4
-    bundle = yaml.safe_load((tmp_path / "run" / "bundle" / "bundle.yaml").read_text())
-    assert len(bundle["members"]) == 2
