@@ -129,3 +129,18 @@ def test_json_is_strict(tmp_path: Path) -> None:
     assert _strict((tmp_path / "m.json").read_text()) == parsed
     with pytest.raises(ValueError, match="NaN"):
         _strict(json.dumps({"x": float("nan")}))  # the checker itself refuses Python's bare NaN
+
+
+def test_an_output_file_is_never_an_input_nor_inside_one(tmp_path: Path) -> None:
+    from medlens.core.outputs import check_output_file
+
+    scan = tmp_path / "scan.nii.gz"
+    scan.write_bytes(b"scan")
+    with pytest.raises(InputError, match="input"):
+        check_output_file(scan, overwrite=True, inputs=[("input", scan)])
+    with pytest.raises(InputError, match="input"):
+        check_output_file(tmp_path / "out.nrrd", inputs=[("input", tmp_path)])
+    with pytest.raises(InputError, match="--overwrite"):
+        check_output_file(scan)
+    check_output_file(scan, overwrite=True)  # the user's word, for a file that is not an input
+    check_output_file(tmp_path / "new.nrrd", inputs=[("input", scan)])

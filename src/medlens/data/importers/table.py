@@ -84,6 +84,7 @@ def import_csv(
         source={"format": "csv", "file": str(table.resolve())},
         image_roots=common_folders(Path(c.image[0]) for c in cases),
         overwrite=overwrite,
+        inputs=[table],
     )
     log.info("imported %d cases in %d classes from %s", len(cases), len(class_names), table)
     return dataset
