@@ -81,14 +81,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # without standalone mode click returns a command's typer.Exit code instead of raising it (--strict)
         code = app(args=args, standalone_mode=False, prog_name="medlens")
-    except click.exceptions.Exit as exc:
+    # typer 0.29 runs its own copy of click (typer._click): its exceptions are typer's, not the click package's
+    except (click.exceptions.Exit, typer.Exit) as exc:
         return int(exc.exit_code or 0)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         print("medlens: interrupted", file=sys.stderr)
         return 130
-    except click.ClickException as exc:
+    except (click.ClickException, typer.TyperException) as exc:  # usage errors: click's message and usage line
+        if not hasattr(exc, "show"):
+            raise
         exc.show()
-        return exc.exit_code
+        return int(getattr(exc, "exit_code", 2))
     except MedlensError as exc:
         if debug:
             raise
