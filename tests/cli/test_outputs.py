@@ -16,15 +16,12 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
-from PIL import Image as PILImage
 
+from import_inputs import IMPORTERS, importer_for
 from medlens.cli.main import main
 
 pytestmark = pytest.mark.integration
@@ -64,114 +61,40 @@ def fails(args: list[str], capsys: pytest.CaptureFixture[str], *needles: str) ->
 
 
 # ---- importers --------------------------------------------------------------------------------------------------
-@dataclass
-class Importer:
-    """How to call one importer: ``import KIND *inputs --out OUT *options``; ``guarded`` are the input paths."""
-
-    kind: str
-    inputs: list[Path]
-    options: list[str]
-
-    def args(self, out: Path, *extra: str) -> list[str]:
-        return ["-q", "import", self.kind, *map(str, self.inputs), "--out", str(out), *self.options, *extra]
 
 
-def _pictures(work: Path, medmnist_subset: Callable[..., dict[str, np.ndarray]]) -> Path:
-    """12 real PneumoniaMNIST pictures in class subfolders."""
-    arrays = medmnist_subset("pneumoniamnist", 40, 1, 1)
-    folder = work / "pictures"
-    for name in ("normal", "pneumonia"):
-        (folder / name).mkdir(parents=True)
-    labels = arrays["train_labels"].reshape(-1)
-    for k in (0, 1):
-        for i in np.flatnonzero(labels == k)[:6]:
-            PILImage.fromarray(arrays["train_images"][i]).save(folder / ("normal", "pneumonia")[k] / f"{i}.png")
-    return folder
+KINDS = ["medmnist", "folder", "csv", "voc", "coco", "yolo", "msd", "pairs"]
 
 
-def _importer(kind: str, work: Path, request: pytest.FixtureRequest) -> Importer:
-    subset = request.getfixturevalue("medmnist_subset")
-    if kind == "medmnist":
-        npz = work / "src" / "pneumoniamnist.npz"
-        request.getfixturevalue("write_npz")(npz, subset("pneumoniamnist", 20, 10, 10))
-        return Importer(kind, [npz], [])
-    if kind in ("folder", "csv"):
-        pictures = _pictures(work / "src", subset)
-        if kind == "folder":
-            return Importer(kind, [pictures], [])
-        table = pictures / "labels.csv"
-        rows = [f"{p.relative_to(pictures)},{p.parent.name}" for p in sorted(pictures.rglob("*.png"))]
-        table.write_text("image,label\n" + "\n".join(rows) + "\n")
-        return Importer(kind, [table], [])
-    if kind in ("voc", "coco", "yolo"):
-        from conftest import build_voc
+def test_every_importer_is_covered() -> None:
+    from medlens.cli.main import main as _  # noqa: F401  (registers the command-line importers)
+    from medlens.data.importers import list_importers
 
-        voc = build_voc(request.getfixturevalue("bccd_root"), work / "src" / "voc", 3, 2)
-        if kind == "voc":
-            return Importer(kind, [voc], [])
-        from medlens.data.boxes import read_boxes
-        from medlens.data.importers import get_importer
-
-        dataset = get_importer("voc")(voc, work / "voc_ds")
-        if kind == "coco":
-            images, annotations = [], []
-            for i, case in enumerate(dataset.cases, start=1):
-                boxes, labels, (h, w) = read_boxes(dataset, case)
-                images.append({"id": i, "file_name": Path(case.image[0]).name, "height": h, "width": w})
-                for box, label in zip(boxes.tolist(), labels.tolist(), strict=True):
-                    bbox = [box[0], box[1], box[2] - box[0], box[3] - box[1]]
-                    annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": label + 1,
-                                        "iscrowd": 0, "bbox": bbox})  # fmt: skip
-            categories = [{"id": k + 1, "name": n} for k, n in enumerate(dataset.spec.classes)]
-            ann = voc / "instances.json"
-            ann.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
-            return Importer(kind, [ann, voc / "JPEGImages"], [])
-        root = work / "src" / "yolo"
-        for case in dataset.cases:
-            boxes, labels, (h, w) = read_boxes(dataset, case)
-            (root / "images").mkdir(parents=True, exist_ok=True)
-            (root / "labels").mkdir(parents=True, exist_ok=True)
-            image = Path(case.image[0])
-            shutil.copy(image, root / "images" / image.name)
-            centre, extent = (boxes[:, :2] + boxes[:, 2:]) / 2 / [w, h], (boxes[:, 2:] - boxes[:, :2]) / [w, h]
-            rows = zip(labels, centre, extent, strict=True)
-            lines = [f"{k} {c[0]:.6f} {c[1]:.6f} {e[0]:.6f} {e[1]:.6f}" for k, c, e in rows]
-            (root / "labels" / f"{image.stem}.txt").write_text("\n".join(lines) + "\n")
-        (root / "data.yaml").write_text(yaml.safe_dump({"names": list(dataset.spec.classes)}))
-        return Importer(kind, [root], [])
-    from conftest import build_msd
-
-    msd = build_msd(request.getfixturevalue("hippocampus_root"), work / "src" / "msd", 4)
-    if kind == "msd":
-        return Importer(kind, [msd], [])
-    return Importer("pairs", [msd / "imagesTr", msd / "labelsTr"], [])
+    assert sorted(KINDS) == sorted(IMPORTERS) == sorted(list_importers())
 
 
-IMPORTERS = ["medmnist", "folder", "csv", "voc", "coco", "yolo", "msd", "pairs"]
-
-
-@pytest.mark.parametrize("kind", IMPORTERS)
+@pytest.mark.parametrize("kind", KINDS)
 def test_import_refuses_existing_and_unmarked_folders_and_replaces_its_own(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    importer = _importer(kind, tmp_path, request)
+    importer = importer_for(kind, tmp_path, request)
     out = tmp_path / "out"
     before = users_folder(out)
     fails(importer.args(out), capsys, "not empty", "--overwrite")
     fails(importer.args(out, "--overwrite"), capsys, "not made by medlens")
     assert checksums(out) == before
     fresh = tmp_path / "dataset"
-    assert main(importer.args(fresh)) == 0
+    assert main(importer.args(fresh, out_flag="-o")) == 0
     assert (fresh / ".medlens").is_file() and (fresh / "dataset.yaml").is_file()
     (fresh / "dataset.yaml").write_text((fresh / "dataset.yaml").read_text() + "# edited\n")
     fails(importer.args(fresh), capsys, "not empty")
     assert (fresh / "dataset.yaml").read_text().endswith("# edited\n")
-    assert main(importer.args(fresh, "--overwrite")) == 0
+    assert main(importer.args(fresh, "--overwrite", out_flag="-o")) == 0
     assert not (fresh / "dataset.yaml").read_text().endswith("# edited\n")  # replaced
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporaries left
 
 
-TIES = [(kind, where) for kind in IMPORTERS for where in ("equal", "inside", "holding")]
+TIES = [(kind, where) for kind in KINDS for where in ("equal", "inside", "holding")]
 TIES.remove(("medmnist", "inside"))  # its input is one file: nothing can lie inside it
 
 
@@ -179,7 +102,7 @@ TIES.remove(("medmnist", "inside"))  # its input is one file: nothing can lie in
 def test_import_out_tied_to_an_input_is_refused(
     kind: str, where: str, tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    importer = _importer(kind, tmp_path, request)
+    importer = importer_for(kind, tmp_path, request)
     source = importer.inputs[0]
     if where == "inside" and source.is_file():  # a table or an annotations file: a folder of its images
         source = importer.inputs[-1] if importer.inputs[-1].is_dir() else next(source.parent.glob("*/*.png")).parent
@@ -227,10 +150,10 @@ def _scans(ds: Path, folder: Path) -> Path:
 
 def _command(name: str, ds: Path, run: Path, scans: Path, out: Path, tiny: list[str]) -> list[str]:
     return {
-        "train": ["-q", "train", str(ds), "--out", str(out), *tiny, "--set", "train.max_epochs=1"],
-        "evaluate": ["-q", "evaluate", str(run), "--out", str(out), "--bootstrap", "0"],
-        "predict": ["-q", "predict", str(run), str(scans), "--out", str(out)],
-        "export": ["-q", "export", str(run), "--out", str(out)],
+        "train": ["-q", "train", str(ds), "-o", str(out), *tiny, "--set", "train.max_epochs=1"],
+        "evaluate": ["-q", "evaluate", str(run), "-o", str(out), "--bootstrap", "0"],
+        "predict": ["-q", "predict", str(run), str(scans), "-o", str(out)],
+        "export": ["-q", "export", str(run), "-o", str(out)],
     }[name]
 
 
