@@ -108,6 +108,9 @@ def test_predict_dicom_series_writes_a_valid_seg(hippo_run: Path, mr_crop: Path,
     from medlens.io import read_image
     from medlens.io.dicom_geometry import LPS_TO_RAS
 
+    plain = tmp_path / "plain"
+    assert main(["-q", "predict", str(hippo_run / "run"), str(mr_crop), "--out", str(plain)]) == 0
+    assert (plain / "mr_crop_mask.nii.gz").is_file() and not list(plain.glob("*.dcm"))  # no SEG unless asked
     out = tmp_path / "pred"
     assert main(["predict", str(hippo_run / "run"), str(mr_crop), "--out", str(out), "--dicom-seg"]) == 0
     mask = np.asarray(nib.load(str(out / "mr_crop_mask.nii.gz")).dataobj)
