@@ -88,13 +88,11 @@ def test_monai_dice_on_the_written_masks_gives_the_reported_dice_per_case(hippo_
     from monai.metrics import DiceMetric
 
     evaluation, predictions = tmp_path / "eval", tmp_path / "pred"
-    assert (
-        main(["-q", "evaluate", str(hippo_run / "run"), "--split", "all", "--out", str(evaluation), "--bootstrap", "0"])
-        == 0
-    )
+    args = ["-q", "evaluate", str(hippo_run / "run"), "--split", "train", "--out", str(evaluation), "--bootstrap", "0"]
+    assert main(args) == 0
     rows = {r["case_id"]: r for r in csv.DictReader(open(evaluation / "per_case.csv"))}
-    images = sorted((hippo_run / "msd" / "imagesTr").iterdir())
-    assert len(rows) == len(images) == 6
+    images = [p for p in sorted((hippo_run / "msd" / "imagesTr").iterdir()) if p.name.removesuffix(".nii.gz") in rows]
+    assert len(rows) == len(images) == 4
     assert main(["-q", "predict", str(hippo_run / "run"), *map(str, images), "--out", str(predictions)]) == 0
     metric = DiceMetric(include_background=False, reduction="none")
     for image in images:

@@ -1,5 +1,10 @@
 """A run killed mid-training resumes from its last checkpoint: the epochs done before the kill are not trained
-again, the remaining ones are trained once, and the run ends with its bundle (see ``interrupt.py``)."""
+again, the remaining ones are trained once, and the run ends with its bundle (see ``interrupt.py``).
+
+Checkpoints, resume and the budget are the shared engine's (``training/fitting.py``), the same for every task:
+classification and a 2-fold segmentation run prove them (a detection resume took 30 s more and proved nothing
+the engine does not already show).
+"""
 
 from __future__ import annotations
 
@@ -30,27 +35,19 @@ def test_classification_resumes_where_it_was_killed(tiny: list[str], pneumonia_r
     assert len(resumed.resumed_epochs) < 6
 
 
-def test_detection_resumes_where_it_was_killed(tiny_dataset, tiny_plan_overrides: list[str], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    args = [str(tiny_dataset.root)]
-    for item in [*tiny_plan_overrides, "train.max_epochs=5", "train.early_stopping_patience=null"]:
-        args += ["--set", item]
-    resumed = kill_then_resume(args, tmp_path / "run", "seed_0", epochs=5)
-    assert resumed.summary["steps"] == 5 * 2  # 6 training images in batches of 3
-
-
 def test_segmentation_folds_resume_as_folds(small_msd, segmentation_tiny: list[str], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """A 2-fold run killed in fold 0 resumes as a 2-fold run (``--folds`` is not repeated): fold 0 continues from
     its checkpoint, fold 1 is trained, the bundle holds both."""
     dataset = tmp_path / "ds"
     assert main(["-q", "import", "msd", str(small_msd(6)), "--out", str(dataset), "--test-fraction", "0.2"]) == 0
     quick = [
-        "--set", "data.input_size=[16,16,16]", "--set", "segmentation.iterations_per_epoch=4",
+        "--set", "data.input_size=[16,16,16]", "--set", "segmentation.iterations_per_epoch=3",
         "--set", "train.max_epochs=4", "--set", "train.early_stopping_patience=null",
         "--set", "segmentation.check_largest_component=false",
     ]  # fmt: skip
     args = [str(dataset), "--folds", "2", *segmentation_tiny, *quick]
     resumed = kill_then_resume(args, tmp_path / "run", "fold_0", epochs=4)
-    assert resumed.summary["steps"] == 4 * 4
+    assert resumed.summary["steps"] == 4 * 3
     assert json.loads((tmp_path / "run" / "fold_1" / "summary.json").read_text())["epochs"] == 4
     bundle = yaml.safe_load((tmp_path / "run" / "bundle" / "bundle.yaml").read_text())
     assert len(bundle["members"]) == 2

@@ -48,7 +48,7 @@ def test_predict_finds_the_structure_in_the_inputs_own_geometry(hippo_run: Path,
     """A prediction on a training case is a non-empty label map on the input's grid that overlaps the truth."""
     case = sorted((hippo_run / "msd" / "imagesTr").iterdir())[0]
     out = tmp_path / "pred"
-    assert main(["predict", str(hippo_run / "run"), str(case), "--out", str(out), "--tta"]) == 0
+    assert main(["predict", str(hippo_run / "run"), str(case), "--out", str(out)]) == 0
     mask = nib.load(str(out / f"{case.name.removesuffix('.nii.gz')}_mask.nii.gz"))
     source = nib.load(str(case))
     assert mask.shape == source.shape and np.allclose(mask.affine, source.affine)
