@@ -78,7 +78,7 @@ def main() -> int:
             "test_acc_operating_sd": seeds["accuracy"]["sd"],
             "ensemble_auc": metrics["auc"],
             "ensemble_accuracy": metrics["accuracy"],
-            "train_seconds_per_seed": summary["train_seconds_per_seed"],
+            "train_seconds_per_seed": summary["train_seconds_per_member"],
             "train_wall_seconds_all_seeds": round(wall, 1),
             "per_seed": seeds["per_seed"],
             "plan_model": json.loads(
@@ -91,7 +91,7 @@ def main() -> int:
         out = ROOT / "results" / f"classification_{name}.json"
         out.parent.mkdir(exist_ok=True)
         out.write_text(json.dumps(result, indent=2))
-        per_seed_min = [round(s / 60, 1) for s in summary["train_seconds_per_seed"]]
+        per_seed_min = [round(s / 60, 1) for s in summary["train_seconds_per_member"]]
         rows.append(
             f"| {name} | {result['test_auc_mean']:.3f} ± {result['test_auc_sd']:.3f} "
             f"| {result['test_acc_at_0.5_mean']:.3f} ± {result['test_acc_at_0.5_sd']:.3f} "

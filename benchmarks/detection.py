@@ -41,21 +41,24 @@ def throughput(run_dir: Path, dataset_dir: Path, work: Path, n_images: int, thre
     included) and its ``medlens export`` graph in ONNX Runtime, timed in the same run on the same images."""
     import onnxruntime as ort
     import torch
-    from medlens.workflows.detection import detect_images, read_detection_image
-    from medlens.workflows.export import export_onnx
 
+    from medlens import load_bundle
     from medlens.data.dataset import load_dataset
-    from medlens.models.bundle import load_bundle
+    from medlens.io import read_image
+    from medlens.tasks.detection.prediction import image_tensor
+    from medlens.workflows.exporting import export_onnx
 
     torch.set_num_threads(threads)
     bundle = load_bundle(run_dir)
     data = load_dataset(dataset_dir)
     paths = [data.image_paths(c)[0] for c in data.split("test")[:n_images]]
-    images = [read_detection_image(p, bundle.plan.data.channels).float() for p in paths]
-    detect_images(bundle, images[:2])  # warm-up
+    pictures = [read_image(p) for p in paths]  # read once: the timing is of prediction, not of JPEG decoding
+    images = [image_tensor(p.as_2d().array, bundle.plan.data.channels, str(p)).float() for p in pictures]
+    for picture in pictures[:2]:
+        bundle.predict(picture)  # warm-up
     start = time.perf_counter()
-    for image in images:
-        detect_images(bundle, [image])
+    for picture in pictures:
+        bundle.predict(picture)
     torch_seconds = time.perf_counter() - start
     export_onnx(run_dir, work / "onnx", overwrite=True)
     options = ort.SessionOptions()
@@ -140,9 +143,9 @@ def main() -> int:
         "ap50_per_class": metrics["ap50_per_class"],
         "ap_per_class": metrics["ap_per_class"],
         "operating_point": metrics["operating_point"],
-        "train_seconds_per_seed": summary["train_seconds_per_seed"],
-        "epochs_per_seed": [s["epochs"] for s in summary["seeds"]],
-        "train_images_per_second": [s["train_images_per_second"] for s in summary["seeds"]],
+        "train_seconds_per_seed": summary["train_seconds_per_member"],
+        "epochs_per_seed": [s["epochs"] for s in summary["member_summaries"]],
+        "train_images_per_second": [s["train_images_per_second"] for s in summary["member_summaries"]],
         "train_wall_seconds": round(wall, 1),
         "inference": throughput(work / "run", work / "dataset", work, args.throughput_images, args.threads),
         "torch_threads": args.threads,

@@ -27,7 +27,7 @@ SETS = {"pneumoniamnist": "medmnist/pneumoniamnist.npz", "adrenalmnist3d": "medm
 
 def pure_compute(plan: object, steps: int) -> float:
     """Images per second of forward + backward + AdamW step on in-memory tensors."""
-    from medlens.tasks.classification import build_network
+    from medlens.tasks.classification.module import build_network
 
     net = build_network(plan).train()  # type: ignore[arg-type]
     b = plan.train.batch_size  # type: ignore[attr-defined]
@@ -54,7 +54,7 @@ def main() -> int:
     data = os.environ.get("MEDLENS_DATA")
     if not data:
         sys.exit("MEDLENS_DATA is not set")
-    from medlens.plan.overrides import load_plan
+    from medlens.tasks.base import load_plan
 
     medlens = str(Path(sys.executable).with_name("medlens"))
     rows = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -39,6 +38,27 @@ def test_models_lists_registry(capsys: pytest.CaptureFixture[str]) -> None:
         assert name in out
 
 
-def test_console_script_runs() -> None:
-    result = subprocess.run([str(Path(sys.executable).with_name("medlens")), "--help"], capture_output=True, text=True)
+def test_console_script_runs(medlens_script: Path) -> None:
+    result = subprocess.run([str(medlens_script), "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "import" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["train"], "Missing argument"),
+        (["predict", "run", "x.png", "--out", "o", "--nonsense"], "No such option: --nonsense"),
+        (["evaluate", "run", "--out", "o", "--bootstrap", "many"], "Invalid value for '--bootstrap'"),
+    ],
+)
+def test_usage_errors_are_usage_errors_not_internal_ones(
+    args: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Usage: medlens" in err and "internal error" not in err
+
+
+def test_short_help_option(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["predict", "-h"]) == 0
+    assert "--nonfinite" in capsys.readouterr().out

@@ -87,7 +87,21 @@ def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
     assert "clases" in info.value.key and "dataset.yaml" in info.value.key
 
 
-@pytest.mark.parametrize(("key", "value"), [("task", "regression"), ("spatial_dims", 4), ("classes", None)])
+def test_unknown_task_is_refused_by_the_task_registry(tmp_path: Path) -> None:
+    """The data layer knows no task by name; planning looks the task up and names the known ones."""
+    from medlens.workflows.planning import make_plan
+
+    write_dataset(tmp_path, _spec(), _cases())
+    raw = yaml.safe_load((tmp_path / "dataset.yaml").read_text())
+    raw["task"] = "survival"
+    (tmp_path / "dataset.yaml").write_text(yaml.safe_dump(raw))
+    dataset = load_dataset(tmp_path)
+    with pytest.raises(ConfigError, match=r"unknown task 'survival'.*classification") as info:
+        make_plan(dataset)
+    assert info.value.key == "task"
+
+
+@pytest.mark.parametrize(("key", "value"), [("spatial_dims", 4), ("classes", None)])
 def test_invalid_value_names_the_key(tmp_path: Path, key: str, value: object) -> None:
     write_dataset(tmp_path, _spec(), _cases())
     raw = yaml.safe_load((tmp_path / "dataset.yaml").read_text())

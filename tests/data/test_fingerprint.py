@@ -14,10 +14,15 @@ from medlens.core.errors import InputError
 from medlens.data.dataset import Dataset, load_dataset
 from medlens.data.fingerprint import compute_fingerprint, load_fingerprint
 from medlens.data.importers import get_importer
+from medlens.tasks.base import get_task
+
+
+def _classification_part(dataset: Dataset) -> dict:
+    return get_task("classification").fingerprint(dataset)
 
 
 def test_values_on_real_pneumonia(pneumonia_dataset: Dataset, small_pneumonia_npz: Path) -> None:
-    fp = compute_fingerprint(pneumonia_dataset)
+    fp = compute_fingerprint(pneumonia_dataset, task_part=_classification_part)
     assert (fp["task"], fp["spatial_dims"], fp["modality"], fp["channels"]) == ("classification", 2, "DX", 1)
     assert fp["shape"] == {"median": [28, 28], "min": [28, 28], "max": [28, 28]}
     assert fp["spacing_median"] == [1.0, 1.0]
@@ -42,11 +47,21 @@ def test_values_on_real_pneumonia(pneumonia_dataset: Dataset, small_pneumonia_np
 
 def test_3d_values_on_real_adrenal(small_adrenal_npz: Path, tmp_path: Path) -> None:
     ds = get_importer("medmnist")(small_adrenal_npz, tmp_path / "ds")
-    fp = compute_fingerprint(ds, max_images=10)
+    fp = compute_fingerprint(ds, max_images=10, task_part=_classification_part)
     assert fp["spatial_dims"] == 3
     assert fp["shape"]["median"] == [28, 28, 28]
     assert fp["images_measured"] == 10
     assert sum(fp["class_counts"]["train"]) == 40
+
+
+def test_the_shared_part_knows_no_task(pneumonia_dataset: Dataset) -> None:
+    """Class counts are the classification task's part (a detector counts objects, not images); a fingerprint
+    cached without the task's part is measured again when the task's part is asked for."""
+    fp = compute_fingerprint(pneumonia_dataset)
+    assert "class_counts" not in fp and fp["n_cases"]["all"] == 80
+    with_task = compute_fingerprint(pneumonia_dataset, task_part=_classification_part)
+    assert sum(with_task["class_counts"]["train"]) == 40
+    assert compute_fingerprint(pneumonia_dataset)["class_counts"] == with_task["class_counts"]  # cached, a superset
 
 
 def test_max_images_caps_reading(pneumonia_dataset: Dataset) -> None:

@@ -164,10 +164,8 @@ def test_catalog_entries_are_complete() -> None:
         assert len(entry["labels"]) >= 2, name
 
 
-def test_download_medmnist_from_local_file(data_root: Path, tmp_path: Path) -> None:
-    source = data_root / "medmnist" / "adrenalmnist3d.npz"
-    if not source.is_file():
-        pytest.skip(f"{source} missing")
+def test_download_medmnist_from_local_file(real_data: Callable[[str], Path], tmp_path: Path) -> None:
+    source = real_data("medmnist/adrenalmnist3d.npz")
     official = _catalog()["adrenalmnist3d"]["files"][28]["md5"]
     assert md5sum(source) == official
     got = download_medmnist("adrenalmnist3d", 28, root=tmp_path / "cache", url=source.as_uri())
@@ -305,10 +303,8 @@ def test_folder_with_split_folders(tmp_path: Path, pneumonia_by_class: dict[str,
         assert case.case_id.startswith(case.split + "/")
 
 
-def test_folder_of_dicom_files(data_root: Path, tmp_path: Path) -> None:
-    testdata = data_root / "dicom" / "pydicom_testdata"
-    if not (testdata / "CT_small.dcm").is_file():
-        pytest.skip("pydicom test data missing")
+def test_folder_of_dicom_files(real_data: Callable[[str], Path], tmp_path: Path) -> None:
+    testdata = real_data("dicom/pydicom_testdata/CT_small.dcm").parent
     src = tmp_path / "src"
     (src / "ct").mkdir(parents=True)
     (src / "mr").mkdir()

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import secrets
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from medlens.core.settings import get_settings
-
 
 @pytest.fixture(scope="session")
-def dicom_root() -> Path:
-    root = get_settings().data_root
-    if root is None or not (root / "dicom").is_dir():
-        pytest.skip("MEDLENS_DATA is not set or holds no dicom/ folder")
-    return root / "dicom"
+def dicom_root(real_data: Callable[[str], Path]) -> Path:
+    return real_data("dicom")
 
 
 def make_key(folder: Path, name: str = "site.key") -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -44,10 +43,8 @@ def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 @pytest.mark.integration
-def test_console_script(testdata: Path, tmp_path: Path) -> None:
-    script = Path(sys.executable).with_name("medlens")
-    if not script.exists():
-        pytest.skip(f"console script not installed beside {sys.executable}")
+def test_console_script(testdata: Path, tmp_path: Path, medlens_script: Path) -> None:
+    script = medlens_script
     out = tmp_path / "ct.png"
     env = {**os.environ, "COLUMNS": "200"}
     done = subprocess.run(

@@ -141,3 +141,15 @@ def test_secondary_capture_passes_dciodvfy(data_root: Path, tmp_path: Path, dcio
     errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
     assert errors == []
     assert pydicom.dcmread(out).pixel_array.shape == (768, 1024, 3)
+
+
+@pytest.mark.integration
+def test_secondary_capture_read_by_dcmtk(mr_volume: Image, mr_series_files: list[Path], tmp_path: Path, dcmdump: str):
+    """DCMTK's dcmdump, an independent parser, reads medlens's Secondary Capture and sees its study and size."""
+    out = write_image(mr_volume, tmp_path / "overlay.dcm", window="mr", reference=mr_series_files[0])
+    result = subprocess.run([dcmdump, "-q", "+P", "0020,000d", "+P", "0028,0010", "+P", "0008,0016", str(out)],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    source = pydicom.dcmread(mr_series_files[0], stop_before_pixels=True)
+    assert f"[{source.StudyInstanceUID}]" in result.stdout
+    assert "=SecondaryCaptureImageStorage" in result.stdout and "US 256" in result.stdout

@@ -21,7 +21,7 @@ def small_net(dims: int = 2, channels: int = 1, classes: int = 2, seed: int = 0)
     torch.manual_seed(seed)
     net = create_model(
         "monai_resnet10",
-        task="classification",
+        output="image",
         spatial_dims=dims,
         in_channels=channels,
         num_classes=classes,
@@ -72,7 +72,7 @@ def test_create_model_with_pretrained(source: nn.Module, tmp_path: Path) -> None
     torch.save(source.state_dict(), tmp_path / "w.pt")
     net = create_model(
         "monai_resnet10",
-        task="classification",
+        output="image",
         spatial_dims=2,
         in_channels=1,
         num_classes=2,
@@ -148,8 +148,8 @@ def test_only_the_input_convolution_is_adapted(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "match"),
     [
-        (b"this is a text file, not weights\n", "not a readable checkpoint"),
-        (b"\x89PNG\r\n\x1a\n" + bytes(64), "not a readable checkpoint"),
+        (b"this is a text file, not weights\n", "not a plain checkpoint|not a readable safetensors"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(64), "not a plain checkpoint|not a readable safetensors"),
     ],
 )
 def test_non_checkpoint_file(content: bytes, match: str, tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ def _entries() -> list[registry_module.ModelEntry]:
     # the registry's own entries, without building every model at collection time (list_models builds them
     # all to count parameters); test_list_models checks that both agree
     registry_module._load_builtin()
-    entries = [e for e in registry_module._REGISTRY.values() if "classification" in e.tasks]  # others: own tests
+    entries = [e for e in registry_module._REGISTRY.values() if e.output == "image"]  # others: their tasks' tests
     return sorted(entries, key=lambda e: e.name)
 
 
@@ -41,15 +41,15 @@ def listed() -> dict[str, dict]:
 
 
 def test_list_models_matches_registry(listed: dict[str, dict]) -> None:
-    assert sorted(n for n, row in listed.items() if "classification" in row["tasks"]) == [e.name for e in _entries()]
+    assert sorted(n for n, row in listed.items() if row["output"] == "image") == [e.name for e in _entries()]
     assert {"resnet18", "monai_resnet18", "monai_resnet10"} <= set(listed)
     for entry in _entries():
         row = listed[entry.name]
         assert row["spatial_dims"] == list(entry.spatial_dims)
-        assert "classification" in row["tasks"] and "multilabel" in row["tasks"]
+        assert row["output"] == "image"  # one vector per image: classification, multi-label, regression
         assert row["description"]
-    assert {r["name"] for r in list_models(task="segmentation")} == {"dynunet"}
-    assert {"retinanet", "fcos", "fasterrcnn"} <= {r["name"] for r in list_models(task="detection")}
+    assert {r["name"] for r in list_models(output="pixel")} == {"dynunet"}
+    assert {"retinanet", "fcos", "fasterrcnn"} <= {r["name"] for r in list_models(output="boxes")}
 
 
 @pytest.mark.parametrize(("name", "dims", "channels"), CASES)
@@ -57,7 +57,7 @@ def test_forward(name: str, dims: int, channels: int, listed: dict[str, dict]) -
     torch.manual_seed(0)
     k = 3 if channels == 1 else 5
     model = create_model(
-        name, task="classification", spatial_dims=dims, in_channels=channels, num_classes=k, input_size=[SIZE] * dims
+        name, output="image", spatial_dims=dims, in_channels=channels, num_classes=k, input_size=[SIZE] * dims
     )
     model.eval()
     x = torch.randn(2, channels, *[SIZE] * dims)
@@ -78,34 +78,26 @@ def test_small_inputs_get_a_stride_1_stem(name: str) -> None:
     def first_conv(model: nn.Module) -> nn.Conv2d:
         return next(m for m in model.modules() if isinstance(m, nn.Conv2d))
 
-    small = create_model(name, task="classification", spatial_dims=2, in_channels=1, num_classes=2, input_size=[28, 28])
-    large = create_model(
-        name, task="classification", spatial_dims=2, in_channels=1, num_classes=2, input_size=[224, 224]
-    )
+    small = create_model(name, output="image", spatial_dims=2, in_channels=1, num_classes=2, input_size=[28, 28])
+    large = create_model(name, output="image", spatial_dims=2, in_channels=1, num_classes=2, input_size=[224, 224])
     assert first_conv(small).stride == (1, 1)
     assert first_conv(large).stride == (2, 2)
 
 
 def test_multilabel_task_is_served() -> None:
-    model = create_model(
-        "resnet18", task="multilabel", spatial_dims=2, in_channels=1, num_classes=14, input_size=[28, 28]
-    )
+    model = create_model("resnet18", output="image", spatial_dims=2, in_channels=1, num_classes=14, input_size=[28, 28])
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 14)
 
 
 def test_unknown_name() -> None:
     with pytest.raises(ConfigError, match="resnet19") as info:
-        create_model(
-            "resnet19", task="classification", spatial_dims=2, in_channels=1, num_classes=2, input_size=[28, 28]
-        )
+        create_model("resnet19", output="image", spatial_dims=2, in_channels=1, num_classes=2, input_size=[28, 28])
     assert info.value.key == "model.name"
 
 
 def test_2d_model_asked_for_3d() -> None:
     with pytest.raises(ConfigError, match="2D, the data is 3D"):
-        create_model(
-            "resnet18", task="classification", spatial_dims=3, in_channels=1, num_classes=2, input_size=[28] * 3
-        )
+        create_model("resnet18", output="image", spatial_dims=3, in_channels=1, num_classes=2, input_size=[28] * 3)
 
 
 def test_3d_model_asked_for_2d(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,12 +107,12 @@ def test_3d_model_asked_for_2d(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(
         registry_module._REGISTRY,
         "only3d",
-        registry_module.ModelEntry("only3d", entry.builder, entry.tasks, (3,), "test", "3D only"),
+        registry_module.ModelEntry("only3d", entry.builder, entry.output, (3,), "test", "3D only"),
     )
     with pytest.raises(ConfigError, match="3D, the data is 2D"):
-        create_model("only3d", task="classification", spatial_dims=2, in_channels=1, num_classes=2, input_size=[28, 28])
+        create_model("only3d", output="image", spatial_dims=2, in_channels=1, num_classes=2, input_size=[28, 28])
 
 
-def test_wrong_task() -> None:
-    with pytest.raises(ConfigError, match="segmentation"):
-        create_model("resnet18", task="segmentation", spatial_dims=2, in_channels=1, num_classes=2, input_size=[28, 28])
+def test_wrong_output_kind() -> None:
+    with pytest.raises(ConfigError, match="pixel"):
+        create_model("resnet18", output="pixel", spatial_dims=2, in_channels=1, num_classes=2, input_size=[28, 28])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -91,19 +90,21 @@ def test_existing_run_folder_is_not_overwritten(
     tiny: list[str], pneumonia_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = sorted(p.name for p in (pneumonia_run / "run").iterdir())
-    _fails_cleanly(["train", str(pneumonia_run / "ds"), "--out", str(pneumonia_run / "run"), *tiny], capsys, "--resume")
+    _fails_cleanly(
+        ["train", str(pneumonia_run / "ds"), "--out", str(pneumonia_run / "run"), *tiny], capsys, "not empty"
+    )
     assert sorted(p.name for p in (pneumonia_run / "run").iterdir()) == before
 
 
-def test_debug_shows_traceback(tmp_path: Path) -> None:
+def test_debug_shows_traceback(tmp_path: Path, medlens_script: Path) -> None:
     result = subprocess.run(
-        [str(Path(sys.executable).with_name("medlens")), "--debug", "plan", str(tmp_path)],
+        [str(medlens_script), "--debug", "plan", str(tmp_path)],
         capture_output=True,
         text=True,
     )
     assert result.returncode != 0 and "Traceback" in result.stderr
     plain = subprocess.run(
-        [str(Path(sys.executable).with_name("medlens")), "plan", str(tmp_path)],
+        [str(medlens_script), "plan", str(tmp_path)],
         capture_output=True,
         text=True,
     )

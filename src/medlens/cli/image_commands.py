@@ -82,10 +82,10 @@ def convert(
     import logging
 
     from medlens.core.errors import InputError
+    from medlens.core.outputs import check_output_file
     from medlens.io import read_image, write_image
 
-    if out.exists() and not overwrite:
-        raise InputError(out, "output exists (use --overwrite to replace it)")
+    check_output_file(out, overwrite=overwrite, inputs=[("input", source)])  # never over (or into) the input
     image = read_image(source, series_uid=series)
     options: dict[str, object] = {}
     if window is not None:

@@ -122,16 +122,21 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: list[str], debug: bool) -> int:
     try:
-        result = app(args=args, standalone_mode=False, prog_name="medlens")
-        if result == 130:  # Typer turns a KeyboardInterrupt it sees into this return value
+        # without standalone mode Typer returns a command's exit code (typer.Exit: --strict) instead of raising it,
+        # and 130 for a KeyboardInterrupt it caught itself
+        code = app(args=args, standalone_mode=False, prog_name="medlens")
+        if code == 130:
             raise KeyboardInterrupt
-    except click.exceptions.Exit as exc:
+    # typer 0.29 runs its own copy of click (typer._click): its exceptions are typer's, not the click package's
+    except (click.exceptions.Exit, typer.Exit) as exc:
         return int(exc.exit_code or 0)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         raise KeyboardInterrupt from None
-    except click.ClickException as exc:
+    except (click.ClickException, typer.TyperException) as exc:  # usage errors: click's message and usage line
+        if not hasattr(exc, "show"):
+            raise
         exc.show()
-        return exc.exit_code
+        return int(getattr(exc, "exit_code", 2))
     except MedlensError as exc:
         if debug:
             raise
@@ -145,7 +150,7 @@ def _run(args: list[str], debug: bool) -> int:
             file=sys.stderr,
         )
         return 2
-    return 0
+    return code if isinstance(code, int) and not isinstance(code, bool) else 0
 
 
 if __name__ == "__main__":

@@ -97,7 +97,9 @@ class Image:
         import torch
         from monai.data import MetaTensor
 
-        return MetaTensor(torch.as_tensor(self.array), affine=torch.as_tensor(self.affine, dtype=torch.float64))
+        # torch refuses negative strides (a flipped view): copy only then
+        array = self.array if min(self.array.strides, default=0) >= 0 else self.array.copy()
+        return MetaTensor(torch.as_tensor(array), affine=torch.as_tensor(self.affine, dtype=torch.float64))
 
     def reoriented(self, axcodes: str = "RAS") -> Image:
         """The same image with its index axes turned to point along ``axcodes`` (3D; 2D images unchanged).

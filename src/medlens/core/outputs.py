@@ -67,6 +67,26 @@ def check_output_folder(
             )
 
 
+def check_output_file(
+    target: str | Path, *, overwrite: bool = False, inputs: Sequence[tuple[str, str | Path]] = ()
+) -> None:
+    """Raise unless the file ``target`` may be written: not a folder, neither an input nor inside one, and new
+    unless ``overwrite`` (a file carries no marker: ``--overwrite`` is the user's word for it).
+
+    Raises:
+        InputError: naming ``target`` and the reason.
+    """
+    target_path = Path(target)
+    if target_path.is_dir():
+        raise InputError(target_path, "is a folder, not a file")
+    resolved = _resolved(target_path)
+    for what, path in inputs:
+        if _inside(resolved, _resolved(path)):
+            raise InputError(target_path, f"is (or lies inside) the {what} {path}; choose another output")
+    if target_path.exists() and not overwrite:
+        raise InputError(target_path, "output exists (use --overwrite to replace it)")
+
+
 def write_marker(folder: Path, kind: str) -> None:
     """Mark ``folder`` as made by medlens (what it holds, and when)."""
     stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

@@ -93,6 +93,7 @@ def write_detection_dataset(
     val_fraction: float = 0.1,
     test_fraction: float = 0.2,
     seed: int = 0,
+    inputs: Sequence[Path] = (),
 ) -> Dataset:
     """Validate the records' boxes and write a detection dataset (manifest + ``boxes/<case>.json``).
 
@@ -147,7 +148,8 @@ def write_detection_dataset(
         source=source,
         image_roots=[str(absolute_path(r)) for r in image_roots],
     )
-    with output_folder(out, kind="dataset", overwrite=overwrite) as tmp:
+    guarded = [("input", p) for p in [*inputs, *image_roots]]  # what the user gave, kept clear of the output
+    with output_folder(out, kind="dataset", overwrite=overwrite, inputs=guarded) as tmp:
         (tmp / "boxes").mkdir()
         for target, content in files.items():
             (tmp / target).write_text(json.dumps(content))

@@ -52,6 +52,7 @@ def compute_fingerprint(
             isinstance(cached, dict)
             and cached.get("manifest_sha1") == digest
             and cached.get("version") == FINGERPRINT_VERSION
+            and (task_part is None or cached.get("task_part_included") is True)  # a cache without it is remeasured
         ):
             return dict(cached)
     from medlens.io import read_image
@@ -104,6 +105,7 @@ def compute_fingerprint(
     }
     if task_part is not None:
         fingerprint.update(task_part(dataset))
+        fingerprint["task_part_included"] = True
     write_json(cache, fingerprint)
     return fingerprint
 

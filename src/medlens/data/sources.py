@@ -131,10 +131,12 @@ def write_picture_dataset(
     source: dict[str, str],
     image_roots: Sequence[Path],
     overwrite: bool,
+    inputs: Sequence[Path] = (),
 ) -> Dataset:
     """Describe the images of imported cases (a sample), write the dataset folder atomically and load it back.
 
-    ``image_roots`` are the folders outside the dataset that the cases' absolute image paths lie in.
+    ``image_roots`` are the folders outside the dataset that the cases' absolute image paths lie in; they and
+    ``inputs`` (what the user gave the importer) are kept clear of the output folder.
     """
     from medlens.core.outputs import output_folder
 
@@ -149,6 +151,7 @@ def write_picture_dataset(
         source=source,
         image_roots=[str(absolute_path(r)) for r in image_roots],
     )
-    with output_folder(out, kind="dataset", overwrite=overwrite) as tmp:
+    guarded = [("input", p) for p in [*inputs, *image_roots]]
+    with output_folder(out, kind="dataset", overwrite=overwrite, inputs=guarded) as tmp:
         write_dataset(tmp, spec, cases)
     return load_dataset(out)

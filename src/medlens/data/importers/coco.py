@@ -117,6 +117,7 @@ def import_coco(
         source={"format": "coco", "annotations": str(annotations.resolve()), "images": str(images.resolve())},
         image_roots=[images],
         overwrite=overwrite,
+        inputs=[annotations, images],
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         seed=seed,

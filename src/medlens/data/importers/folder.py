@@ -77,6 +77,7 @@ def import_folder(
         source={"format": "folder", "folder": str(folder.resolve())},
         image_roots=[folder],
         overwrite=overwrite,
+        inputs=[folder],
     )
     log.info("imported %d cases in %d classes (%s)", len(cases), len(class_names), counts)
     return dataset

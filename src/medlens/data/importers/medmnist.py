@@ -143,7 +143,7 @@ def import_medmnist(
     if multilabel and len(class_names) != n_labels:
         raise InputError(path, f"labels have {n_labels} columns but {name} has {len(class_names)} labels")
     channels = ["red", "green", "blue"] if (spatial_dims == 2 and first.ndim == 4) else ["gray"]
-    with output_folder(out, kind="dataset", overwrite=overwrite) as tmp:
+    with output_folder(out, kind="dataset", overwrite=overwrite, inputs=[("input", path)]) as tmp:
         (tmp / "images").mkdir()
         cases: list[Case] = []
         total = sum(len(arrays[f"{split}_images"]) for split in SPLITS)

@@ -89,7 +89,7 @@ def import_msd(
         source={"format": "msd", "folder": str(folder.resolve()), "licence": str(raw.get("licence", ""))},
         image_roots=[str(absolute_path(folder))],
     )
-    with output_folder(out, kind="dataset", overwrite=overwrite) as tmp:
+    with output_folder(out, kind="dataset", overwrite=overwrite, inputs=[("input", folder)]) as tmp:
         write_dataset(tmp, spec, cases)
     log.info("imported %d cases, classes %s, channels %s", len(cases), classes, channels)
     return load_dataset(out)

@@ -108,7 +108,8 @@ def import_pairs(
         source=source,
         image_roots=list(dict.fromkeys(str(absolute_path(f)) for f in (images_dir, masks_dir))),
     )
-    with output_folder(out, kind="dataset", overwrite=overwrite) as tmp:
+    inputs = [("images", images_dir), ("masks", masks_dir)]
+    with output_folder(out, kind="dataset", overwrite=overwrite, inputs=inputs) as tmp:
         write_dataset(tmp, spec, cases)
     log.info("imported %d %dD cases, classes %s", len(cases), dims, class_names)
     return load_dataset(out)

@@ -121,6 +121,7 @@ def import_csv(
         source=source,
         image_roots=common_folders(Path(c.image[0]) for c in cases),
         overwrite=overwrite,
+        inputs=[table],
     )
     if continuous:
         log.info("imported %d cases with %s from %.4g to %.4g from %s", len(cases), label_column, min(values),

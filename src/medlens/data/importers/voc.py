@@ -96,6 +96,7 @@ def import_voc(
         source={"format": "voc", "folder": str(folder.resolve()), "annotations": str(annotations.resolve())},
         image_roots=[images],
         overwrite=overwrite,
+        inputs=[folder],
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         seed=seed,

@@ -90,6 +90,7 @@ def import_yolo(
         source={"format": "yolo", "folder": str(folder.resolve())},
         image_roots=[images_dir],
         overwrite=overwrite,
+        inputs=[folder],
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         seed=seed,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_curve
 
-from evaluate.prediction_cases import make_case
-from medlens.evaluate.classification import choose_threshold
+from medlens.tasks.classification.metrics import choose_threshold
+from prediction_cases import make_case
 
 
 def test_constructed_case_with_tied_best_points() -> None:

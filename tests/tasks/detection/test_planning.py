@@ -9,13 +9,14 @@ import pytest
 
 from medlens.core.errors import ConfigError
 from medlens.data.fingerprint import compute_fingerprint
-from medlens.plan.detection import MIN_OBJECT_SIDE, plan_detection, smallest_side
-from medlens.plan.overrides import apply_overrides
+from medlens.tasks.base import get_task
+from medlens.tasks.detection.planning import MIN_OBJECT_SIDE, plan_detection, smallest_side
+from medlens.training.overrides import apply_overrides
 
 
 @pytest.fixture(scope="module")
 def fingerprint(tiny_dataset) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    return compute_fingerprint(tiny_dataset)
+    return compute_fingerprint(tiny_dataset, task_part=get_task("detection").fingerprint)
 
 
 def test_fingerprint_measures_boxes(fingerprint: dict[str, Any], tiny_dataset) -> None:  # type: ignore[no-untyped-def]

@@ -1,6 +1,6 @@
 """Synthetic predictions for the evaluation tests: informative, tied, degenerate, for every task.
 
-Imported by the tests as ``from evaluate.prediction_cases import make_case`` (``tests`` is on pytest's path).
+Imported by the tests as ``from prediction_cases import make_case`` (``tests`` is on pytest's path).
 """
 
 from __future__ import annotations

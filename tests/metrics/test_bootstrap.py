@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from evaluate.prediction_cases import make_case
-from medlens.evaluate import bootstrap as bs
-from medlens.evaluate.classification import METRIC_KEYS, classification_metrics
+from medlens.metrics import bootstrap as bs
+from medlens.tasks.classification.metrics import METRIC_KEYS, classification_metrics
+from prediction_cases import make_case
 
 
 @pytest.mark.parametrize("ties", [False, True])

@@ -1,4 +1,8 @@
-"""Segmentation metrics against MONAI's functions, on real hippocampus masks and on edge cases."""
+"""Segmentation metrics against MONAI's functions, on real hippocampus masks and on edge cases.
+
+NSD is the sub-voxel surface Dice (DeepMind's definition, MONAI ``use_subvoxels=True``), so the reference is
+called the same way.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from monai.metrics import (
 )
 from scipy import ndimage
 
-from medlens.evaluate.segmentation import binary_metrics, case_metrics, summarize
+from medlens.tasks.segmentation.metrics import binary_metrics, case_metrics, summarize
 
 
 def _monai(pred: np.ndarray, truth: np.ndarray, spacing: tuple[float, ...], tol: float) -> dict[str, float]:
@@ -26,7 +30,9 @@ def _monai(pred: np.ndarray, truth: np.ndarray, spacing: tuple[float, ...], tol:
         "iou": float(compute_iou(p, t, **kw)),
         "hd95": float(compute_hausdorff_distance(p, t, percentile=95, spacing=list(spacing), **kw)),
         "asd": float(compute_average_surface_distance(p, t, symmetric=True, spacing=list(spacing), **kw)),
-        "nsd": float(compute_surface_dice(p, t, class_thresholds=[tol], spacing=list(spacing), **kw)),
+        "nsd": float(
+            compute_surface_dice(p, t, class_thresholds=[tol], spacing=list(spacing), use_subvoxels=True, **kw)
+        ),
     }
 
 

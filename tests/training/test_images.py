@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 from medlens.core.errors import InputError
 from medlens.core.image import Image, default_affine
-from medlens.plan.schema import DataPlan
-from medlens.transforms.preprocess import normalize, to_input
+from medlens.training.images import normalize, to_input
+from medlens.training.plan import DataPlan
 
 
 @pytest.fixture(scope="module")

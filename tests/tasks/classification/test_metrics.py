@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from evaluate.prediction_cases import KINDS, make_case
-from medlens.evaluate.classification import (
+from medlens.tasks.classification.metrics import (
     METRIC_KEYS,
     EvaluationInputError,
     classification_metrics,
 )
+from prediction_cases import KINDS, make_case
 
 TASKS = ("binary", "multiclass", "multilabel")
 NAN = float("nan")

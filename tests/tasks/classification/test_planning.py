@@ -1,4 +1,4 @@
-"""Planning rules (medlens.plan.classification.plan_classification) on hand-built fingerprints."""
+"""Planning rules (medlens.tasks.classification.planning.plan_classification) on hand-built fingerprints."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import torch
 
 from medlens.data.dataset import Dataset
 from medlens.data.fingerprint import compute_fingerprint
-from medlens.plan.classification import plan_classification
-from medlens.plan.schema import Plan
+from medlens.tasks.base import get_task
+from medlens.tasks.classification.config import ClassificationPlan
+from medlens.tasks.classification.planning import plan_classification
 
 
 def fingerprint(
@@ -92,9 +93,9 @@ def test_width_follows_data_size() -> None:
 
 def test_imbalance_gives_inverse_frequency_class_weights() -> None:
     plan = plan_classification(fingerprint(train_counts=[900, 100]))
-    assert plan.train.class_weights == pytest.approx([1000 / (2 * 900), 1000 / (2 * 100)], abs=1e-3)
+    assert plan.classification.class_weights == pytest.approx([1000 / (2 * 900), 1000 / (2 * 100)], abs=1e-3)
     three = plan_classification(fingerprint(train_counts=[600, 300, 100]))
-    weights = three.train.class_weights
+    weights = three.classification.class_weights
     assert weights is not None and weights[0] < weights[1] < weights[2]
     # weighted counts are equal: every class contributes the same total weight
     assert [w * c for w, c in zip(weights, [600, 300, 100], strict=True)] == pytest.approx([1000 / 3] * 3, rel=1e-3)
@@ -102,7 +103,7 @@ def test_imbalance_gives_inverse_frequency_class_weights() -> None:
 
 @pytest.mark.parametrize("counts", [[500, 520], [500, 700], [300, 310, 290]])
 def test_balanced_classes_get_no_weights(counts: list[int]) -> None:
-    assert plan_classification(fingerprint(train_counts=counts)).train.class_weights is None
+    assert plan_classification(fingerprint(train_counts=counts)).classification.class_weights is None
 
 
 @pytest.mark.parametrize("modality", ["XR", "DX", "dx", "CT", "MR"])
@@ -133,11 +134,10 @@ def test_ct_is_clipped_to_percentiles() -> None:
 
 def test_multilabel_uses_bce_without_class_weights() -> None:
     plan = plan_classification(fingerprint(task="multilabel", train_counts=[900, 50, 300]))
-    assert plan.task == "multilabel"
-    assert plan.train.loss == "bce"
-    assert plan.train.class_weights is None
-    assert plan.train.label_smoothing == 0.0
-    assert plan_classification(fingerprint()).train.loss == "cross_entropy"
+    assert plan.task == "multilabel" and plan.multilabel
+    assert plan.classification.class_weights is None
+    assert plan.classification.label_smoothing == 0.0
+    assert not plan_classification(fingerprint()).multilabel
 
 
 def test_batch_size_gives_at_least_8_steps_per_epoch() -> None:
@@ -164,7 +164,7 @@ def test_budget_only_without_gpu() -> None:
 )
 def test_plan_validates_and_every_note_is_a_string(fp: dict[str, Any]) -> None:
     plan = plan_classification(fp)
-    assert Plan.model_validate(plan.model_dump()) == plan
+    assert ClassificationPlan.model_validate(plan.model_dump()) == plan
     assert plan.notes and all(isinstance(n, str) and n for n in plan.notes)
     assert isinstance(plan.model.why, str) and plan.model.why
     assert plan.class_names == fp["class_names"]
@@ -175,12 +175,13 @@ def test_plan_validates_and_every_note_is_a_string(fp: dict[str, Any]) -> None:
 def test_plan_from_a_real_fingerprint_builds_a_working_network(pneumonia_dataset: Dataset) -> None:
     from medlens.models import create_model
 
-    plan = plan_classification(compute_fingerprint(pneumonia_dataset))
+    task = get_task("classification")
+    plan = plan_classification(compute_fingerprint(pneumonia_dataset, task_part=task.fingerprint))
     assert plan.augment.flip_axes == []  # PneumoniaMNIST is DX
     assert plan.data.input_size == [28, 28]
     net = create_model(
         plan.model.name,
-        task=plan.task,
+        output="image",
         spatial_dims=plan.spatial_dims,
         in_channels=plan.data.channels,
         num_classes=len(plan.class_names),
@@ -196,7 +197,8 @@ def test_plan_from_a_real_fingerprint_builds_a_working_network(pneumonia_dataset
 
 def test_cpu_budget_narrows_width_until_enough_epochs() -> None:
     """On CPU the width halves until the budget covers MIN_EPOCHS epochs at the assumed throughput."""
-    from medlens.plan.classification import CPU_GFLOPS, MIN_EPOCHS, plan_classification
+    from medlens.tasks.classification.planning import plan_classification
+    from medlens.training.image_planning import CPU_GFLOPS, MIN_EPOCHS
 
     fp = _fingerprint_for_cost()
     n_train = fp["n_cases"]["train"]

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluate.prediction_cases import make_case
-from medlens.evaluate.classification import classification_metrics
-from medlens.evaluate.report import write_classification_report
+from medlens.tasks.classification.metrics import classification_metrics
+from medlens.tasks.classification.report import write_classification_report
+from prediction_cases import make_case
 
 PLOTS = ("roc", "pr", "reliability", "confusion")
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}

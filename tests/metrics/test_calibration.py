@@ -7,14 +7,14 @@ import pytest
 import torch
 from torchmetrics.classification import BinaryCalibrationError, MulticlassCalibrationError
 
-from evaluate.prediction_cases import make_case
-from medlens.evaluate.calibration import (
+from medlens.metrics.calibration import (
     bin_indices,
     calibration_pairs,
     expected_calibration_error,
     reliability_diagram,
 )
-from medlens.evaluate.classification import classification_metrics
+from medlens.tasks.classification.metrics import classification_metrics
+from prediction_cases import make_case
 
 
 def _ece(y: np.ndarray, p: np.ndarray, task: str) -> float:

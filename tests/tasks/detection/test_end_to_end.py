@@ -1,4 +1,4 @@
-"""Detection end to end on a few real BCCD images: import, plan, train 1 epoch, evaluate, predict (PNG, DICOM)."""
+"""Detection end to end on a few real BCCD images (the shared ``bccd_run``): train, evaluate, predict, export."""
 
 from __future__ import annotations
 
@@ -13,21 +13,24 @@ from medlens.cli.main import main
 from medlens.core.errors import InputError
 
 
-@pytest.fixture(scope="module")
-def run_dir(tiny_dataset, tiny_plan_overrides: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
-    out = tmp_path_factory.mktemp("det_run") / "run"
-    args = ["train", str(tiny_dataset.root), "--out", str(out)]
-    for item in tiny_plan_overrides:
-        args += ["--set", item]
-    assert main(args) == 0
-    return out
+@pytest.fixture()
+def run_dir(bccd_run: Path) -> Path:
+    return bccd_run / "run"
+
+
+@pytest.fixture()
+def run_dataset(bccd_run: Path):  # type: ignore[no-untyped-def]
+    from medlens.data.dataset import load_dataset
+
+    return load_dataset(bccd_run / "ds")
 
 
 def test_train_writes_a_bundle_with_chosen_thresholds(run_dir: Path) -> None:
-    from medlens.models.bundle import load_bundle
+    from medlens import load_bundle
 
     summary = json.loads((run_dir / "train_summary.json").read_text())
-    assert summary["seeds"][0]["epochs"] >= 0 and "best_val_map50" in summary["seeds"][0]
+    member = summary["member_summaries"][0]
+    assert member["epochs"] == 12 and "best_val_map50" in member and summary["monitor"] == "val_map50"
     bundle = load_bundle(run_dir)
     d = bundle.plan.detection
     assert d is not None and d.nms_iou in d.nms_candidates and d.score_threshold is not None
@@ -42,72 +45,76 @@ def test_evaluate_writes_metrics_and_report(run_dir: Path, tmp_path: Path) -> No
     for key in ("map", "map50", "map75", "mar100"):
         assert 0.0 <= metrics[key]["value"] <= 1.0 and len(metrics[key]["ci95"]) == 2
     assert set(metrics["ap50_per_class"]) == {"Platelets", "RBC", "WBC"}
-    assert metrics["n_images"] == 3 and metrics["dataset"]["split"] == "val"
+    assert metrics["n_images"] == 2 and metrics["dataset"]["split"] == "val"
+    assert metrics["map50"]["value"] > 0  # the trained detector finds cells
     html = (out / "report.html").read_text()
     assert "mAP@.5" in html and "data:image/png;base64" in html
     results = json.loads((out / "coco_results.json").read_text())
     assert all(len(r["bbox"]) == 4 and r["category_id"] in (1, 2, 3) for r in results)
 
 
-def test_predict_png_and_dicom(run_dir: Path, tiny_dataset, data_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    picture = Path(tiny_dataset.cases[0].image[0])
+def test_predict_png_and_dicom(run_dir: Path, run_dataset, data_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Boxes on a training picture (non-empty: the model was trained on it), and a DICOM slice is predicted too."""
+    picture = Path(run_dataset.split("train")[0].image[0])
     dicom = data_root / "dicom" / "pydicom_testdata" / "CT_small.dcm"
     out = tmp_path / "pred"
     assert main(["predict", str(run_dir), str(picture), str(dicom), "--out", str(out)]) == 0
     row = json.loads((out / f"{picture.stem}.json").read_text())
     assert row["image_size"] == [480, 640]
+    assert len(row["boxes"]) > 0 and "RBC" in {b["label"] for b in row["boxes"]}
     assert all(b["score"] >= row["score_threshold"] for b in row["boxes"])
     assert all(0 <= b["box"][0] <= b["box"][2] <= 640 for b in row["boxes"])
     assert (out / f"{picture.stem}.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "CT_small.png").is_file() and (out / "coco_results.json").is_file()
 
 
-def test_onnx_export_gives_the_bundle_detections(run_dir: Path, tiny_dataset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """ONNX Runtime returns the bundle's boxes on real images of two sizes. The run's evaluation score is set to 0
-    first, so that the barely trained detector returns boxes to compare rather than none."""
+def test_onnx_export_gives_the_bundle_detections(run_dir: Path, run_dataset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """ONNX Runtime, run by this test, returns the boxes of ``bundle.predict`` on real images of two sizes."""
+    import onnxruntime as ort
+
+    from medlens import load_bundle
+    from medlens.core.image import Image, default_affine
+    from medlens.io import read_image
+
+    assert main(["export", str(run_dir), "--out", str(tmp_path / "onnx")]) == 0
+    exported = json.loads((tmp_path / "onnx" / "export.json").read_text())
+    bundle = load_bundle(run_dir)
+    assert exported["outputs"] == ["boxes", "scores", "labels"] and exported["class_names"] == bundle.class_names
+    session = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    picture = read_image(Path(run_dataset.split("train")[0].image[0])).as_2d()
+    pixels = picture.array.astype(np.float32)  # (C, H, W) raw values as read, as export.json says
+    assert pixels.shape[0] == exported["inputs"][0]["shape"][0]
+    for x in (pixels, np.ascontiguousarray(pixels[:, 40:400, 100:600])):  # 480x640, then 360x500
+        boxes, scores, labels = session.run(None, {"image": x})
+        want = bundle.predict(Image(x, default_affine(2))).candidates
+        assert len(boxes) == len(want.labels) > 0
+        assert np.abs(boxes - want.boxes).max() < 0.5
+        assert want.scores is not None and np.abs(scores - want.scores).max() < 1e-3
+        assert np.array_equal(labels, want.labels) and labels.min() >= 0
+
+
+def test_evaluate_on_a_dataset_with_other_classes_is_refused(run_dir: Path, run_dataset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import shutil
 
-    import onnxruntime as ort
     import yaml
 
-    from medlens.models.bundle import load_bundle
-    from medlens.workflows.detection import detect_images, read_detection_image
+    other = tmp_path / "other"
+    shutil.copytree(run_dataset.root, other)
+    raw = yaml.safe_load((other / "dataset.yaml").read_text())
+    raw["classes"] = ["a", "b", "c"]
+    (other / "dataset.yaml").write_text(yaml.safe_dump(raw))
+    import medlens
 
-    bundle_dir = tmp_path / "bundle"
-    shutil.copytree(run_dir / "bundle", bundle_dir)
-    spec = yaml.safe_load((bundle_dir / "bundle.yaml").read_text())
-    spec["plan"]["detection"]["eval_score_threshold"] = 0.0
-    (bundle_dir / "bundle.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    assert main(["export", str(bundle_dir), "--out", str(tmp_path / "onnx")]) == 0
-    exported = json.loads((tmp_path / "onnx" / "export.json").read_text())
-    assert exported["outputs"] == ["boxes", "scores", "labels"] and exported["class_names"] == spec["class_names"]
-    session = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
-    bundle = load_bundle(bundle_dir)
-    image = read_detection_image(Path(tiny_dataset.cases[0].image[0]), bundle.plan.data.channels).float()
-    for x in (image, image[:, 40:400, 100:600].contiguous()):  # 480x640, then 360x500
-        boxes, scores, labels = session.run(None, {"image": x.numpy()})
-        want = detect_images(bundle, [x])[0]
-        assert len(boxes) == len(want["boxes"]) > 0
-        assert np.abs(boxes - want["boxes"].numpy()).max() < 0.5
-        assert np.abs(scores - want["scores"].numpy()).max() < 1e-3
-        assert np.array_equal(labels, want["labels"].numpy() - 1) and labels.min() >= 0
-
-
-def test_evaluate_on_a_dataset_with_other_classes_is_refused(run_dir: Path, tiny_dataset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from medlens.models.bundle import load_bundle
-    from medlens.workflows.detection import evaluate_detection
-
-    bundle = load_bundle(run_dir)
-    bundle.plan.class_names = ["a", "b", "c"]
-    with pytest.raises(InputError, match="differ"):
-        evaluate_detection(bundle, tiny_dataset.root, tmp_path / "e", split="val")
+    with pytest.raises(InputError, match=r"classes \['a', 'b', 'c'\]; the model is detection"):
+        medlens.evaluate(run_dir, tmp_path / "e", dataset=other, split="val")
+    assert not (tmp_path / "e").exists()
 
 
 def test_pretrained_from_a_local_resnet_checkpoint(tiny_dataset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import torchvision
 
-    from medlens.plan.overrides import apply_overrides
-    from medlens.tasks.detection import build_network
+    from medlens.tasks.detection.module import build_network
+    from medlens.training.overrides import apply_overrides
     from medlens.workflows.planning import make_plan
 
     resnet = torchvision.models.resnet18(weights=None)
@@ -126,7 +133,7 @@ def test_every_detector_trains_a_step_and_detects(name: str) -> None:
     from medlens.models import create_model
 
     torch.manual_seed(0)
-    net = create_model(name, task="detection", spatial_dims=2, in_channels=1, num_classes=2, input_size=[64, 96])
+    net = create_model(name, output="boxes", spatial_dims=2, in_channels=1, num_classes=2, input_size=[64, 96])
     images = [torch.rand(1, 60, 90) * 255, torch.rand(1, 70, 80) * 255]
     targets = [
         {"boxes": torch.tensor([[5.0, 5.0, 30.0, 40.0]]), "labels": torch.tensor([1])},
@@ -142,30 +149,22 @@ def test_every_detector_trains_a_step_and_detects(name: str) -> None:
 
 
 def test_augmentation_keeps_boxes_valid(tiny_dataset) -> None:  # type: ignore[no-untyped-def]
-    from medlens.data.box_loading import load_box_images
-    from medlens.plan.overrides import apply_overrides
-    from medlens.transforms.box_augment import augment_boxes
+    from medlens.tasks.detection.augment import augment_boxes
+    from medlens.tasks.detection.loading import load_box_images
+    from medlens.training.overrides import apply_overrides
     from medlens.workflows.planning import make_plan
 
-    plan = apply_overrides(make_plan(tiny_dataset), ["detection.crop_probability=1.0", "augment.probability=1.0"])
+    plan = apply_overrides(
+        make_plan(tiny_dataset), ["detection.crop_probability=1.0", "augment.spatial_probability=1.0"]
+    )
     item = load_box_images(tiny_dataset, tiny_dataset.split("train")[:1], plan)[0]
     torch.manual_seed(0)
     changed = False
     for _ in range(10):
         image, boxes, labels = augment_boxes(item.image, item.boxes, item.labels, plan)
         h, w = image.shape[1:]
-        assert len(boxes) == len(labels) and image.dtype == torch.uint8
+        assert len(boxes) == len(labels) and image.dtype == torch.float32
         assert (boxes[:, 2] - boxes[:, 0] >= 2).all() and (boxes[:, 3] - boxes[:, 1] >= 2).all()
         assert (boxes[:, [0, 2]] <= w).all() and (boxes[:, [1, 3]] <= h).all() and (boxes >= 0).all()
         changed |= image.shape != item.image.shape or not np.array_equal(boxes.numpy(), item.boxes.numpy())
     assert changed
-
-
-@pytest.mark.integration
-def test_resume_after_kill(tiny_dataset, tiny_plan_overrides: list[str], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from interrupt import kill_then_resume
-
-    args = [str(tiny_dataset.root)]
-    for item in [*tiny_plan_overrides, "train.max_epochs=4", "train.early_stopping_patience=null"]:
-        args += ["--set", item]
-    kill_then_resume(args, tmp_path / "run", "seed_0", epochs=4)

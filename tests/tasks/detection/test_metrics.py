@@ -8,9 +8,7 @@ import io
 import numpy as np
 import pytest
 
-from medlens.evaluate.detection import ImageBoxes, choose_score_threshold, detection_metrics, misses_per_image
-
-pytest.importorskip("pycocotools")
+from medlens.tasks.detection.metrics import ImageBoxes, choose_score_threshold, detection_metrics, misses_per_image
 
 
 def _random_case(seed: int, n_images: int = 12, n_classes: int = 3) -> tuple[list[ImageBoxes], list[ImageBoxes]]:
@@ -109,7 +107,7 @@ def test_bootstrap_interval_brackets_the_value_and_is_seeded() -> None:
 
 def test_bootstrap_weights_equal_a_resampled_dataset_without_duplicates() -> None:
     """A resample that draws each chosen image once is just a smaller dataset: weights must agree exactly."""
-    from medlens.evaluate.detection import match_class, weighted_ap_recall
+    from medlens.tasks.detection.metrics import match_class, weighted_ap_recall
 
     preds, truths = _random_case(5, n_images=10)
     chosen = [0, 2, 3, 7, 9]
@@ -136,7 +134,7 @@ def test_perfect_predictions_and_misses() -> None:
 
 
 def test_bootstrap_in_small_blocks_gives_the_same_intervals(monkeypatch: pytest.MonkeyPatch) -> None:
-    import medlens.evaluate.detection as detection
+    import medlens.tasks.detection.metrics as detection
 
     preds, truths = _random_case(6, n_images=20)
     whole = detection_metrics(preds, truths, ["a", "b", "c"], n_bootstrap=64, seed=3)

@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import highdicom as hd
 import numpy as np
 import pydicom
-import pytest
 
 from medlens.io import find_series, read_image
 from medlens.io.dicom_geometry import LPS_TO_RAS
 from medlens.io.dicom_seg import write_dicom_seg
 
 
-@pytest.fixture(scope="module")
-def mr_series(data_root: Path) -> Path:
-    folder = data_root / "dicom" / "sag_anon_mr_t1_series"
-    if not folder.is_dir():
-        pytest.skip(f"{folder} missing")
-    return folder
-
-
-def test_dicom_seg_on_real_series(mr_series: Path, tmp_path: Path) -> None:
+def test_dicom_seg_on_real_series(mr_series_dir: Path, tmp_path: Path, dciodvfy: str) -> None:
+    mr_series = mr_series_dir
     image = read_image(mr_series)
     files = list(find_series(mr_series)[0].files)
     labels = np.zeros(image.spatial_shape, np.uint8)  # (I, J, K)
@@ -32,10 +23,9 @@ def test_dicom_seg_on_real_series(mr_series: Path, tmp_path: Path) -> None:
     labels[60:80, 120:130, 120] = 2  # a second class on slice 120 only
     out = write_dicom_seg(labels, image, files, tmp_path / "seg.dcm", ["background", "lesion", "cyst"])
 
-    if shutil.which("dciodvfy"):
-        result = subprocess.run(["dciodvfy", str(out)], capture_output=True, text=True, check=False)
-        errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
-        assert not errors, errors
+    result = subprocess.run([dciodvfy, str(out)], capture_output=True, text=True, check=False)
+    errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
+    assert not errors, errors
 
     seg = hd.seg.segread(out)
     assert seg.number_of_segments == 2 and seg.SeriesInstanceUID != pydicom.dcmread(files[0]).SeriesInstanceUID
