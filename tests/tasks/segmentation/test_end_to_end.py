@@ -136,3 +136,30 @@ def test_predict_dicom_series_writes_a_valid_seg(hippo_run: Path, mr_crop: Path,
     for k, uid in enumerate(uids):
         assert np.array_equal(pixels[k], mask[:, :, slice_of[uid]].T), f"slice {k}"
     print("foreground voxels in the predicted mask:", int((mask > 0).sum()))
+
+
+def test_predict_dicom_seg_on_a_series_without_type2_attributes(
+    hippo_run: Path, mr_crop: Path, tmp_path: Path, dciodvfy: str
+) -> None:
+    """Issue 16 item 10 through the command line: archives de-identified by other tools drop PatientBirthDate,
+    PatientSex, StudyID, ... ; predict --dicom-seg on such a real series writes a SEG that passes dciodvfy, with
+    those attributes present and empty (it used to end in 'internal error: AttributeError ... PatientBirthDate')."""
+    import subprocess
+
+    import pydicom
+
+    stripped = ("PatientBirthDate", "PatientSex", "StudyID", "ReferringPhysicianName", "AccessionNumber", "StudyTime")
+    for path in mr_crop.iterdir():
+        ds = pydicom.dcmread(path)
+        for keyword in stripped:
+            if keyword in ds:
+                delattr(ds, keyword)
+        ds.save_as(path, enforce_file_format=True)
+    out = tmp_path / "pred"
+    assert main(["-q", "predict", str(hippo_run / "run"), str(mr_crop), "--out", str(out), "--dicom-seg"]) == 0
+    seg_path = out / "mr_crop_seg.dcm"
+    result = subprocess.run([dciodvfy, str(seg_path)], capture_output=True, text=True, check=False)
+    assert not [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
+    seg = pydicom.dcmread(seg_path)
+    for keyword in stripped:
+        assert keyword in seg and str(seg.data_element(keyword).value) == "", keyword
