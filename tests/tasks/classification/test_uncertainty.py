@@ -152,3 +152,48 @@ def test_the_conformal_quantile_is_the_validation_quantile(pneumonia_run: Path, 
     assert load_bundle(pneumonia_run / "run").calibration["conformal_quantile"] == pytest.approx(expected, abs=1e-5)
     m = json.loads((out / "metrics.json").read_text())
     assert m["conformal_coverage"]["value"] >= 0.9  # on the cases it was calibrated on, at least the level
+
+
+@pytest.mark.parametrize(("task", "k"), [("binary", 2), ("multiclass", 4), ("multilabel", 3)])
+def test_choices_and_figures_for_every_kind_of_classifier(task: str, k: int) -> None:
+    """On the validation cases themselves the referral reaches its target and the sets their level; multi-label
+    gets calibration and selective figures, and no sets."""
+    from medlens.metrics.temperature import scaled_probabilities
+    from medlens.tasks.classification.metrics import choose_threshold
+    from medlens.tasks.classification.uncertainty import (
+        ClassificationCalibration,
+        choose_on_validation,
+        uncertainty_metrics,
+    )
+
+    rng = np.random.default_rng(0)
+    n, multilabel = 400, task == "multilabel"
+    true_logits = rng.normal(size=(n, k)) * 2
+    if multilabel:
+        y = (rng.random((n, k)) < 1 / (1 + np.exp(-true_logits))).astype(int)
+    else:
+        p = softmax(true_logits, axis=1)
+        y = np.minimum((p.cumsum(axis=1) < rng.random((n, 1))).sum(axis=1), k - 1)
+    logits = np.stack([2.0 * true_logits + rng.normal(0, 0.3, (n, k)) for _ in range(2)])  # 2 over-confident members
+    chosen = choose_on_validation(
+        logits, np.ones((2, n), bool), y, task, temperature_scaling=True, choose_threshold=choose_threshold,
+        target_accuracy=0.9, level=0.9,
+    )  # fmt: skip
+    assert 1.5 < chosen["temperature"] < 2.6  # the members were made about twice as sure as the truth
+    assert chosen["validation"]["ece"] < chosen["validation"]["ece_uncalibrated"]
+    calibration = ClassificationCalibration(
+        temperature=chosen["temperature"], referral_threshold=chosen["referral_threshold"],
+        referral_target_accuracy=0.9, conformal_level=0.9, conformal_quantile=chosen["conformal_quantile"],
+    )  # fmt: skip
+    prob = scaled_probabilities(logits, chosen["temperature"], multilabel=multilabel).mean(axis=0)
+    raw = scaled_probabilities(logits, 1.0, multilabel=multilabel).mean(axis=0)
+    m = uncertainty_metrics(
+        y, prob, raw, task=task, threshold=chosen["threshold"], calibration=calibration,
+        class_names=[f"c{i}" for i in range(k)], groups=None, n_bootstrap=50,
+    )  # fmt: skip
+    assert m["referral"]["accuracy_of_rest"]["value"] >= 0.9
+    assert 0 < m["aurc"]["value"] < m["aurc"]["random_ranking"]  # confidence ranks the errors
+    if multilabel:
+        assert "conformal_coverage" not in m and chosen["conformal_quantile"] is None
+    else:
+        assert m["conformal_coverage"]["value"] >= 0.9 and sum(m["conformal_set_sizes"].values()) == n
