@@ -69,9 +69,16 @@ def evaluate_cmd(
     dataset: Path | None = typer.Option(None, "--dataset", help="Evaluate on another dataset (default: the run's)."),
     split: str = typer.Option("test", "--split", help="test, val, train or all."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the 95% confidence intervals."),
+    by: str | None = typer.Option(
+        None,
+        "--by",
+        help="Report every metric per subgroup of this manifest column (e.g. PatientSex, PatientAge, Manufacturer, "
+        "site); flags a subgroup whose interval lies wholly below the rest's.",
+    ),
     overwrite: bool = OVERWRITE,
 ) -> None:
-    """Measure a trained model: metrics with 95% bootstrap CIs, curves, calibration, report.html."""
+    """Measure a trained model: metrics with 95% bootstrap CIs (over patients when cases share them), curves,
+    calibration and uncertainty, per subgroup with --by, report.html."""
     from rich.console import Console
     from rich.table import Table
 
@@ -80,8 +87,9 @@ def evaluate_cmd(
 
     with progress_bars() as progress:
         metrics = evaluate(
-            run_dir, out, dataset=dataset, split=split, n_bootstrap=bootstrap, overwrite=overwrite, progress=progress
-        )
+            run_dir, out, dataset=dataset, split=split, n_bootstrap=bootstrap, by=by, overwrite=overwrite,
+            progress=progress,
+        )  # fmt: skip
     table = Table(title=f"{split} metrics ({metrics.get('n_cases', '?')} cases)")
     for col in ("metric", "value", "95% CI"):
         table.add_column(col)
@@ -92,6 +100,12 @@ def evaluate_cmd(
             table.add_row(key, f"{entry['value']:.4f}", ci)
     console = Console()
     console.print(table)
+    if "subgroups" in metrics:
+        sub = metrics["subgroups"]
+        flagged = ", ".join(sub["flagged"]) or "none"
+        console.print(
+            f"subgroups by {sub['column']}: {len(sub['groups'])}; flagged ({sub['headline']} below the rest): {flagged}"
+        )
     console.print(f"report: {Path(out) / 'report.html'}")
 
 
@@ -134,8 +148,10 @@ def predict_cmd(
     console = Console(stderr=True)
     for source, reason in run.skipped:
         console.print(f"skipped {source}: {reason}", markup=False, highlight=False, soft_wrap=True)
+    referred = sum(1 for p in run.predictions if p.get("refer"))
     Console().print(
         f"{len(run.predictions)} prediction(s) written to {Path(out) / 'predictions.csv'}"
+        + (f"; {referred} flagged for a person to read (refer)" if referred else "")
         + (f"; {len(run.skipped)} input(s) skipped (see skipped.csv)" if run.skipped else "")
     )
     if strict and run.skipped:

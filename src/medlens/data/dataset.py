@@ -14,6 +14,10 @@ A dataset is a folder holding ``dataset.yaml`` (what the data is) and ``manifest
 Manifest columns: ``case_id``, ``patient_id``, ``image`` (path relative to the dataset folder, or absolute;
 several channels joined by ``;``), ``target`` (class index; ``;``-joined 0/1 flags for multilabel; a mask path;
 a boxes JSON path), ``split`` (``train``, ``val``, ``test`` or empty when not yet split). Both files are UTF-8.
+Further columns are optional and kept as they are (:attr:`Case.extra`): facts about a case to group results by
+(``evaluate --by COLUMN``), such as ``PatientSex``, ``PatientAge`` and ``Manufacturer``, which the importers that
+read DICOM record, or the other columns of an imported table. A manifest with only the five columns is read and
+written as before.
 
 Where paths may point. A dataset folder may come from elsewhere, and its manifest must not make medlens read
 other files. Every path in the manifest (images, and the mask or boxes path of a segmentation or detection
@@ -70,13 +74,18 @@ class DatasetSpec(BaseModel):
 
 @dataclass
 class Case:
-    """One row of the manifest."""
+    """One row of the manifest.
+
+    Attributes:
+        extra: the row's further columns (name to text), e.g. ``PatientSex``; empty for a five-column manifest.
+    """
 
     case_id: str
     patient_id: str
     image: list[str]
     target: str
     split: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
 
     def to_row(self) -> dict[str, str]:
         return {
@@ -85,7 +94,19 @@ class Case:
             "image": ";".join(self.image),
             "target": self.target,
             "split": self.split,
+            **self.extra,
         }
+
+    def value(self, column: str) -> str:
+        """The text of one manifest column for this case (a standard column or a further one; empty if absent)."""
+        if column in MANIFEST_COLUMNS:
+            return self.to_row()[column]
+        return self.extra.get(column, "")
+
+
+def extra_columns(cases: list[Case]) -> list[str]:
+    """The further columns the cases carry, in order of first appearance."""
+    return list(dict.fromkeys(name for case in cases for name in case.extra))
 
 
 @dataclass
@@ -99,6 +120,11 @@ class Dataset:
     @property
     def num_classes(self) -> int:
         return len(self.spec.classes)
+
+    @property
+    def columns(self) -> list[str]:
+        """Every manifest column: the five standard ones, then the further ones."""
+        return [*MANIFEST_COLUMNS, *extra_columns(self.cases)]
 
     def split(self, name: str) -> list[Case]:
         """The cases of one split (``all`` for every case)."""
@@ -149,7 +175,7 @@ def write_dataset(root: str | Path, spec: DatasetSpec, cases: list[Case]) -> Dat
     manifest = _manifest_path(root, spec)
     cases = _checked_paths(root, spec, cases, manifest)
     text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, fieldnames=MANIFEST_COLUMNS)
+    writer = csv.DictWriter(text, fieldnames=[*MANIFEST_COLUMNS, *extra_columns(cases)], restval="")
     writer.writeheader()
     for case in cases:
         writer.writerow(case.to_row())
@@ -191,6 +217,7 @@ def load_dataset(root: str | Path) -> Dataset:
     missing = set(MANIFEST_COLUMNS) - set(columns)
     if missing:
         raise InputError(manifest, f"manifest lacks column(s) {', '.join(sorted(missing))}")
+    further = [c for c in dict.fromkeys(columns) if c and c not in MANIFEST_COLUMNS]
     cases = [
         Case(
             case_id=row["case_id"],
@@ -198,6 +225,7 @@ def load_dataset(root: str | Path) -> Dataset:
             image=[p for p in row["image"].split(";") if p],
             target=row["target"],
             split=row["split"] or "",
+            extra={name: row[name] for name in further},
         )
         for _, row in rows
     ]

@@ -86,18 +86,30 @@ def _has_dicom_preamble(path: Path) -> bool:
         return False
 
 
+#: DICOM attributes the importers keep as manifest columns, to group results by (``evaluate --by``)
+CASE_ATTRIBUTES = ("PatientSex", "PatientAge", "Manufacturer")
+
+
 def patient_id_of(path: Path) -> str:
     """The patient a file belongs to: DICOM PatientID when present, else the file's stem."""
-    if path.suffix.lower() in {".dcm", ".dicom", ""}:
+    return case_facts(path)[0]
+
+
+def case_facts(path: Path) -> tuple[str, dict[str, str]]:
+    """The patient a file belongs to (DICOM PatientID when present, else the file's stem) and, for a DICOM file,
+    the :data:`CASE_ATTRIBUTES` it has (empty ones left out)."""
+    if path.suffix.lower() in {".dcm", ".dicom", ""} and path.is_file():
         import pydicom
 
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID"])
-            if str(getattr(ds, "PatientID", "")).strip():
-                return str(ds.PatientID).strip()
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID", *CASE_ATTRIBUTES])
         except Exception:  # unreadable headers are reported when the pixels are read
-            pass
-    return path.name.split(".")[0]
+            ds = None
+        if ds is not None:
+            facts = {name: str(getattr(ds, name, "") or "").strip() for name in CASE_ATTRIBUTES}
+            patient = str(getattr(ds, "PatientID", "") or "").strip()
+            return patient or path.name.split(".")[0], {k: v for k, v in facts.items() if v}
+    return path.name.split(".")[0], {}
 
 
 def describe_images(paths: list[Path]) -> tuple[int, list[str], str]:

@@ -3,13 +3,19 @@
 Layout::
 
     bundle/
-      bundle.yaml          # task, classes, the plan (preprocessing + network), members, operating threshold
+      bundle.yaml          # task, classes, the plan (preprocessing + network), members, operating threshold,
+                           # calibration (numbers chosen on validation that prediction applies)
       member_0.safetensors # weights of each trained seed (or fold); predictions average their probabilities
       model_card.md        # data, metrics with confidence intervals, intended use, limits
 
 Weights are safetensors files: loading a bundle never unpickles anything, so a bundle received from
 elsewhere cannot run code. ``bundle.predict(image_or_path)`` gives a typed prediction for every task; the
 task itself (found through the registry when the bundle is loaded) does the work.
+
+``calibration:`` in ``bundle.yaml`` is a mapping of plain values a task chose on validation and applies when it
+predicts (classification: ``temperature``, ``referral_threshold``, ``conformal_quantile``; regression: the
+conformal interval's half-width). Each task reads its own keys with a default for every one, so a bundle written
+before ``calibration:`` existed loads and predicts as it did (temperature 1, no referral, no sets).
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ class Bundle:
     task: Task
     threshold: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
     _nets: list[nn.Module] = field(default_factory=list, repr=False)
 
     @property
@@ -206,6 +213,7 @@ def save_bundle(
     threshold: float | None,
     info: dict[str, Any],
     card: str,
+    calibration: dict[str, Any] | None = None,
 ) -> Bundle:
     """Write a bundle folder (weights as safetensors, the spec as YAML, the model card as Markdown)."""
     from safetensors.torch import save_file
@@ -226,11 +234,12 @@ def save_bundle(
         "threshold": threshold,
         "members": members,
         "info": info,
+        "calibration": calibration or {},
         "plan": plan.model_dump(),
     }
     write_text_atomic(root / BUNDLE_FILE, yaml.safe_dump(spec, sort_keys=False))
     write_text_atomic(root / "model_card.md", card)
-    return Bundle(root, plan, members, task, threshold, info)
+    return Bundle(root, plan, members, task, threshold, info, dict(calibration or {}))
 
 
 def read_bundle(path: str | Path, resolve: Callable[[dict[str, Any], str], tuple[Plan, Task]]) -> Bundle:
@@ -272,4 +281,9 @@ def read_bundle(path: str | Path, resolve: Callable[[dict[str, Any], str], tuple
     info = spec.get("info") or {}
     if not isinstance(info, dict):
         raise InputError(spec_path, "info is not a mapping")
-    return Bundle(root, plan, list(members), task, None if threshold is None else float(threshold), dict(info))
+    calibration = spec.get("calibration") or {}
+    if not isinstance(calibration, dict):
+        raise InputError(spec_path, "calibration is not a mapping")
+    return Bundle(
+        root, plan, list(members), task, None if threshold is None else float(threshold), dict(info), dict(calibration)
+    )

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from medlens.core.prediction import Prediction
     from medlens.core.progress import ProgressFn
     from medlens.data.dataset import Case, Dataset
+    from medlens.metrics.subgroups import Subgroups
     from medlens.models.bundle import Bundle
     from medlens.training.budget import BudgetSchedule
     from medlens.training.members import Member
@@ -40,12 +41,15 @@ if TYPE_CHECKING:
 @dataclass
 class Calibration:
     """What a task chose on validation after training: the final plan, the operating threshold, facts for the
-    bundle (``info``), the model card and ``train_summary.json`` (``summary``)."""
+    bundle (``info``), the model card and ``train_summary.json`` (``summary``), and the numbers prediction
+    applies (``applied``: a temperature, a referral threshold, a conformal quantile; ``bundle.yaml``'s
+    ``calibration:``, read back as :attr:`Bundle.calibration <medlens.models.bundle.Bundle.calibration>`)."""
 
     plan: Plan
     threshold: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+    applied: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -144,9 +148,15 @@ class Task(ABC):
         n_bootstrap: int,
         title: str,
         progress: ProgressFn | None = None,
+        subgroups: Subgroups | None = None,
     ) -> dict[str, Any]:
         """Predict ``cases`` through ``bundle.predict``, measure against their truth, write ``metrics.json``,
-        ``report.html`` and what else the task shows into ``folder``; return the metrics."""
+        ``report.html`` and what else the task shows into ``folder``; return the metrics.
+
+        Intervals resample patients when ``cases`` share patients (:func:`medlens.metrics.bootstrap.group_index`).
+        With ``subgroups``, every metric is also measured per subgroup by the same function (and the rest of the
+        cases for comparison), under ``subgroups`` in the metrics and as a table in the report
+        (:func:`medlens.metrics.subgroups.subgroup_metrics`)."""
 
     @abstractmethod
     def export_graph(self, bundle: Bundle) -> Graph:

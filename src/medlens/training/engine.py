@@ -106,6 +106,7 @@ def train_members(
         threshold=calibration.threshold,
         info=info,
         card=card,
+        calibration=calibration.applied,
     )
     write_json(out / "train_summary.json", summary)
     return summary

@@ -1,7 +1,9 @@
 """Measure a trained model on a split of its dataset (or another dataset): ``medlens.evaluate(...)``.
 
 Every task writes ``metrics.json`` (standard JSON) and a self-contained ``report.html`` into the output
-folder, which appears whole or not at all.
+folder, which appears whole or not at all. Intervals resample patients when the dataset's cases share patients;
+``by=COLUMN`` adds every metric per subgroup of a manifest column (sex, age band, site, scanner), with the
+subgroups whose headline interval lies wholly below the rest's flagged.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import yaml
 from medlens.core.errors import InputError
 from medlens.core.outputs import output_folder, write_json
 from medlens.core.progress import ProgressFn
-from medlens.data.dataset import load_dataset
+from medlens.data.dataset import Case, Dataset, load_dataset
+from medlens.metrics.subgroups import Subgroups
 from medlens.tasks.base import get_task, load_bundle
 
 log = logging.getLogger(__name__)
@@ -28,6 +31,7 @@ def evaluate(
     dataset: str | Path | None = None,
     split: str = "test",
     n_bootstrap: int = 1000,
+    by: str | None = None,
     overwrite: bool = False,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
@@ -39,6 +43,8 @@ def evaluate(
         dataset: another dataset of the same task and classes (default: the run's own).
         split: ``test``, ``val``, ``train`` or ``all``.
         n_bootstrap: resamples for the 95% intervals (0: none).
+        by: a manifest column to report every metric per subgroup of (``PatientSex``, ``site``, ...); ages and
+            many-valued numbers are banded (see :mod:`medlens.metrics.subgroups`).
         overwrite: replace an existing output folder that medlens made.
         progress: called as cases are predicted.
 
@@ -61,15 +67,31 @@ def evaluate(
     cases = data.split(split)
     if not cases:
         raise InputError(dataset_dir, f"no cases in split {split!r}")
+    groups = subgroups_by(data, cases, by) if by else None
     title = f"{data.spec.name}: {split} set ({len(cases)} cases)"
     inputs = [("run folder", run_dir), ("dataset", data.root)]
     with output_folder(out, kind="evaluation", overwrite=overwrite, inputs=inputs) as tmp:
         metrics = bundle.task.evaluate(
-            bundle, data, cases, tmp, n_bootstrap=n_bootstrap, title=title, progress=progress
+            bundle, data, cases, tmp, n_bootstrap=n_bootstrap, title=title, progress=progress, subgroups=groups
         )
         metrics["dataset"] = {"path": str(data.root.resolve()), "name": data.spec.name, "split": split}
         write_json(tmp / "metrics.json", metrics)
     return metrics
+
+
+def subgroups_by(data: Dataset, cases: list[Case], column: str) -> Subgroups:
+    """The subgroup of each case by a manifest column.
+
+    Raises:
+        InputError: naming the manifest, the column and the columns there are, when it has no such column.
+    """
+    from medlens.metrics.subgroups import subgroups_of
+
+    if column not in data.columns:
+        raise InputError(
+            data.root / data.spec.manifest, f"no column {column!r} to group by (columns: {', '.join(data.columns)})"
+        )
+    return subgroups_of(column, [case.value(column) for case in cases])
 
 
 def run_dataset(run_dir: Path) -> Path:

@@ -47,6 +47,7 @@ def test_evaluate_writes_metrics_and_report(run_dir: Path, tmp_path: Path) -> No
     assert set(metrics["ap50_per_class"]) == {"Platelets", "RBC", "WBC"}
     assert metrics["n_images"] == 2 and metrics["dataset"]["split"] == "val"
     assert metrics["map50"]["value"] > 0  # the trained detector finds cells
+    assert metrics["member_agreement"]["mean"] == 1.0 and metrics["bootstrap"]["unit"] == "case"
     html = (out / "report.html").read_text()
     assert "mAP@.5" in html and "data:image/png;base64" in html
     results = json.loads((out / "coco_results.json").read_text())
@@ -63,6 +64,7 @@ def test_predict_png_and_dicom(run_dir: Path, run_dataset, data_root: Path, tmp_
     assert row["image_size"] == [480, 640]
     assert len(row["boxes"]) > 0 and "RBC" in {b["label"] for b in row["boxes"]}
     assert all(b["score"] >= row["score_threshold"] for b in row["boxes"])
+    assert all(b["member_agreement"] == 1.0 for b in row["boxes"])  # one member: it found every box it reports
     assert all(0 <= b["box"][0] <= b["box"][2] <= 640 for b in row["boxes"])
     assert (out / f"{picture.stem}.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "CT_small.png").is_file() and (out / "coco_results.json").is_file()
@@ -168,3 +170,15 @@ def test_augmentation_keeps_boxes_valid(tiny_dataset) -> None:  # type: ignore[n
         assert (boxes[:, [0, 2]] <= w).all() and (boxes[:, [1, 3]] <= h).all() and (boxes >= 0).all()
         changed |= image.shape != item.image.shape or not np.array_equal(boxes.numpy(), item.boxes.numpy())
     assert changed
+
+
+def test_member_agreement_counts_the_members_that_found_a_box() -> None:
+    from medlens.tasks.detection.prediction import member_agreement
+
+    box = torch.tensor([[10.0, 10.0, 50.0, 50.0], [100.0, 100.0, 140.0, 140.0]])
+    merged = {"boxes": box, "labels": torch.tensor([1, 2]), "scores": torch.tensor([0.9, 0.8])}
+    same = {"boxes": box + 2, "labels": torch.tensor([1, 2]), "scores": torch.tensor([0.9, 0.8])}
+    other_class = {"boxes": box, "labels": torch.tensor([2, 1]), "scores": torch.tensor([0.9, 0.8])}
+    too_weak = {"boxes": box, "labels": torch.tensor([1, 2]), "scores": torch.tensor([0.1, 0.9])}
+    agreement = member_agreement(merged, [same, other_class, too_weak], score=0.5)
+    assert agreement.tolist() == pytest.approx([1 / 3, 2 / 3])  # box 1: only "same"; box 2: "same" and "too_weak"

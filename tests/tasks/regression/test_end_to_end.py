@@ -35,8 +35,10 @@ def regression_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) ->
             "--target-type", "continuous", "--unit", "mL", "--out", str(work / "ds"), "--seed", "1"]  # fmt: skip
     assert main(args) == 0
     assert main(["-q", "plan", str(work / "ds")]) == 0
+    # conformal level 0.6: a level that the two or so validation cases can calibrate
     quick = ["--set", "train.max_epochs=2", "--set", "train.budget_minutes=null",
-             "--set", "model.kwargs.widen_factor=0.25", "--set", "train.batch_size=4"]  # fmt: skip
+             "--set", "model.kwargs.widen_factor=0.25", "--set", "train.batch_size=4",
+             "--set", "regression.conformal_level=0.6"]  # fmt: skip
     assert main(["-q", "train", str(work / "ds"), "--out", str(work / "run"), *quick]) == 0
     return work
 
@@ -78,6 +80,29 @@ def test_evaluate_reports_every_metric_with_intervals_and_plots(regression_run: 
     assert (out / "scatter.png").stat().st_size > 1000 and (out / "bland_altman.png").stat().st_size > 1000
     html = (out / "report.html").read_text()
     assert "Bland-Altman" in html and "R²" in html
+
+
+def test_the_conformal_interval_comes_from_validation(regression_run: Path, tmp_path: Path) -> None:
+    """The interval is the value ± the validation cases' absolute-error quantile; its test coverage is reported."""
+    from medlens.metrics.conformal import conformal_quantile
+    from medlens.tasks.base import load_bundle
+
+    calibration = load_bundle(regression_run / "run").calibration
+    run = str(regression_run / "run")
+    assert main(["-q", "evaluate", run, "--split", "val", "--out", str(tmp_path / "val"), "--bootstrap", "0"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "val" / "predictions.csv")))
+    residuals = np.array([abs(float(r["true"]) - float(r["predicted"])) for r in rows])
+    half = calibration["interval_half_width"]
+    assert calibration["conformal_level"] == 0.6 and half == pytest.approx(conformal_quantile(residuals, 0.6), abs=1e-4)
+    for r in rows:
+        assert float(r["interval_high"]) - float(r["interval_low"]) == pytest.approx(2 * half, abs=1e-4)
+    assert main(["-q", "evaluate", run, "--split", "test", "--out", str(tmp_path / "test"), "--bootstrap", "50"]) == 0
+    metrics = json.loads((tmp_path / "test" / "metrics.json").read_text())
+    rows = list(csv.DictReader(open(tmp_path / "test" / "predictions.csv")))
+    covered = [float(r["interval_low"]) <= float(r["true"]) <= float(r["interval_high"]) for r in rows]
+    assert metrics["interval_coverage"]["value"] == pytest.approx(np.mean(covered))
+    assert metrics["interval_width"]["value"] == pytest.approx(2 * half, abs=1e-4)
+    assert "mae" in metrics["interval_method"]["BCa"]
 
 
 def test_predict_gives_the_value_in_its_unit_and_onnx_agrees(regression_run: Path, tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ Layouts accepted::
     DIR/train/normal/*.png  DIR/val/...  DIR/test/...     -> the given splits are kept
 
 Images stay where they are; the manifest refers to them by absolute path (as found, links kept), and
-``dataset.yaml`` lists ``DIR`` under ``image_roots``.
+``dataset.yaml`` lists ``DIR`` under ``image_roots``. DICOM files give their PatientID as the patient (else the
+file name does) and their PatientSex, PatientAge and Manufacturer as manifest columns, to group results by.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from medlens.core.errors import InputError
 from medlens.data.dataset import SPLITS, Case, Dataset
 from medlens.data.importers import register_importer
-from medlens.data.sources import absolute_path, is_image_file, patient_id_of, write_picture_dataset
+from medlens.data.sources import absolute_path, case_facts, is_image_file, write_picture_dataset
 from medlens.data.splits import assign_splits
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,8 @@ def import_folder(
             )
             for path in files:
                 case_id = f"{split + '/' if split else ''}{name}/{path.relative_to(class_dir)}"
-                cases.append(Case(case_id, patient_id_of(path), [str(absolute_path(path))], str(index), split))
+                patient, facts = case_facts(path)
+                cases.append(Case(case_id, patient, [str(absolute_path(path))], str(index), split, facts))
     if not cases:
         raise InputError(folder, "no image files found in the class subfolders")
     counts = {n: sum(c.target == str(i) for c in cases) for i, n in enumerate(class_names)}

@@ -30,7 +30,7 @@ from medlens.core.progress import ProgressFn, tracked
 from medlens.data.dataset import Case, Dataset, DatasetSpec, load_dataset, write_dataset
 from medlens.data.importers import register_importer
 from medlens.data.segmentation_cases import read_case, read_label_map
-from medlens.data.sources import absolute_path, describe_images, is_image_file, patient_id_of
+from medlens.data.sources import absolute_path, case_facts, describe_images, is_image_file
 from medlens.data.splits import assign_splits
 
 log = logging.getLogger(__name__)
@@ -80,9 +80,8 @@ def import_pairs(
         if mask is None:
             unmatched.append(entry.name)
             continue
-        cases.append(
-            Case(key, patient_id_of(_first_file(entry)), [str(absolute_path(entry))], str(absolute_path(mask)))
-        )
+        patient, facts = case_facts(_first_file(entry))  # DICOM: PatientID, PatientSex, PatientAge, Manufacturer
+        cases.append(Case(key, patient, [str(absolute_path(entry))], str(absolute_path(mask)), extra=facts))
     if unmatched:
         raise InputError(
             images_dir, f"no mask in {masks_dir} for {len(unmatched)} image(s): {', '.join(unmatched[:5])}"

@@ -2,7 +2,9 @@
 
 Columns (names configurable): ``image`` (path, relative to the CSV's folder or absolute), ``label`` (a class
 name; several joined by ``|`` make a multi-label task; with ``target_type="continuous"`` a number, which makes a
-regression task), and optionally ``patient_id`` and ``split``. The table is UTF-8 text.
+regression task), and optionally ``patient_id`` and ``split``. The table is UTF-8 text. Its other columns (sex,
+age, site, scanner, ...) are kept as manifest columns, to group results by (``evaluate --by COLUMN``); for DICOM
+images, the files' PatientSex, PatientAge and Manufacturer are kept too (the table's own column wins).
 
 Images stay where they are. Importing a table is the choice to use the files it lists wherever they are, so the
 folders holding them (merged into a few common ones) are recorded under ``image_roots`` in ``dataset.yaml``.
@@ -18,9 +20,9 @@ from typing import Literal
 import numpy as np
 
 from medlens.core.errors import InputError
-from medlens.data.dataset import SPLITS, Case, Dataset, read_csv_table
+from medlens.data.dataset import MANIFEST_COLUMNS, SPLITS, Case, Dataset, read_csv_table
 from medlens.data.importers import register_importer
-from medlens.data.sources import absolute_path, common_folders, write_picture_dataset
+from medlens.data.sources import absolute_path, case_facts, common_folders, write_picture_dataset
 from medlens.data.splits import assign_splits
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,8 @@ def import_csv(
     class_names = [label_column] if continuous else sorted({v for labels in label_sets for v in labels}, key=_natural)
     if not continuous and len(class_names) < 2:
         raise InputError(table, f"needs at least two classes, found {class_names}")
+    used = {image_column, label_column, patient_column, split_column, *MANIFEST_COLUMNS}
+    kept = [c for c in dict.fromkeys(header) if c.strip() and c not in used]  # further columns, kept as they are
     cases: list[Case] = []
     for number, (line, row, labels) in enumerate(zip(lines, rows, label_sets, strict=True), start=1):
         if not row[image_column].strip():
@@ -108,7 +112,8 @@ def import_csv(
         else:
             target = str(class_names.index(labels[0]))
         patient = (row.get(patient_column) or "").strip() or path.stem
-        cases.append(Case(f"{number:06d}_{path.stem}", patient, [str(path)], target, split))
+        extra = case_facts(path)[1] | {c: (row.get(c) or "").strip() for c in kept}
+        cases.append(Case(f"{number:06d}_{path.stem}", patient, [str(path)], target, split, extra))
     strata = _quintiles(values) if continuous else [c.target for c in cases]
     assign_splits(cases, strata, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
     source = {"format": "csv", "file": str(table.resolve())} | ({"unit": unit} if continuous and unit else {})

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from medlens.core.prediction import Prediction
     from medlens.core.progress import ProgressFn
     from medlens.data.dataset import Case, Dataset
+    from medlens.metrics.subgroups import Subgroups
     from medlens.models.bundle import Bundle
 
 
@@ -86,14 +87,37 @@ class ClassificationTask(Task):
 
     def card_lines(self, plan: Any, calibration: Calibration) -> list[str]:
         threshold = calibration.threshold
-        return [
+        lines = [
             f"Operating threshold (chosen on validation): {threshold if threshold is not None else 'arg-max / 0.5'}"
         ]
+        applied, val = calibration.applied, calibration.info.get("calibration_on_validation", {})
+        if applied:
+            lines.append(
+                f"Temperature scaling (chosen on validation): T = {applied['temperature']:g}; validation ECE "
+                f"{val.get('ece_uncalibrated', float('nan')):.4f} before, {val.get('ece', float('nan')):.4f} after"
+            )
+            cut = applied["referral_threshold"]
+            lines.append(
+                f"Referral: cases with confidence below {cut:g} are flagged for a person to read (chosen on "
+                f"validation for accuracy {applied['referral_target_accuracy']:g} on the rest; "
+                f"{val.get('referred_share', 0):.1%} of validation cases referred)"
+                if cut is not None and cut < 1.0
+                else "Referral: no confidence cut reached the target accuracy on validation; every case is referred"
+                if cut is not None
+                else "Referral: none"
+            )
+            if applied.get("conformal_quantile") is not None:
+                lines.append(
+                    f"Conformal prediction sets at {applied['conformal_level']:.0%} (split conformal, LAC, on "
+                    f"validation): a class is in the set when its probability is at least "
+                    f"{1 - applied['conformal_quantile']:.4g}"
+                )
+        return lines
 
     def predict(self, bundle: Bundle, images: Sequence[Image], *, tta: bool = False) -> list[Prediction]:
         from medlens.tasks.classification.prediction import predict_images
 
-        return list(predict_images(bundle, images))
+        return list(predict_images(bundle, images, tta=tta))
 
     def evaluate(
         self,
@@ -105,10 +129,13 @@ class ClassificationTask(Task):
         n_bootstrap: int,
         title: str,
         progress: ProgressFn | None = None,
+        subgroups: Subgroups | None = None,
     ) -> dict[str, Any]:
         from medlens.tasks.classification.evaluation import evaluate
 
-        return evaluate(bundle, dataset, cases, folder, n_bootstrap=n_bootstrap, title=title, progress=progress)
+        return evaluate(
+            bundle, dataset, cases, folder, n_bootstrap=n_bootstrap, title=title, progress=progress, subgroups=subgroups
+        )
 
     def export_graph(self, bundle: Bundle) -> Graph:
         from medlens.tasks.classification.export import export_graph

@@ -10,12 +10,26 @@ from medlens.training.plan import Plan, Section
 
 
 class ClassificationOptions(Section):
-    """Classification-only choices: how classes are weighed in the loss."""
+    """Classification-only choices: how classes are weighed in the loss, and what is calibrated on validation
+    after training (temperature, referral, conformal sets; see :mod:`medlens.tasks.classification.uncertainty`)."""
 
     class_weights: list[float] | None = Field(
         None, description="loss weight per class (single-label); null: every class counts the same"
     )
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="share of each target spread over the other classes")
+    temperature_scaling: bool = Field(
+        True, description="fit one temperature on validation that divides every member's logits (lowest NLL)"
+    )
+    referral_target_accuracy: float = Field(
+        0.95,
+        ge=0.5,
+        le=1.0,
+        description="accuracy the cases not referred must reach on validation; cases less confident than the "
+        "cut that reaches it are flagged for a person to read",
+    )
+    conformal_level: float = Field(
+        0.9, ge=0.5, le=0.999, description="share of cases whose conformal prediction set holds the true class"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ClassificationOptions:

@@ -15,19 +15,23 @@ if TYPE_CHECKING:
 
 
 class EnsembleClassifier(nn.Module):
-    """Every member on the normalised input; the mean of their probabilities."""
+    """Every member on the normalised input, logits divided by the bundle's temperature; the mean of their
+    probabilities (what ``bundle.predict`` serves)."""
 
     def __init__(self, bundle: Bundle) -> None:
+        from medlens.tasks.classification.uncertainty import calibration_of
+
         super().__init__()
         self.nets = nn.ModuleList(bundle.networks())
         self.data, self.multilabel = bundle.plan.data, bundle.plan.task == "multilabel"
+        self.temperature = float(calibration_of(bundle).temperature)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from medlens.tasks.classification.module import probabilities
         from medlens.training.images import normalize
 
         x = normalize(x, self.data)
-        return torch.stack([probabilities(net(x), self.multilabel) for net in self.nets]).mean(0)
+        return torch.stack([probabilities(net(x) / self.temperature, self.multilabel) for net in self.nets]).mean(0)
 
 
 def raw_like(mean: float, std: float, shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
@@ -38,8 +42,9 @@ def raw_like(mean: float, std: float, shape: tuple[int, ...], seed: int = 0) -> 
 def export_graph(bundle: Bundle) -> Graph:
     plan = bundle.plan
     data = plan.data
+    module = EnsembleClassifier(bundle)
     return Graph(
-        module=EnsembleClassifier(bundle),
+        module=module,
         example=raw_like(data.mean, data.std, (2, data.channels, *data.input_size)),
         input_name="image",
         output_names=["probabilities"],
@@ -55,6 +60,7 @@ def export_graph(bundle: Bundle) -> Graph:
             "mean": data.mean,
             "std": data.std,
             "decision_threshold": bundle.threshold,
+            "temperature": module.temperature,
         },
         tolerance={"probabilities": 1e-3},
     )

@@ -16,8 +16,10 @@ What is computed, and how (every figure matches scikit-learn; the tests check ea
   one class only for AUC) is ``null`` with a ``note``. Macro averages are over the classes where the value is
   defined (scikit-learn's ``zero_division=np.nan`` rule), and say so in a ``note`` when some were left out.
 - **Confidence intervals.** 95% percentile bootstrap over cases (``n_bootstrap`` resamples with replacement,
-  shared by all metrics). A resample on which a metric is undefined for a class that is defined on the full
-  data (a resample without positives, say) is skipped; with fewer than half the resamples left, no interval.
+  shared by all metrics), or over patients when ``groups`` says which cases share one (a patient's cases are
+  drawn together; see :mod:`medlens.metrics.bootstrap`). A resample on which a metric is undefined for a class
+  that is defined on the full data (a resample without positives, say) is skipped; with fewer than half the
+  resamples left, no interval.
 - **ECE**: see :mod:`medlens.metrics.calibration`.
 
 Curve data for plots (ROC, PR, reliability, confusion matrices) is not part of the JSON-ready metrics; it
@@ -278,6 +280,7 @@ def classification_metrics(
     n_bootstrap: int = 1000,
     seed: int = 0,
     threshold_source: str = "validation",
+    groups: np.ndarray | None = None,
 ) -> dict:
     """Classification metrics with 95% bootstrap confidence intervals, as a JSON-ready dict.
 
@@ -292,6 +295,8 @@ def classification_metrics(
         n_bootstrap: bootstrap resamples; 0 gives no intervals (``ci95`` is ``[null, null]``).
         seed: seed of the bootstrap.
         threshold_source: recorded as ``operating_point.chosen_on`` when ``threshold`` is given.
+        groups: ``(N,)`` patient group of each case (:func:`~medlens.metrics.bootstrap.group_index`): patients
+            are resampled; ``None`` resamples cases.
 
     Returns:
         ``{auc, accuracy, balanced_accuracy, sensitivity, specificity, precision, f1, average_precision,
@@ -327,7 +332,7 @@ def classification_metrics(
     masks = {key: ~np.isnan(value[0]) for key, value in point.items()}
     boot = None
     if n_bootstrap > 0:
-        blocks = [_raw(w, truth, scores, preds, calib, task) for w in bs.resample_weights(n, n_bootstrap, seed)]
+        blocks = [_raw(w, truth, scores, preds, calib, task) for w in bs.resample_weights(n, n_bootstrap, seed, groups)]
         boot = {key: np.concatenate([b[key] for b in blocks]) for key in point}
 
     result: dict[str, Any] = _block(point, boot, masks, task, class_names, "op")
@@ -348,10 +353,12 @@ def classification_metrics(
         result["per_class"][name] = entry
     result["confusion_matrix"] = confusion_matrix(y_true, pred_op, task, k).tolist()
     result["calibration"] = reliability_diagram(*calib, task=task, n_bins=DEFAULT_N_BINS)
+    unit = bs.bootstrap_method(groups, n)
     result["bootstrap"] = {
         "n_resamples": n_bootstrap,
         "seed": seed,
-        "method": "95% percentile interval, cases resampled with replacement",
+        "method": f"95% percentile interval, {unit['unit']}s resampled with replacement",
+        **unit,
     }
     result.update({"n_cases": n, "class_names": list(class_names), "task": task})
     return result

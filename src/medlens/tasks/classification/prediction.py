@@ -1,9 +1,11 @@
-"""A classifier's answer for one image: probability per class and the label at the operating threshold."""
+"""A classifier's answer for one image: probability per class, the label at the operating threshold, and how sure
+it is (entropy, member disagreement, whether a person should read it, the conformal prediction set)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import combinations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,28 +20,75 @@ if TYPE_CHECKING:
 
 @dataclass(kw_only=True)
 class ClassificationPrediction(Prediction):
-    """Probabilities per class (the ensemble mean) and the predicted label.
+    """Probabilities per class (the ensemble mean, calibrated), the predicted label, and its uncertainty.
 
     Attributes:
-        probabilities: class name to probability (softmax; per label sigmoid for multi-label).
+        probabilities: class name to probability (softmax; per label sigmoid for multi-label), after the bundle's
+            temperature (``uncertainty.temperature``).
         label: the predicted class (binary: at the operating threshold; multiclass: arg-max), or the list of
             labels at or above the threshold for multi-label.
         threshold: the operating threshold used (None for arg-max).
-        member_probabilities: each member's probabilities, (members, classes), for spread and uncertainty.
+        refer: True when ``confidence`` is below the referral threshold chosen on validation for the bundle's
+            target accuracy: a person should read this case. False when the bundle has no referral threshold
+            (made before referral existed).
+        prediction_set: the conformal prediction set at ``uncertainty.conformal_level``: the classes not ruled
+            out (the true class is in it for that share of cases). Empty means no class fits well; several mean
+            the model cannot tell them apart. None for multi-label and for bundles without a conformal quantile.
+        confidence: the probability of the label given (multi-label: the least sure label's).
+        entropy: entropy of ``probabilities`` in nats (0 sure, ln K uniform; multi-label: mean binary entropy).
+        member_disagreement: mutual information between the prediction and the member (nats, >= 0): how much
+            the members (seeds or folds, and with ``tta`` the mirrored passes) disagree; 0 with one pass.
+        passes: the members times test-time passes averaged.
+        temperature: the temperature that divided every member's logits (1: none).
+        referral_threshold: the confidence cut chosen on validation (1.0 refers every case), or None.
+        conformal_level: the coverage the prediction sets aim at (e.g. 0.9), or None.
+        member_probabilities: each pass's calibrated probabilities, (passes, classes).
+        uncalibrated_probabilities: the members' mean without the temperature (for calibration figures).
+
+    ``to_dict()`` gives ``refer`` and ``prediction_set`` at the top level, the numbers under ``uncertainty``.
     """
 
     task = "classification"
     probabilities: dict[str, float]
     label: str | list[str]
     threshold: float | None = None
+    refer: bool = False
+    prediction_set: list[str] | None = None
+    confidence: float = 1.0
+    entropy: float = 0.0
+    member_disagreement: float = 0.0
+    passes: int = 1
+    temperature: float = 1.0
+    referral_threshold: float | None = None
+    conformal_level: float | None = None
     member_probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
+    uncalibrated_probabilities: dict[str, float] = field(default_factory=dict, repr=False)
 
     def fields(self) -> dict[str, Any]:
-        return {"probabilities": self.probabilities, "label": self.label, "threshold": self.threshold}
+        return {
+            "probabilities": self.probabilities,
+            "label": self.label,
+            "threshold": self.threshold,
+            "refer": self.refer,
+            "prediction_set": self.prediction_set,
+            "uncertainty": {
+                "confidence": self.confidence,
+                "entropy": self.entropy,
+                "member_disagreement": self.member_disagreement,
+                "passes": self.passes,
+                "temperature": self.temperature,
+                "referral_threshold": self.referral_threshold,
+                "conformal_level": self.conformal_level,
+            },
+        }
 
     def table_row(self) -> dict[str, Any]:
         label = ";".join(self.label) if isinstance(self.label, list) else self.label
-        return {"input": self.source, "prediction": label, **{f"p_{k}": v for k, v in self.probabilities.items()}}
+        row = {"input": self.source, "prediction": label, **{f"p_{k}": v for k, v in self.probabilities.items()}}
+        row |= {"refer": self.refer, "confidence": self.confidence, "entropy": self.entropy}
+        if self.prediction_set is not None:
+            row["prediction_set"] = ";".join(self.prediction_set)
+        return row
 
 
 def metric_task(class_names: Sequence[str], multilabel: bool) -> str:
@@ -49,35 +98,75 @@ def metric_task(class_names: Sequence[str], multilabel: bool) -> str:
     return "binary" if len(class_names) == 2 else "multiclass"
 
 
+def tta_flips(bundle: Bundle, tta: bool) -> list[tuple[int, ...]]:
+    """The mirrorings of a prediction pass: none, or with ``tta`` every combination of ``augment.flip_axes``
+    (the flips training drew, so the mirrored images are ones the model learned from)."""
+    if not tta:
+        return [()]
+    axes = [a + 2 for a in bundle.plan.augment.flip_axes]  # (N, C, *spatial): spatial axis a is tensor axis a + 2
+    return [c for r in range(len(axes) + 1) for c in combinations(axes, r)]
+
+
 @torch.inference_mode()
-def member_probabilities(bundle: Bundle, x: torch.Tensor, batch_size: int = 64) -> np.ndarray:
-    """Each member's probabilities (M, N, K) for prepared, not yet normalised inputs (N, C, *size)."""
-    from medlens.tasks.classification.module import probabilities
+def member_logits(bundle: Bundle, x: torch.Tensor, batch_size: int = 64, *, tta: bool = False) -> np.ndarray:
+    """Each pass's logits (P, N, K) for prepared, not yet normalised inputs (N, C, *size): every member, and with
+    ``tta`` every mirroring of :func:`tta_flips` (P = members x mirrorings)."""
     from medlens.training.images import normalize
 
-    multilabel = bundle.plan.task == "multilabel"
     out = []
     for net in bundle.networks():
-        chunks = [
-            probabilities(net(normalize(x[i : i + batch_size], bundle.plan.data)).float(), multilabel)
-            for i in range(0, len(x), batch_size)
-        ]
-        out.append(torch.cat(chunks).numpy())
+        for flip in tta_flips(bundle, tta):
+            chunks = []
+            for i in range(0, len(x), batch_size):
+                xi = normalize(x[i : i + batch_size], bundle.plan.data)
+                chunks.append(net(torch.flip(xi, flip) if flip else xi).float())
+            out.append(torch.cat(chunks).numpy())
     return np.stack(out)
 
 
+def member_probabilities(bundle: Bundle, x: torch.Tensor, batch_size: int = 64, *, tta: bool = False) -> np.ndarray:
+    """Each member's calibrated probabilities (P, N, K) (the bundle's temperature applied) for prepared, not yet
+    normalised inputs (N, C, *size)."""
+    from medlens.metrics.temperature import scaled_probabilities
+    from medlens.tasks.classification.uncertainty import calibration_of
+
+    logits = member_logits(bundle, x, batch_size, tta=tta)
+    t = calibration_of(bundle).temperature
+    return scaled_probabilities(logits, t, multilabel=bundle.plan.task == "multilabel").astype(np.float32)
+
+
 def predictions_from_probabilities(
-    bundle: Bundle, per_member: np.ndarray, sources: Sequence[str], flags: Sequence[list[str]]
+    bundle: Bundle,
+    per_member: np.ndarray,
+    sources: Sequence[str],
+    flags: Sequence[list[str]],
+    uncalibrated: np.ndarray | None = None,
 ) -> list[ClassificationPrediction]:
-    """Turn members' probabilities (M, N, K) into one prediction per input."""
+    """Turn passes' calibrated probabilities (P, N, K) into one prediction per input; ``uncalibrated`` (N, K) is
+    the members' mean without the temperature (the calibrated mean when not given)."""
+    from medlens.metrics.conformal import lac_sets
+    from medlens.metrics.selective import refers
     from medlens.tasks.classification.metrics import predict_labels
+    from medlens.tasks.classification.uncertainty import (
+        calibration_of,
+        confidence_of,
+        entropy,
+        member_disagreement,
+    )
 
     names = bundle.class_names
     multilabel = bundle.plan.task == "multilabel"
     task = metric_task(names, multilabel)
+    calibration = calibration_of(bundle)
     prob = per_member.mean(axis=0)  # (N, K)
     threshold = bundle.threshold if (task == "binary" and bundle.threshold is not None) else 0.5
     labels = predict_labels(prob[:, 1] if task == "binary" else prob, task, threshold)
+    confidence = confidence_of(prob, task, threshold if task == "binary" else None)
+    refer = refers(confidence, calibration.referral_threshold)
+    spread, disagreement = entropy(prob, multilabel), member_disagreement(per_member, multilabel)
+    quantile = None if multilabel else calibration.conformal_quantile
+    sets = lac_sets(prob, quantile) if quantile is not None else None
+    raw = prob if uncalibrated is None else uncalibrated
     out = []
     for i, (source, p, label) in enumerate(zip(sources, prob, labels, strict=True)):
         chosen: str | list[str] = (
@@ -91,18 +180,34 @@ def predictions_from_probabilities(
                 probabilities={n: round(float(v), 6) for n, v in zip(names, p, strict=True)},
                 label=chosen,
                 threshold=None if task == "multiclass" else threshold,
+                refer=bool(refer[i]),
+                prediction_set=None if sets is None else [n for n, s in zip(names, sets[i], strict=True) if s],
+                confidence=round(float(confidence[i]), 6),
+                entropy=round(float(spread[i]), 6),
+                member_disagreement=round(float(disagreement[i]), 6),
+                passes=int(per_member.shape[0]),
+                temperature=calibration.temperature,
+                referral_threshold=calibration.referral_threshold,
+                conformal_level=None if sets is None else calibration.conformal_level,
                 member_probabilities=per_member[:, i],
+                uncalibrated_probabilities={n: round(float(v), 6) for n, v in zip(names, raw[i], strict=True)},
             )
         )
     return out
 
 
-def predict_images(bundle: Bundle, images: Sequence[Image]) -> list[ClassificationPrediction]:
-    """Classify images given in their own geometry (resized and normalised as the plan says)."""
+def predict_images(bundle: Bundle, images: Sequence[Image], *, tta: bool = False) -> list[ClassificationPrediction]:
+    """Classify images given in their own geometry (resized and normalised as the plan says); with ``tta`` the
+    mirrorings of ``augment.flip_axes`` are averaged too (and count in the member disagreement)."""
+    from medlens.metrics.temperature import scaled_probabilities
+    from medlens.tasks.classification.uncertainty import calibration_of
     from medlens.training.images import to_input
 
     arrays = [to_input(image, bundle.plan.data) for image in images]
-    per_member = member_probabilities(bundle, torch.from_numpy(np.stack(arrays)))
+    logits = member_logits(bundle, torch.from_numpy(np.stack(arrays)), tta=tta)  # (P, N, K)
+    multilabel = bundle.plan.task == "multilabel"
+    per_member = scaled_probabilities(logits, calibration_of(bundle).temperature, multilabel=multilabel)
+    uncalibrated = scaled_probabilities(logits, 1.0, multilabel=multilabel).mean(axis=0)
     sources = [str(image.meta.get("source", "<memory>")) for image in images]
     flags = [list(image.meta.get("flags", [])) for image in images]
-    return predictions_from_probabilities(bundle, per_member, sources, flags)
+    return predictions_from_probabilities(bundle, per_member, sources, flags, uncalibrated)

@@ -6,6 +6,7 @@ plots also written beside it as ``roc.png``, ``pr.png``, ``reliability.png`` and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ def write_classification_report(
     task: str,
     class_names: list[str],
     context: dict[str, Any] | None = None,
+    extra: Sequence[Section] = (),
 ) -> Path:
     """Write ``report.html`` (self-contained) and the plot PNGs into ``out_dir``.
 
@@ -65,6 +67,7 @@ def write_classification_report(
         task: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
         class_names: class or label names.
         context: run information shown in its own section (model, dataset, members, ...).
+        extra: further sections, after the curves (calibration and uncertainty, subgroups).
 
     Returns:
         The path of ``report.html``.
@@ -142,6 +145,7 @@ def write_classification_report(
             tables=[Table([unit, "support", *[_LABELS[k] for k in PER_CLASS_KEYS]], class_rows)],
         ),
         Section("Curves and calibration", "plots", figures=figures),
+        *extra,
     ]
     if context:
         sections.append(context_section(context))
@@ -163,3 +167,53 @@ def write_classification_report(
         f"Operating point: {operating}. Intervals: {bootstrap_text}.",
     ]
     return write_report(Path(out_dir), title, summary, sections)
+
+
+def uncertainty_section(metrics: dict[str, Any], task: str) -> Section:
+    """Calibration before and after temperature scaling, selective prediction (AURC, referral) and conformal sets,
+    with the risk-coverage curve."""
+    from medlens.reports.uncertainty import risk_coverage_png
+
+    referral = metrics["referral"]
+    rows = [
+        [Cell("ECE before temperature scaling"), metric_cell(metrics["ece_uncalibrated"]), Cell("")],
+        [Cell("ECE after (served probabilities)"), metric_cell(metrics["ece"]),
+         Cell(f"temperature {metrics['temperature']:g}, chosen on validation")],
+        [Cell("AURC"), metric_cell(metrics["aurc"], 4),
+         Cell(f"{metrics['aurc']['random_ranking']:.4f} if confidence ranked nothing (the error rate)")],
+    ]  # fmt: skip
+    threshold = referral["threshold"]
+    if threshold is not None:
+        target = referral["target_accuracy"]
+        rows += [
+            [Cell("share referred to a person"), metric_cell(referral["referred_share"]),
+             Cell(f"{referral['n_referred']} cases with confidence below {threshold:.4g} (chosen on validation for "
+                  f"accuracy {target:g} on the rest)")],
+            [Cell("accuracy of the cases not referred"), metric_cell(referral["accuracy_of_rest"]), Cell("")],
+            [Cell("accuracy of the referred cases"), metric_cell(referral["accuracy_of_referred"]), Cell("")],
+        ]  # fmt: skip
+    if "conformal_coverage" in metrics:
+        level = metrics["conformal_level"]
+        sizes = ", ".join(f"{k}: {v}" for k, v in metrics["conformal_set_sizes"].items())
+        rows += [
+            [Cell(f"conformal coverage (target {level:.0%})"), metric_cell(metrics["conformal_coverage"]),
+             Cell(f"a class is in the set when p >= {1 - metrics['conformal_quantile']:.4g}")],
+            [Cell("mean conformal set size"), metric_cell(metrics["conformal_set_size"]),
+             Cell(f"sets of size {sizes}")],
+        ]  # fmt: skip
+    kept = None
+    if threshold is not None and referral["referred_share"]["value"] is not None:
+        kept = 1.0 - referral["referred_share"]["value"]
+    figure = Figure(
+        "risk_coverage",
+        risk_coverage_png(metrics["risk_coverage"], metrics["aurc"], referral_coverage=kept),
+        "Risk-coverage curve: the error rate of the cases answered when the least confident are referred",
+    )
+    text = [
+        "Probabilities are calibrated by temperature scaling (one temperature, fitted on validation). Confidence is "
+        "the probability of the label given"
+        + (" (multi-label: of the least sure label; an error: any label wrong)" if task == "multilabel" else "")
+        + ". Intervals: ECE and AURC percentile bootstrap; shares, accuracies and conformal figures BCa."
+    ]
+    table = Table(["figure", "value (95% CI)", "note"], rows, text_columns=("note",))
+    return Section("Calibration and uncertainty", "uncertainty", text=text, tables=[table], figures=[figure])

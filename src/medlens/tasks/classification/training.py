@@ -1,14 +1,15 @@
 """Training data and the operating point of a classifier.
 
 Cases are read once (resized, in memory when the plan says so); each member gets loaders over its own train
-and val cases. After training, the binary operating threshold is chosen on validation: Youden's J on the
-ensemble's probabilities (seeds: every member on the val split, averaged; folds: each case by the member
-that held it out), and each member's own threshold is kept for per-member figures.
+and val cases. After training, what prediction applies is chosen on validation (seeds: every member on the val
+split, averaged; folds: each case by the member that held it out): the temperature that calibrates the
+probabilities, then on the calibrated probabilities the binary operating threshold (Youden's J; each member's own
+threshold is kept for per-member figures), the referral threshold and the conformal quantile
+(:mod:`medlens.tasks.classification.uncertainty`).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,41 +47,59 @@ def loaders(plan: ClassificationPlan, prepared: ImageCases, member: Member) -> t
 
 
 @torch.inference_mode()
-def _probabilities(net: nn.Module, x: torch.Tensor, plan: ClassificationPlan, batch_size: int = 64) -> np.ndarray:
-    from medlens.tasks.classification.module import probabilities
+def _logits(net: nn.Module, x: torch.Tensor, plan: ClassificationPlan, batch_size: int = 64) -> np.ndarray:
     from medlens.training.images import normalize
 
-    chunks = [
-        probabilities(net(normalize(x[i : i + batch_size], plan.data)).float(), plan.multilabel)
-        for i in range(0, len(x), batch_size)
-    ]
+    chunks = [net(normalize(x[i : i + batch_size], plan.data)).float() for i in range(0, len(x), batch_size)]
     return torch.cat(chunks).numpy()
 
 
 def calibrate(
     plan: ClassificationPlan, nets: Sequence[nn.Module], members: Sequence[Member], prepared: ImageCases
 ) -> Calibration:
-    """The binary operating threshold (and each member's) chosen on validation; other tasks: arg-max / 0.5."""
+    """Chosen on validation: the temperature, the binary operating threshold (and each member's), the referral
+    threshold and the conformal quantile (see :mod:`medlens.tasks.classification.uncertainty`)."""
     from medlens.tasks.classification.metrics import choose_threshold
+    from medlens.tasks.classification.prediction import metric_task
+    from medlens.tasks.classification.uncertainty import choose_on_validation
 
-    by_case: dict[str, list[np.ndarray]] = defaultdict(list)
-    member_thresholds: list[float | None] = []
-    binary = plan.task == "classification" and len(plan.class_names) == 2
+    per_member: list[dict[str, np.ndarray]] = []
     for net, member in zip(nets, members, strict=True):
-        probs = _probabilities(net, prepared.inputs(member.val), plan)
-        _, y, _ = prepared.subset(member.val)
-        for case, p in zip(member.val, probs, strict=True):
-            by_case[case.case_id].append(p)
-        member_thresholds.append(float(choose_threshold(y.numpy(), probs[:, 1])) if binary else None)
-    threshold = None
-    if binary:
-        cases = [c for c in prepared.cases if c.case_id in by_case]
-        _, y, _ = prepared.subset(cases)
-        mean = np.stack([np.mean(by_case[c.case_id], axis=0) for c in cases])
-        threshold = float(choose_threshold(y.numpy(), mean[:, 1]))
+        logits = _logits(net, prepared.inputs(member.val), plan)
+        per_member.append({case.case_id: z for case, z in zip(member.val, logits, strict=True)})
+    cases = [c for c in prepared.cases if any(c.case_id in m for m in per_member)]
+    k = len(plan.class_names)
+    logits = np.zeros((len(members), len(cases), k), dtype=np.float64)  # (M, N, K)
+    mask = np.zeros((len(members), len(cases)), dtype=bool)  # (M, N) who predicted which case
+    for m, found in enumerate(per_member):
+        for i, case in enumerate(cases):
+            if case.case_id in found:
+                logits[m, i], mask[m, i] = found[case.case_id], True
+    _, y, _ = prepared.subset(cases)
+    task = metric_task(plan.class_names, plan.multilabel)
+    options = plan.classification
+    chosen = choose_on_validation(
+        logits,
+        mask,
+        y.numpy(),
+        task,
+        temperature_scaling=options.temperature_scaling,
+        choose_threshold=choose_threshold,
+        target_accuracy=options.referral_target_accuracy,
+        level=options.conformal_level,
+    )
+    threshold = chosen["threshold"]
+    applied = {
+        "temperature": chosen["temperature"],
+        "referral_threshold": chosen["referral_threshold"],
+        "referral_target_accuracy": options.referral_target_accuracy,
+        "conformal_level": None if chosen["conformal_quantile"] is None else options.conformal_level,
+        "conformal_quantile": chosen["conformal_quantile"],
+    }
     return Calibration(
         plan,
         threshold=threshold,
-        info={"member_thresholds": member_thresholds if binary else None},
-        summary={"operating_threshold": threshold},
+        info={"member_thresholds": chosen["member_thresholds"], "calibration_on_validation": chosen["validation"]},
+        summary={"operating_threshold": threshold, **applied, "calibration_on_validation": chosen["validation"]},
+        applied=applied,
     )

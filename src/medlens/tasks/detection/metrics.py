@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from medlens.metrics.bootstrap import percentile_ci, resample_weights
+from medlens.metrics.bootstrap import bootstrap_method, percentile_ci, resample_weights
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)  # COCO's .50:.05:.95
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
@@ -157,10 +157,12 @@ def detection_metrics(
     n_bootstrap: int = 1000,
     seed: int = 0,
     max_dets: int = MAX_DETS,
+    groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """mAP@[.5:.95], mAP@.5, mAP@.75, AR@``max_dets`` and per-class AP, each ``{"value", "ci95"}``.
 
-    Confidence intervals are 95% percentile intervals over ``n_bootstrap`` resamples of the images.
+    Confidence intervals are 95% percentile intervals over ``n_bootstrap`` resamples of the images (of the
+    patients, with ``groups``: :func:`~medlens.metrics.bootstrap.group_index`).
     ``_curves`` holds each class's precision-recall curve at IoU 0.5 (for the report).
 
     Example:
@@ -175,7 +177,7 @@ def detection_metrics(
     ap = np.stack([p[0][0] for p in point])  # (K, T)
     rec = np.stack([p[1][0] for p in point])  # (K, T)
     samples: dict[str, list[np.ndarray]] = {}
-    for block in resample_weights(n_images, n_bootstrap, seed) if n_bootstrap else []:
+    for block in resample_weights(n_images, n_bootstrap, seed, groups) if n_bootstrap else []:
         pairs = [weighted_ap_recall(m, block) for m in matches]
         b_ap = np.stack([p[0] for p in pairs], axis=1)  # (b, K, T)
         b_rec = np.stack([p[1] for p in pairs], axis=1)
@@ -196,6 +198,8 @@ def detection_metrics(
     metrics["n_images"] = n_images
     metrics["n_boxes"] = {n: int(m.n_gt.sum()) for n, m in zip(class_names, matches, strict=True)}
     metrics["n_bootstrap"] = n_bootstrap
+    metrics["bootstrap"] = {"n_resamples": n_bootstrap, "seed": seed, "method": "95% percentile interval",
+                            **bootstrap_method(groups, n_images)}  # fmt: skip
     metrics["_curves"] = {n: pr_curve(m) for n, m in zip(class_names, matches, strict=True)}
     return metrics
 

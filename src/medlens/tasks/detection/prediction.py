@@ -3,6 +3,10 @@
 Every member detects without NMS; their boxes are pooled and suppressed class by class (the validation-chosen
 IoU), so ``boxes`` holds what scores at least the operating score and ``candidates`` everything above the
 evaluation score (what COCO metrics rank).
+
+Uncertainty per box: its ``score`` (the detector's confidence), and ``member_agreement``, the share of members that
+found the same object on their own (a box of the same class at or above the operating score overlapping it by IoU
+at least :data:`AGREEMENT_IOU`); 1.0 with one member, lower where seeds or folds disagree.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from medlens.tasks.detection.metrics import ImageBoxes
 if TYPE_CHECKING:
     from medlens.models.bundle import Bundle
 
+#: the overlap at which a member's own box counts as the same object
+AGREEMENT_IOU = 0.5
+
 
 @dataclass(kw_only=True)
 class DetectionPrediction(Prediction):
@@ -34,6 +41,7 @@ class DetectionPrediction(Prediction):
         class_names: the classes, in label order.
         image_size: (height, width) of the picture.
         pixels: the picture (C, H, W) as read, for overlays (not serialised).
+        agreement: per candidate, the share of members that found it (see the module notes); None: not measured.
     """
 
     task = "detection"
@@ -42,22 +50,29 @@ class DetectionPrediction(Prediction):
     class_names: list[str]
     image_size: tuple[int, int]
     pixels: np.ndarray = field(repr=False)
+    agreement: np.ndarray | None = field(default=None, repr=False)
+
+    def _keep(self) -> np.ndarray:
+        c = self.candidates
+        return c.scores >= self.score_threshold if c.scores is not None else np.ones(len(c.labels), bool)
 
     @property
     def kept(self) -> ImageBoxes:
-        c = self.candidates
-        keep = c.scores >= self.score_threshold if c.scores is not None else np.ones(len(c.labels), bool)
+        c, keep = self.candidates, self._keep()
         return ImageBoxes(c.boxes[keep], c.labels[keep], None if c.scores is None else c.scores[keep])
 
     @property
     def boxes(self) -> list[dict[str, Any]]:
-        """``{"label", "score", "box": [x0, y0, x1, y1]}`` per box at or above the operating score."""
+        """``{"label", "score", "member_agreement", "box": [x0, y0, x1, y1]}`` per box at or above the operating
+        score (``member_agreement``: the share of members that found the box; 1.0 with one member)."""
         k = self.kept
         scores = k.scores if k.scores is not None else np.ones(len(k.labels))
+        agreement = self.agreement[self._keep()] if self.agreement is not None else np.full(len(k.labels), np.nan)
         return [
-            {"label": self.class_names[int(label)], "score": round(float(s), 5), "box": [round(float(v), 2) for v in b]}
-            for b, label, s in zip(k.boxes, k.labels, scores, strict=True)
-        ]
+            {"label": self.class_names[int(label)], "score": round(float(s), 5),
+             "member_agreement": None if np.isnan(a) else round(float(a), 4), "box": [round(float(v), 2) for v in b]}
+            for b, label, s, a in zip(k.boxes, k.labels, scores, agreement, strict=True)
+        ]  # fmt: skip
 
     def fields(self) -> dict[str, Any]:
         return {"boxes": self.boxes, "score_threshold": self.score_threshold, "image_size": list(self.image_size)}
@@ -114,6 +129,7 @@ def detect(bundle: Bundle, images: Sequence[Image]) -> list[DetectionPrediction]
     out = []
     for i, (image, tensor) in enumerate(zip(images, tensors, strict=True)):
         merged = merge([r[i] for r in raw], d.nms_iou, d.detections_per_image)
+        agreement = member_agreement(merged, [r[i] for r in raw], score)
         out.append(
             DetectionPrediction(
                 model=bundle.name,
@@ -124,9 +140,27 @@ def detect(bundle: Bundle, images: Sequence[Image]) -> list[DetectionPrediction]
                 class_names=list(bundle.class_names),
                 image_size=(int(tensor.shape[1]), int(tensor.shape[2])),
                 pixels=tensor.numpy(),
+                agreement=agreement,
             )
         )
     return out
+
+
+def member_agreement(merged: dict[str, Any], raw: Sequence[dict[str, Any]], score: float) -> np.ndarray:
+    """Per merged box, the share of members with a box of its class, scoring at least ``score``, that overlaps it by
+    IoU >= :data:`AGREEMENT_IOU`; ``(D,)``."""
+    import torch
+    from torchvision.ops import box_iou
+
+    found = torch.zeros(len(merged["boxes"]))
+    for member in raw:
+        mine = (member["scores"] >= score) & (member["labels"] > 0)
+        if not len(merged["boxes"]) or not bool(mine.any()):
+            continue
+        iou = box_iou(merged["boxes"].float(), member["boxes"][mine].float())  # (D, own)
+        same = merged["labels"][:, None] == member["labels"][mine][None, :]  # (D, own)
+        found += ((iou >= AGREEMENT_IOU) & same).any(dim=1).float()
+    return (found / max(len(raw), 1)).numpy()
 
 
 def coco_results(predictions: Sequence[DetectionPrediction], names: Sequence[str]) -> list[dict[str, Any]]:

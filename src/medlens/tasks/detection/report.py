@@ -42,8 +42,9 @@ def write_detection_report(
     class_names: list[str],
     *,
     title: str,
+    extra: Sequence[Section] = (),
 ) -> Path:
-    """``report.html``, ``pr.png`` and ``worst_<n>.png`` in ``folder``."""
+    """``report.html``, ``pr.png`` and ``worst_<n>.png`` in ``folder`` (``extra`` sections at the end)."""
     worst = []
     for rank, index in enumerate(np.argsort(-misses, kind="stable")[:N_WORST]):
         if misses[index] == 0:
@@ -82,6 +83,7 @@ def write_detection_report(
             text=["Solid: predicted boxes at the operating score; dashed white: true boxes."],
             figures=worst,
         ),
+        *extra,
     ]
     summary = [
         f"{metrics['n_cases']} pictures · classes: {', '.join(class_names)}",

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from medlens.core.prediction import Prediction
     from medlens.core.progress import ProgressFn
     from medlens.data.dataset import Case, Dataset
+    from medlens.metrics.subgroups import Subgroups
     from medlens.models.bundle import Bundle
 
 
@@ -95,7 +96,14 @@ class RegressionTask(Task):
         r = plan.regression
         mae = calibration.summary.get("val_mae_ensemble")
         shown = f"{mae:.4g} {r.unit}".strip() if mae is not None else "n/a"
-        return [f"Target: {r.target} ({r.unit or 'no unit'}), {r.loss} loss; ensemble validation MAE {shown}"]
+        lines = [f"Target: {r.target} ({r.unit or 'no unit'}), {r.loss} loss; ensemble validation MAE {shown}"]
+        half = calibration.applied.get("interval_half_width")
+        if half is not None:
+            lines.append(
+                f"Conformal interval at {calibration.applied['conformal_level']:.0%} (split conformal on validation): "
+                f"the value ± {half:.4g} {r.unit}".rstrip()
+            )
+        return lines
 
     def predict(self, bundle: Bundle, images: Sequence[Image], *, tta: bool = False) -> list[Prediction]:
         from medlens.tasks.regression.prediction import predict_images
@@ -112,10 +120,13 @@ class RegressionTask(Task):
         n_bootstrap: int,
         title: str,
         progress: ProgressFn | None = None,
+        subgroups: Subgroups | None = None,
     ) -> dict[str, Any]:
         from medlens.tasks.regression.evaluation import evaluate
 
-        return evaluate(bundle, dataset, cases, folder, n_bootstrap=n_bootstrap, title=title, progress=progress)
+        return evaluate(
+            bundle, dataset, cases, folder, n_bootstrap=n_bootstrap, title=title, progress=progress, subgroups=subgroups
+        )
 
     def export_graph(self, bundle: Bundle) -> Graph:
         from medlens.tasks.regression.export import export_graph

@@ -19,6 +19,9 @@ class RegressionOptions(Section):
     )
     target_mean: float = Field(0.0, description="training targets' mean; the network learns (y - mean) / sd")
     target_sd: float = Field(1.0, gt=0, description="training targets' standard deviation")
+    conformal_level: float = Field(
+        0.9, ge=0.5, le=0.999, description="share of cases whose conformal interval holds the true value"
+    )
 
 
 class RegressionPlan(Plan):

@@ -8,6 +8,10 @@ tests check the point values against scikit-learn and scipy.
 - R²: ``1 - SSE / SST`` with SST about the mean of the true values (scikit-learn's ``r2_score``).
 - Pearson r between predicted and true values.
 - Bland-Altman: bias (mean error) and 95% limits of agreement ``bias ± 1.96 SD`` of the error.
+
+Intervals: MAE, RMSE and bias are (functions of) means of per-case values and get BCa intervals
+(``scipy.stats.bootstrap``, :func:`medlens.metrics.bootstrap.bca_entry`); R², Pearson r and the limits of
+agreement keep the vectorised percentile bootstrap. Patients are resampled when cases share them (``groups``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,11 @@ import numpy as np
 from medlens.metrics import bootstrap as bs
 
 KEYS = ("mae", "rmse", "r2", "pearson_r", "bias", "loa_low", "loa_high")
+BCA_KEYS = ("mae", "rmse", "bias")
+INTERVAL_METHOD = {
+    "BCa": "mae, rmse, bias, interval_coverage, interval_width: means of per-case values (scipy.stats.bootstrap)",
+    "percentile": "r2, pearson_r, loa_low, loa_high: vectorised percentile bootstrap",
+}
 
 
 def weighted_regression(truth: np.ndarray, predicted: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
@@ -52,9 +61,15 @@ def weighted_regression(truth: np.ndarray, predicted: np.ndarray, weights: np.nd
 
 
 def regression_metrics(
-    truth: np.ndarray, predicted: np.ndarray, *, n_bootstrap: int = 1000, seed: int = 0, unit: str = ""
+    truth: np.ndarray,
+    predicted: np.ndarray,
+    *,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    unit: str = "",
+    groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Point values and 95% percentile bootstrap intervals over cases, as a JSON-ready dict.
+    """Point values and 95% bootstrap intervals over cases (patients with ``groups``), as a JSON-ready dict.
 
     Example:
         >>> m = regression_metrics(np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.1, 1.9, 3.2, 3.8]), n_bootstrap=0)
@@ -70,19 +85,24 @@ def regression_metrics(
     point = weighted_regression(truth, predicted, np.ones((1, n)))
     samples: dict[str, list[np.ndarray]] = {k: [] for k in KEYS}
     if n_bootstrap > 0:
-        for block in bs.resample_weights(n, n_bootstrap, seed):
+        for block in bs.resample_weights(n, n_bootstrap, seed, groups):
             for key, values in weighted_regression(truth, predicted, block).items():
                 samples[key].append(values)
     out: dict[str, Any] = {
         key: bs.interval_entry(float(point[key][0]), np.concatenate(samples[key]) if samples[key] else None)
         for key in KEYS
     }
+    error = predicted - truth
+    per_case = {"mae": (np.abs(error), None), "rmse": (error**2, np.sqrt), "bias": (error, None)}
+    for key, (values, transform) in per_case.items():
+        out[key] = bs.bca_entry(values, groups=groups, n_bootstrap=n_bootstrap, seed=seed, transform=transform)
     out.update(
         {
             "n_cases": n,
             "unit": unit,
             "truth_range": [float(truth.min()), float(truth.max())],
-            "bootstrap": {"n_resamples": n_bootstrap, "seed": seed},
+            "bootstrap": {"n_resamples": n_bootstrap, "seed": seed, **bs.bootstrap_method(groups, n)},
+            "interval_method": INTERVAL_METHOD,
         }
     )
     return out

@@ -1,4 +1,5 @@
-"""A regressor's answer for one image: the value (the members' mean) in the target's unit, and their spread."""
+"""A regressor's answer for one image: the value (the members' mean) in the target's unit, the members' spread, and
+a split-conformal interval (the value ± the validation residuals' quantile at the bundle's level)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,13 @@ class RegressionPrediction(Prediction):
         target: what the value is (the table column trained on).
         unit: its unit.
         member_values: each member's value, for the spread.
+        interval: ``[low, high]``: the split-conformal interval that holds the true value for
+            ``interval_level`` of cases (the value ± the ``interval_level`` quantile of the validation cases'
+            absolute errors); None for a bundle made before it existed.
+        interval_level: the coverage the interval aims at (e.g. 0.9).
+
+    ``to_dict()`` adds ``member_sd`` (the members' standard deviation: the uncertainty of the ensemble; None with
+    one member) beside the value and the interval.
     """
 
     task = "regression"
@@ -32,13 +40,28 @@ class RegressionPrediction(Prediction):
     target: str
     unit: str = ""
     member_values: list[float] = field(default_factory=list)
+    interval: list[float] | None = None
+    interval_level: float | None = None
+
+    @property
+    def member_sd(self) -> float | None:
+        return float(np.std(self.member_values, ddof=1)) if len(self.member_values) > 1 else None
 
     def fields(self) -> dict[str, Any]:
-        spread = float(np.std(self.member_values, ddof=1)) if len(self.member_values) > 1 else None
-        return {"value": self.value, "target": self.target, "unit": self.unit, "member_sd": spread}
+        return {
+            "value": self.value,
+            "target": self.target,
+            "unit": self.unit,
+            "member_sd": self.member_sd,
+            "interval": self.interval,
+            "interval_level": self.interval_level,
+        }
 
     def table_row(self) -> dict[str, Any]:
-        return {"input": self.source, self.target: self.value}
+        row: dict[str, Any] = {"input": self.source, self.target: self.value, "member_sd": self.member_sd}
+        if self.interval is not None:
+            row |= {"interval_low": self.interval[0], "interval_high": self.interval[1]}
+        return row
 
 
 @torch.inference_mode()
@@ -65,6 +88,7 @@ def predict_images(bundle: Bundle, images: Sequence[Image]) -> list[RegressionPr
     x = torch.from_numpy(np.stack([to_input(image, bundle.plan.data) for image in images]))
     values = member_values(bundle, x)  # (M, N)
     r = bundle.plan.regression  # type: ignore[attr-defined]
+    half, level = interval_of(bundle)
     return [
         RegressionPrediction(
             model=bundle.name,
@@ -74,6 +98,28 @@ def predict_images(bundle: Bundle, images: Sequence[Image]) -> list[RegressionPr
             target=r.target,
             unit=r.unit,
             member_values=[round(float(v), 6) for v in values[:, i]],
+            interval=None if half is None else [round(float(values[:, i].mean()) + d, 6) for d in (-half, half)],
+            interval_level=None if half is None else level,
         )
         for i, image in enumerate(images)
     ]
+
+
+def interval_of(bundle: Bundle) -> tuple[float | None, float | None]:
+    """The conformal interval's half-width and level from ``bundle.yaml``'s ``calibration:`` (None, None when the
+    bundle has none); a bad value is an error naming ``bundle.yaml``."""
+    import math
+
+    from medlens.core.errors import InputError
+    from medlens.models.bundle import BUNDLE_FILE
+
+    half, level = bundle.calibration.get("interval_half_width"), bundle.calibration.get("conformal_level")
+    if half is None:
+        return None, None
+    for key, value, ok in (
+        ("interval_half_width", half, lambda v: v >= 0),
+        ("conformal_level", level, lambda v: 0 < v < 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not ok(value):
+            raise InputError(bundle.root / BUNDLE_FILE, f"calibration.{key} {value!r} is not a valid number")
+    return float(half), float(level)  # type: ignore[arg-type]

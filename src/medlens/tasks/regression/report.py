@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +68,10 @@ def write_regression_report(
     unit: str,
     title: str,
     context: dict[str, Any],
+    extra: Sequence[Section] = (),
 ) -> Path:
-    """``report.html``, ``scatter.png`` and ``bland_altman.png`` in ``folder``."""
+    """``report.html``, ``scatter.png`` and ``bland_altman.png`` in ``folder`` (``extra`` sections after the largest
+    errors)."""
     rows = [[Cell(_LABELS[k]), metric_cell(metrics[k], 4)] for k in _LABELS]
     order = np.argsort(-np.abs(predicted - truth))[:10]
     worst = [
@@ -96,16 +99,44 @@ def write_regression_report(
         ),
         Section("Agreement", "plots", figures=figures),
         Section("Largest errors", "worst", tables=[Table(["case", "true", "predicted", "error"], worst)]),
+        *extra,
         context_section(context),
         Section(
             "Method",
             "method",
             text=[
                 "Errors are predicted - true. R² is 1 - SSE/SST about the mean of the true values; Pearson r between "
-                "predicted and true; limits of agreement bias ± 1.96 SD of the error. Intervals: 95% percentile "
-                f"bootstrap over cases ({metrics['bootstrap']['n_resamples']} resamples)."
+                "predicted and true; limits of agreement bias ± 1.96 SD of the error. Intervals: 95% bootstrap over "
+                f"{metrics['bootstrap']['unit']}s ({metrics['bootstrap']['n_resamples']} resamples): BCa for MAE, "
+                "RMSE and bias, percentile for the others."
             ],
         ),
     ]
     summary = [f"Target: {name}{f' ({unit})' if unit else ''} · {metrics['n_cases']} cases"]
     return write_report(folder, title, summary, sections)
+
+
+def uncertainty_section(metrics: dict[str, Any], unit: str) -> Section:
+    """The conformal interval's coverage and width, and the members' spread."""
+    suffix = f" ({unit})" if unit else ""
+    rows = []
+    if "interval_coverage" in metrics:
+        rows += [
+            [Cell(f"interval coverage (target {metrics['interval_level']:.0%})"),
+             metric_cell(metrics["interval_coverage"])],
+            [Cell(f"mean interval width{suffix}"), metric_cell(metrics["interval_width"], 4)],
+        ]  # fmt: skip
+    sd = metrics["member_sd"]
+    rows += [
+        [Cell(f"mean member SD{suffix}"), text_cell(sd["mean"])],
+        [Cell("Spearman rho, member SD vs absolute error"), text_cell(sd["spearman_with_abs_error"])],
+    ]
+    return Section(
+        "Uncertainty",
+        "uncertainty",
+        text=[
+            "Each prediction has a split-conformal interval (the value ± the quantile of the validation cases' "
+            "absolute errors at the bundle's level) and the members' standard deviation."
+        ],
+        tables=[Table(["figure", "value (95% CI)"], rows, text_columns=("figure",))],
+    )

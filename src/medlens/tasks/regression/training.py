@@ -37,7 +37,9 @@ def loaders(plan: RegressionPlan, prepared: ImageCases, member: Member) -> tuple
 def calibrate(
     plan: RegressionPlan, nets: Sequence[nn.Module], members: Sequence[Member], prepared: ImageCases
 ) -> Calibration:
-    """Nothing is chosen on validation; the ensemble's validation MAE is recorded for the model card."""
+    """The split-conformal interval's half-width on validation (absolute residuals of the ensemble, at
+    ``regression.conformal_level``); the ensemble's validation MAE is recorded for the model card."""
+    from medlens.metrics.conformal import conformal_quantile
     from medlens.tasks.regression.module import to_value
     from medlens.training.images import normalize
 
@@ -52,4 +54,9 @@ def calibrate(
             truth[case.case_id] = t
     errors = [abs(float(np.mean(v)) - truth[k]) for k, v in by_case.items()]
     mae = float(np.mean(errors)) if errors else None
-    return Calibration(plan, info={"val_mae_ensemble": mae}, summary={"val_mae_ensemble": mae})
+    level = plan.regression.conformal_level
+    half = conformal_quantile(np.array(errors), level) if errors else float("inf")
+    applied = {"conformal_level": level, "interval_half_width": None if not np.isfinite(half) else float(half)}
+    return Calibration(
+        plan, info={"val_mae_ensemble": mae}, summary={"val_mae_ensemble": mae, **applied}, applied=applied
+    )

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from medlens.core.prediction import Prediction
     from medlens.core.progress import ProgressFn
     from medlens.data.dataset import Case, Dataset
+    from medlens.metrics.subgroups import Subgroups
     from medlens.models.bundle import Bundle
 
 
@@ -89,10 +90,13 @@ class SegmentationTask(Task):
         n_bootstrap: int,
         title: str,
         progress: ProgressFn | None = None,
+        subgroups: Subgroups | None = None,
     ) -> dict[str, Any]:
         from medlens.tasks.segmentation.evaluation import evaluate
 
-        return evaluate(bundle, dataset, cases, folder, n_bootstrap=n_bootstrap, title=title, progress=progress)
+        return evaluate(
+            bundle, dataset, cases, folder, n_bootstrap=n_bootstrap, title=title, progress=progress, subgroups=subgroups
+        )
 
     def export_graph(self, bundle: Bundle) -> Graph:
         from medlens.tasks.segmentation.export import export_graph

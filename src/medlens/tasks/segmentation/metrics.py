@@ -1,4 +1,6 @@
-"""Segmentation metrics per case and class, and their case average with 95% bootstrap intervals.
+"""Segmentation metrics per case and class, and their case average with 95% bootstrap intervals (BCa, from
+``scipy.stats.bootstrap``: every figure is a mean of per-case values; patients are resampled when cases share
+them, see :func:`medlens.metrics.bootstrap.bca_entry`).
 
 Per case and foreground class: Dice, IoU, the 95th-percentile Hausdorff distance (HD95), the average
 symmetric surface distance (ASD) and the normalised surface Dice (NSD) at a tolerance in millimetres per
@@ -153,14 +155,16 @@ def summarize(
     *,
     n_bootstrap: int = 1000,
     seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Case averages with 95% bootstrap intervals (cases resampled, the same resamples for every metric).
+    """Case averages with 95% BCa bootstrap intervals (the same resamples for every metric).
 
     Args:
         per_case: :func:`case_metrics` of each case.
         class_names: all class names, background first.
         n_bootstrap: resamples (0: no intervals).
         seed: seed of the resamples.
+        groups: patient group of each case (:func:`~medlens.metrics.bootstrap.group_index`); ``None``: cases.
 
     Returns:
         ``dice`` (mean over foreground classes), ``dice_per_class``, and ``iou``, ``hd95``, ``asd``, ``nsd`` per
@@ -169,27 +173,25 @@ def summarize(
     n = len(per_case)
     foreground = list(class_names[1:])
     out: dict[str, Any] = {"n_cases": n}
-    weights = (
-        np.concatenate(list(bs.resample_weights(n, n_bootstrap, seed))) if n_bootstrap > 0 and n else None
-    )  # (B, N) counts
     for metric in METRICS:
         values = np.array([row[metric] for row in per_case], dtype=float).reshape(n, len(foreground))  # (N, K-1)
-        point = bs.weighted_nanmean(values, np.ones((1, n)))[0]  # (K-1,)
-        samples = bs.weighted_nanmean(values, weights) if weights is not None else None  # (B, K-1)
         per_class = {
-            name: bs.interval_entry(point[j], samples[:, j] if samples is not None else None)
+            name: bs.bca_entry(values[:, j], groups=groups, n_bootstrap=n_bootstrap, seed=seed)
             for j, name in enumerate(foreground)
         }
-        with np.errstate(invalid="ignore"):
-            mean_point = float(np.nanmean(point)) if not np.all(np.isnan(point)) else float("nan")
-            mean_samples = np.nanmean(samples, axis=1) if samples is not None else None
-        mean = bs.interval_entry(mean_point, mean_samples)
+        mean = bs.bca_entry(values, groups=groups, n_bootstrap=n_bootstrap, seed=seed)  # mean over classes
         if metric == "dice":
             out["dice"] = mean
             out["dice_per_class"] = per_class
         else:
             out[metric] = per_class
             out[f"{metric}_mean"] = mean
+    out["bootstrap"] = {
+        "n_resamples": n_bootstrap,
+        "seed": seed,
+        "method": "95% BCa interval (scipy.stats.bootstrap) of the mean of per-case values",
+        **bs.bootstrap_method(groups, n),
+    }
     return out
 
 

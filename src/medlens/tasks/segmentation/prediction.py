@@ -4,6 +4,13 @@ The path from an image to a mask is the same everywhere (prediction, evaluation,
 reorient and resample to the plan's grid (:mod:`.preprocessing`), Gaussian sliding window over every member
 (:mod:`.inference`), probabilities brought back exactly to the input's grid, arg-max, keep-largest-component
 where validation chose it.
+
+Uncertainty, from the same probabilities: the voxel map is the entropy (nats) of the averaged probabilities, on
+the input's grid (0 sure, ln K where every class is equally likely); the case score is its mean over the voxels
+whose foreground probability (1 - p(background)) is at least :data:`REGION_PROBABILITY` (the predicted structures
+and their doubtful margin; 0 when there are none); the member disagreement is the mean over the same voxels of
+the mutual information between the label and the pass (members, and mirrorings with ``tta``): entropy of the mean
+minus the passes' mean entropy, 0 with one pass.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ if TYPE_CHECKING:
     from medlens.models.bundle import Bundle
 
 log = logging.getLogger(__name__)
+#: voxels whose foreground probability is at least this make up the region of the case uncertainty score
+REGION_PROBABILITY = 0.1
 
 
 @dataclass(kw_only=True)
@@ -37,6 +46,13 @@ class SegmentationPrediction(Prediction):
         sizes: foreground class name to its volume in mL (3D) or area in mm² (2D).
         image: the input, for overlays and DICOM output (not serialised).
         seconds: time per stage (preprocess, network, postprocess).
+        uncertainty_map: voxel entropy (nats) of the averaged probabilities, an :class:`Image` on the input's grid
+            ``(1, *spatial)`` float32; saved beside the mask as ``<stem>_uncertainty.nii.gz`` (2D: ``.npz``).
+        uncertainty_score: the case score: mean voxel entropy over the region (see the module notes), nats.
+        member_disagreement: mean mutual information between label and pass over the region, nats (0: one pass).
+        passes: members times test-time mirrorings averaged.
+
+    ``to_dict()`` holds the numbers under ``uncertainty``.
     """
 
     task = "segmentation"
@@ -45,6 +61,10 @@ class SegmentationPrediction(Prediction):
     sizes: dict[str, float]
     image: Image = field(repr=False)
     seconds: dict[str, float] = field(default_factory=dict)
+    uncertainty_map: Image | None = field(default=None, repr=False)
+    uncertainty_score: float = 0.0
+    member_disagreement: float = 0.0
+    passes: int = 1
 
     @property
     def volumes_ml(self) -> dict[str, float]:
@@ -56,11 +76,23 @@ class SegmentationPrediction(Prediction):
 
     def fields(self) -> dict[str, Any]:
         key = "volumes_ml" if self.labels.spatial_dims == 3 else "areas_mm2"
-        return {key: self.sizes, "shape": list(self.labels.spatial_shape), "spacing_mm": list(self.labels.spacing)}
+        return {
+            key: self.sizes,
+            "shape": list(self.labels.spatial_shape),
+            "spacing_mm": list(self.labels.spacing),
+            "uncertainty": {
+                "score": self.uncertainty_score,
+                "member_disagreement": self.member_disagreement,
+                "passes": self.passes,
+                "region": f"voxels with foreground probability >= {REGION_PROBABILITY}",
+                "unit": "nats (voxel entropy; at most ln of the number of classes)",
+            },
+        }
 
     def table_row(self) -> dict[str, Any]:
         unit = "ml" if self.labels.spatial_dims == 3 else "mm2"
-        return {"input": self.source, **{f"{name}_{unit}": v for name, v in self.sizes.items()}}
+        sizes = {f"{name}_{unit}": v for name, v in self.sizes.items()}
+        return {"input": self.source, **sizes, "uncertainty": self.uncertainty_score}
 
     def save_files(self, folder: Path, stem: str, options: SaveOptions) -> dict[str, str]:
         from medlens.io import write_image
@@ -75,6 +107,12 @@ class SegmentationPrediction(Prediction):
             mask = folder / f"{stem}_mask.png"
             mask.write_bytes(array_png(array.astype(np.uint8)))
         files["mask"] = mask.name
+        if self.uncertainty_map is not None:
+            from medlens.io.writers import write_npz
+
+            suffix = "_uncertainty.nii.gz" if array.ndim == 3 else "_uncertainty.npz"
+            writer = write_image if array.ndim == 3 else write_npz
+            files["uncertainty_map"] = writer(self.uncertainty_map, folder / f"{stem}{suffix}").name
         if options.pictures:
             overlay = folder / f"{stem}_overlay.png"
             overlay.write_bytes(label_overlay_png(self.image, array))
@@ -97,7 +135,7 @@ class SegmentationPrediction(Prediction):
 
 def segment(bundle: Bundle, image: Image, *, tta: bool = False) -> SegmentationPrediction:
     """Segment one image in its own geometry with every member of ``bundle``."""
-    from medlens.tasks.segmentation.inference import keep_largest_component, sliding_window_probabilities
+    from medlens.tasks.segmentation.inference import keep_largest_component, sliding_window_passes
     from medlens.tasks.segmentation.preprocessing import check_image, prepare_image, to_input_grid
 
     plan = bundle.plan
@@ -106,10 +144,16 @@ def segment(bundle: Bundle, image: Image, *, tta: bool = False) -> SegmentationP
     t0 = time.perf_counter()
     prepared = prepare_image(image, plan)  # type: ignore[arg-type]
     t1 = time.perf_counter()
-    probs = sliding_window_probabilities(bundle.networks(), prepared.tensor, plan, tta=tta)  # type: ignore[arg-type]
+    probs, pass_entropy, passes = sliding_window_passes(bundle.networks(), prepared.tensor, plan, tta=tta)  # type: ignore[arg-type]
     t2 = time.perf_counter()
     with torch.inference_mode():
-        labels = to_input_grid(probs, prepared, plan).argmax(0).numpy().astype(np.uint8)  # type: ignore[arg-type]
+        back = to_input_grid(torch.cat([probs, pass_entropy[None]]), prepared, plan)  # type: ignore[arg-type]
+        probs, pass_entropy = back[:-1], back[-1]  # (K, *input grid), (*input grid)
+        labels = probs.argmax(0).numpy().astype(np.uint8)
+        plogp = probs * torch.log(probs.clamp_min(1e-12))  # (K, *input grid)
+        entropy = (-plogp.sum(0)).clamp_min(0).numpy()  # (*input grid) nats
+        disagreement = np.maximum(entropy - pass_entropy.numpy(), 0.0) if passes > 1 else np.zeros_like(entropy)
+        region = (1.0 - probs[0]).numpy() >= REGION_PROBABILITY
     labels = keep_largest_component(labels, seg.keep_largest_component)
     t3 = time.perf_counter()
     names = bundle.class_names
@@ -124,6 +168,15 @@ def segment(bundle: Bundle, image: Image, *, tta: bool = False) -> SegmentationP
         sizes={n: round(float(counts[k]) * unit, 4) for k, n in enumerate(names) if k},
         image=image,
         seconds={"preprocess": t1 - t0, "network": t2 - t1, "postprocess": t3 - t2},
+        uncertainty_map=Image(
+            entropy[None].astype(np.float32),
+            image.affine.copy(),
+            "scalar",
+            {"source": image.meta.get("source"), "quantity": "voxel entropy (nats)"},
+        ),
+        uncertainty_score=round(float(entropy[region].mean()) if region.any() else 0.0, 6),
+        member_disagreement=round(float(disagreement[region].mean()) if region.any() else 0.0, 6),
+        passes=passes,
     )
 
 
