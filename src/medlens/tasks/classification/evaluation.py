@@ -31,7 +31,8 @@ def evaluate(
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Metrics at the validation-chosen operating point and at 0.5, each member alone, report and predictions."""
-    from medlens.tasks.classification.metrics import classification_metrics
+    from medlens.metrics.cases import worst_cases
+    from medlens.tasks.classification.metrics import classification_metrics, truth_probability
     from medlens.tasks.classification.report import write_classification_report
     from medlens.tasks.classification.training import targets_of
     from medlens.training.images import case_images
@@ -48,6 +49,10 @@ def evaluate(
     )
     member_thresholds = bundle.info.get("member_thresholds") or [threshold] * len(per_member)
     metrics["seeds"] = per_member_metrics(y, per_member, task, names, member_thresholds)
+    metrics["worst_cases"] = worst_cases(
+        [c.case_id for c in cases], truth_probability(y, prob, task == "multilabel").tolist(),
+        metric="probability of the true class",
+    )  # fmt: skip
     metrics["model"] = {
         "name": bundle.plan.model.name,
         "members": len(bundle.members),

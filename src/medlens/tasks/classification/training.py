@@ -83,4 +83,21 @@ def calibrate(
         threshold=threshold,
         info={"member_thresholds": member_thresholds if binary else None},
         summary={"operating_threshold": threshold},
+        worst_cases=_worst_validation_cases(plan, prepared, by_case),
     )
+
+
+def _worst_validation_cases(
+    plan: ClassificationPlan, prepared: ImageCases, by_case: dict[str, list[np.ndarray]]
+) -> list[dict[str, Any]]:
+    """Validation cases whose truth got the lowest probability from the ensemble (members averaged)."""
+    from medlens.metrics.cases import worst_cases
+    from medlens.tasks.classification.metrics import truth_probability
+
+    cases = [c for c in prepared.cases if c.case_id in by_case]
+    if not cases:
+        return []
+    _, y, _ = prepared.subset(cases)
+    mean = np.stack([np.mean(by_case[c.case_id], axis=0) for c in cases])  # (N, K)
+    scores = truth_probability(y.numpy(), mean, plan.multilabel)
+    return worst_cases([c.case_id for c in cases], scores.tolist(), metric="probability of the true class")

@@ -34,6 +34,7 @@ class DetectionPrediction(Prediction):
         class_names: the classes, in label order.
         image_size: (height, width) of the picture.
         pixels: the picture (C, H, W) as read, for overlays (not serialised).
+        pixel_spacing_mm: (between rows, between columns) in mm when the picture's file records it, else None.
     """
 
     task = "detection"
@@ -42,6 +43,7 @@ class DetectionPrediction(Prediction):
     class_names: list[str]
     image_size: tuple[int, int]
     pixels: np.ndarray = field(repr=False)
+    pixel_spacing_mm: tuple[float, float] | None = None
 
     @property
     def kept(self) -> ImageBoxes:
@@ -76,6 +78,19 @@ class DetectionPrediction(Prediction):
         path = folder / f"{stem}.png"
         path.write_bytes(boxes_png(self.pixels, k.boxes, list(k.labels), k.scores, self.class_names))
         return {"overlay": path.name}
+
+
+SPACING_FORMATS = ("dicom", "nifti", "nrrd", "mha", "mhd")  # files that record their pixel spacing
+
+
+def pixel_spacing(image: Image) -> tuple[float, float] | None:
+    """The picture's pixel spacing (between rows, between columns) in mm when its file records one (DICOM
+    PixelSpacing or ImagerPixelSpacing, a volume's geometry); None for pictures such as PNG or JPEG, whose pixels
+    have no size."""
+    if image.meta.get("source_format") not in SPACING_FORMATS or image.meta.get("pixel_spacing_assumed"):
+        return None
+    row, col = image.as_2d().spacing[:2]
+    return (round(row, 6), round(col, 6))
 
 
 def image_tensor(array: np.ndarray, channels: int, source: str) -> Any:
@@ -124,6 +139,7 @@ def detect(bundle: Bundle, images: Sequence[Image]) -> list[DetectionPrediction]
                 class_names=list(bundle.class_names),
                 image_size=(int(tensor.shape[1]), int(tensor.shape[2])),
                 pixels=tensor.numpy(),
+                pixel_spacing_mm=pixel_spacing(image),
             )
         )
     return out

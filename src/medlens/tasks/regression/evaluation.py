@@ -46,6 +46,7 @@ def evaluate(
     title: str,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
+    from medlens.metrics.cases import worst_cases
     from medlens.tasks.regression.metrics import regression_metrics
     from medlens.tasks.regression.report import write_regression_report
     from medlens.training.images import case_images
@@ -56,6 +57,13 @@ def evaluate(
     predicted = np.array([p.value for p in predictions], dtype=np.float64)  # type: ignore[attr-defined]
     metrics = regression_metrics(truth, predicted, n_bootstrap=n_bootstrap, unit=r.unit)
     metrics["target"] = r.target
+    pairs = [
+        {"true": round(float(t), 4), "predicted": round(float(p), 4)} for t, p in zip(truth, predicted, strict=True)
+    ]
+    metrics["worst_cases"] = worst_cases(
+        [c.case_id for c in cases], np.abs(predicted - truth).tolist(), metric="absolute error", higher_is_worse=True,
+        details=pairs,
+    )  # fmt: skip
     metrics["model"] = {
         "name": bundle.plan.model.name,
         "members": len(bundle.members),

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from medlens.core.progress import ProgressFn
 from medlens.data.dataset import Case, Dataset
+from medlens.metrics.cases import worst_cases
 from medlens.tasks.base import Calibration
 from medlens.tasks.regression.config import RegressionPlan
 from medlens.training.images import ImageCases
@@ -52,4 +53,5 @@ def calibrate(
             truth[case.case_id] = t
     errors = [abs(float(np.mean(v)) - truth[k]) for k, v in by_case.items()]
     mae = float(np.mean(errors)) if errors else None
-    return Calibration(plan, info={"val_mae_ensemble": mae}, summary={"val_mae_ensemble": mae})
+    worst = worst_cases(list(by_case), errors, metric="absolute error", higher_is_worse=True)
+    return Calibration(plan, info={"val_mae_ensemble": mae}, summary={"val_mae_ensemble": mae}, worst_cases=worst)
