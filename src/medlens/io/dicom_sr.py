@@ -6,9 +6,10 @@ The report is built from findings (:mod:`medlens.core.findings`), by kind, never
 - ``volume``: a TID 1411 volumetric ROI group per segment, referencing the segment of the DICOM SEG (its SOP
   instance and segment number) and the source series, holding the volume (SCT Volume, UCUM ``ml``);
 - ``area``: a TID 1501 group per structure with its area (SCT Area, ``mm2``) and the source images;
-- ``probability``, ``predicted_class``, ``referral``: a TID 1501 group per class with its probability (DCM
-  Probability, UCUM ``1``), and one group with the predicted class as a qualitative finding (DCM Finding) and the
-  referral, when there is one, as a qualitative evaluation (yes or no);
+- ``probability``, ``predicted_class``, ``referral``: a TID 1501 group per class (tracked by the class name, the
+  class as its finding type) with its probability (DCM Probability, UCUM ``1``), and a group tracked as
+  ``predicted class`` whose finding type is the predicted class (one per label for multi-label), with the referral,
+  when there is one, as a qualitative evaluation (yes or no);
 - ``box``: a TID 1410 planar ROI group per box: the box as a closed POLYLINE SCOORD on the source image, the class
   as the finding type, the score, and width and height in mm when the pixel spacing is known;
 - ``value``: a TID 1501 group with the value as a measurement (its unit as UCUM where medlens knows it, else as a
@@ -114,7 +115,7 @@ def write_dicom_sr(
         elif kind == "value":
             groups.append(context.measurement(str(finding["name"]), None, finding["value"], str(finding["unit"])))
     if "predicted_class" in kinds:
-        groups.append(context.classification(findings))
+        groups += context.classification(findings)
     if not groups:
         raise InputError(path, f"no finding to report in a DICOM SR (kinds: {', '.join(sorted(kinds)) or 'none'})")
     observer = hd.sr.ObserverContext(
@@ -142,6 +143,11 @@ def write_dicom_sr(
             is_complete=True,
             series_description=series_description,
         )
+    scheme = pydicom.Dataset()
+    scheme.CodingSchemeDesignator = SCHEME
+    scheme.CodingSchemeName = "medlens names of classes, structures and targets"
+    scheme.CodingSchemeResponsibleOrganization = MANUFACTURER
+    sr.CodingSchemeIdentificationSequence = [scheme]  # a private scheme is declared where it is used (PS3.3 C.12.1)
     buffer = io.BytesIO()
     sr.save_as(buffer, enforce_file_format=True)
     with atomic_file(path, "wb") as handle:
@@ -230,29 +236,33 @@ class _Context:
 
         return self.measurement(str(finding["class"]), codes.DCM.Probability, finding["probability"], "")
 
-    def classification(self, findings: Sequence[Mapping[str, Any]]) -> Any:
-        """The predicted class (or labels) as qualitative findings, and the referral when there is one."""
+    def classification(self, findings: Sequence[Mapping[str, Any]]) -> list[Any]:
+        """A group per predicted class (multi-label: per label; none: the finding ``none``), tracked as
+        ``predicted class``, with the class as its finding (TID 1501's Finding) and the referral, when there is
+        one, as a qualitative evaluation (yes or no)."""
         import highdicom as hd
         from pydicom.sr.codedict import codes
 
+        labels: list[str] = []
         evaluations = []
         for finding in findings:
             if finding.get("kind") == "predicted_class":
                 label = finding["label"]
-                for name in label if isinstance(label, list) else [label]:
-                    evaluations.append(hd.sr.QualitativeEvaluation(name=codes.DCM.Finding, value=concept(str(name))))
+                labels += [str(name) for name in (label if isinstance(label, list) else [label])]
             elif finding.get("kind") == "referral":
                 referral = hd.sr.CodedConcept(value="referral", scheme_designator=SCHEME, meaning="Referral advised")
                 value = codes.SCT.Yes if finding.get("refer") else codes.SCT.No
                 evaluations.append(hd.sr.QualitativeEvaluation(name=referral, value=value))
-        if not evaluations:  # multi-label with no label at or above the threshold
-            evaluations.append(hd.sr.QualitativeEvaluation(name=codes.DCM.Finding, value=concept("none")))
-        return hd.sr.MeasurementsAndQualitativeEvaluations(
-            tracking_identifier=self._tracking("classification"),
-            algorithm_id=self.algorithm,
-            qualitative_evaluations=evaluations,
-            source_images=self._source_images(),
-        )
+        return [
+            hd.sr.MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=self._tracking("predicted class"),
+                finding_type=concept(label),
+                algorithm_id=self.algorithm,
+                qualitative_evaluations=evaluations or None,
+                source_images=self._source_images(),
+            )
+            for label in labels or ["none"]  # multi-label with no label at or above the threshold: none
+        ]
 
     def box(self, finding: Mapping[str, Any]) -> Any:
         import highdicom as hd

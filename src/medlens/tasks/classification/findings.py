@@ -19,7 +19,9 @@ def classification_findings(prediction: ClassificationPrediction, bundle: Bundle
         {"kind": "probability", "class": name, "probability": rounded(p)}
         for name, p in prediction.probabilities.items()
     ]
-    chosen: dict[str, Any] = {"kind": "predicted_class", "label": prediction.label, "threshold": prediction.threshold}
+    chosen: dict[str, Any] = {"kind": "predicted_class", "label": prediction.label, "threshold": None}
+    if prediction.threshold is not None:
+        chosen["threshold"] = rounded(prediction.threshold)
     names = list(prediction.probabilities)
     if prediction.threshold is not None and not isinstance(prediction.label, list) and len(names) == 2:
         chosen["positive_class"] = names[1]  # binary: the threshold applies to the second class's probability
