@@ -3,7 +3,6 @@ highdicom, volumes referencing the SEG's segments and the source series, qualita
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import highdicom as hd
@@ -12,35 +11,13 @@ import pydicom
 import pytest
 from pydicom.sr.codedict import codes
 
+from dicom_checks import dciodvfy_errors, seg_voxels, voxel_ml_from_headers
 from medlens.core.errors import InputError
 from medlens.io import find_series, read_image
 from medlens.io.dicom_seg import write_dicom_seg
 from medlens.io.dicom_sr import dicom_sources, write_dicom_sr
 from medlens.tasks import get_task
 from medlens.tasks.segmentation.prediction import SegmentationPrediction
-
-
-def dciodvfy_errors(dciodvfy: str, path: Path) -> list[str]:
-    result = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True, check=False)
-    return [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
-
-
-def voxel_ml_from_headers(files: list[Path]) -> float:
-    """The voxel volume of a series in mL from its headers alone: pixel spacing times the step between slices."""
-    datasets = [pydicom.dcmread(p, stop_before_pixels=True) for p in files]
-    orientation = np.array(datasets[0].ImageOrientationPatient, dtype=float)
-    normal = np.cross(orientation[:3], orientation[3:])
-    positions = sorted(float(np.dot(normal, np.array(ds.ImagePositionPatient, dtype=float))) for ds in datasets)
-    step = float(np.median(np.diff(positions)))
-    rows, cols = (float(v) for v in datasets[0].PixelSpacing)
-    return rows * cols * step / 1000
-
-
-def seg_voxels(seg: pydicom.Dataset, number: int) -> int:
-    """Pixels of one segment over the SEG's frames (read from the SEG itself)."""
-    frames = seg.pixel_array.reshape(-1, seg.Rows, seg.Columns)
-    ids = [f.SegmentIdentificationSequence[0].ReferencedSegmentNumber for f in seg.PerFrameFunctionalGroupsSequence]
-    return int(sum(int(frame.sum()) for frame, k in zip(frames, ids, strict=True) if k == number))
 
 
 def test_volumes_reference_the_seg_and_the_series(mr_crop: Path, tmp_path: Path, dciodvfy: str) -> None:
