@@ -170,3 +170,40 @@ def test_uncertainty_and_explanation_when_present(pneumonia_run: Path, tmp_path:
     card = write_model_card(root).read_text()
     assert "Default explanation: gradcam" in card and "deletion_auc: 0.31" in card
     assert "temperature: 1.42" in card and "ece_after: 0.032" in card
+
+
+def test_every_kind_and_uncertainty_has_sentences_in_every_language() -> None:
+    """A report holding every finding kind and every uncertainty figure calibration gives, in each language: every
+    sentence fills, and the texts hold no number the JSON does not."""
+    from medlens.core.findings import KINDS
+    from medlens.reports.clinical import known_languages
+
+    report = {
+        "input": {"source": "/scans/case_7", "flags": ["3 non-finite pixel(s) replaced"]},
+        "model": {"name": "run", "task": "classification", "format": "medlens-bundle/1", "created": "2026-01-02"},
+        "findings": [
+            {"kind": "probability", "class": "a", "probability": 0.81},
+            {"kind": "predicted_class", "label": [], "threshold": 0.5},
+            {"kind": "referral", "refer": False},
+            {"kind": "volume", "structure": "left", "segment": 1, "value": 1.2345, "unit": "mL", "voxels": 1234},
+            {"kind": "area", "structure": "left", "segment": 1, "value": 12.5, "unit": "mm2", "pixels": 50},
+            {"kind": "box", "class": "cell", "score": 0.77, "box": [1.5, 2, 30.25, 40], "width": 7.19,
+             "height": 9.5, "unit": "mm", "member_agreement": 0.6667},
+            {"kind": "box_count", "class": "cell", "count": 1, "score_threshold": 0.38},
+            {"kind": "value", "name": "volume", "value": 3.21, "unit": "mL", "interval": [2.9, 3.52],
+             "interval_level": 0.9},
+        ],
+        "uncertainty": {"confidence": 0.81, "entropy": 0.4862, "member_disagreement": 0.0123, "passes": 4,
+                        "temperature": 1.37, "referral_threshold": 0.7, "conformal_level": 0.9,
+                        "prediction_set": [], "refer": False, "score": 0.21, "map": "case_7_uncertainty.nii.gz",
+                        "region": "voxels with foreground probability >= 0.1", "novel": 3.5},
+        "performance": {"source": "held_out", "dataset": "d", "split": "test", "n_cases": 40, "ci_level": 95,
+                        "metrics": [{"name": "dice", "value": 0.89, "low": 0.88, "high": 0.9},
+                                    {"name": "new_metric", "value": 2.5, "low": None, "high": None}]},
+        "explanation": {"method": None, "images": ["a.png", "b.png"], "default": "occlusion"},
+    }  # fmt: skip
+    assert {f["kind"] for f in report["findings"]} == set(KINDS)
+    for language in known_languages():
+        text = render_text(report, language)
+        assert numbers_not_in_report(text, report, language) == [], language
+        assert "0.6667" in text and "[2.9, 3.52]" in text and "a.png" in text and "3.5" in text

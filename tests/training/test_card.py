@@ -38,9 +38,19 @@ def test_every_section_and_whatever_shape_subgroups_take(hippo_run: Path) -> Non
     spec = yaml.safe_load((hippo_run / "run" / "bundle" / "bundle.yaml").read_text())
     spec["calibration"] = {"method": "none needed", "ece": {"value": 0.02, "ci95": [0.01, 0.03]}}
     spec["explanation"] = {"default": "occlusion", "why": "most faithful on validation", "deletion_auc": 0.27}
+    analysis = {  # the shape of 'evaluate --by COLUMN' (calibration's subgroup analysis)
+        "column": "sex", "banding": "", "headline": "dice", "higher_is_better": True,
+        "rule": "flagged: the subgroup's interval lies wholly below the rest's",
+        "groups": {
+            "F": {"n_cases": 20, "n_patients": 20, "headline": {"value": 0.89, "ci95": [0.87, 0.91]},
+                  "rest": {"n_cases": 20, "value": 0.9, "ci95": [0.88, 0.92]}, "flagged": False, "metrics": {}},
+        },
+        "flagged": [],
+    }  # fmt: skip
     for subgroups in (
         [{"subgroup": "sex: F", "n": 20, "dice": {"value": 0.89, "ci95": [0.87, 0.91]}}],
         {"sex": {"F": {"n": 20, "dice": 0.89}, "M": {"n": 20, "dice": 0.9}}},
+        analysis,
     ):
         record = evaluation_record({**SEGMENTATION_METRICS, "subgroups": subgroups}, n_bootstrap=1000)
         card = render_card(spec, record)
@@ -48,7 +58,7 @@ def test_every_section_and_whatever_shape_subgroups_take(hippo_run: Path) -> Non
                         "## Subgroups", "## Known failure modes", "## Intended use and limits"):  # fmt: skip
             assert heading in card, heading
         assert "| dice | 0.8907 | 0.8801 – 0.9003 |" in card and "| Posterior | 1.46 | 1.2 – 1.7 |" in card
-        assert "sex: F" in card and "| 20 |" in card
+        assert "sex: F" in card and "| 20 |" in card and "0.89" in card
         assert "Worst held-out cases by mean foreground Dice" in card and "hippocampus_042" in card
         assert "Worst validation cases by mean foreground Dice" in card
         assert "Default explanation: occlusion" in card and "deletion_auc: 0.27" in card

@@ -29,7 +29,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-REFERRAL_KEY = "refer"  # integration point: the key of the referral flag in a prediction's uncertainty
+# Integration points with calibration (the names its predictions use):
+REFERRAL_KEY = "refer"  # the referral flag (a prediction field, or a key of its uncertainty)
+REFERRAL_LIMIT_KEY = "referral_threshold"  # the confidence cut behind it (None: the bundle has no referral)
+UNCERTAINTY_FIELDS = ("refer", "prediction_set")  # prediction fields that belong with its uncertainty
 KINDS = ("probability", "predicted_class", "referral", "volume", "area", "box", "box_count", "value")
 DIGITS = 4  # decimals of probabilities and scores in findings
 
@@ -45,18 +48,32 @@ def uncertainty_of(prediction: Any) -> dict[str, Any] | None:
     Integration point: calibration adds uncertainty to predictions (entropy, member disagreement, a referral flag,
     a conformal set; a case score and a voxel map for segmentation). It is read here, and only here, as the
     prediction's ``uncertainty`` attribute (a mapping, a dataclass, or an object with ``to_dict()``), else as the
-    ``uncertainty`` key of ``prediction.to_dict()``. Values that are ``None`` are left out.
+    ``uncertainty`` key of ``prediction.to_dict()``; the prediction's own fields named in
+    :data:`UNCERTAINTY_FIELDS` (the referral flag, the conformal prediction set) join it. Values that are ``None``
+    are left out, and so is a ``False`` referral flag from a bundle without a referral threshold (it refers nothing
+    because it cannot: not assessed, which is not the same as no referral).
     """
+    data = prediction.to_dict()
     value = getattr(prediction, "uncertainty", None)
     if value is None:
-        value = prediction.to_dict().get("uncertainty")
-    if value is None:
-        return None
+        value = data.get("uncertainty")
     if hasattr(value, "to_dict"):
         value = value.to_dict()
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         value = dataclasses.asdict(value)
-    if not isinstance(value, dict):
-        return None
-    kept = {str(k): v for k, v in value.items() if v is not None}
+    merged = dict(value) if isinstance(value, dict) else {}
+    for name in UNCERTAINTY_FIELDS:
+        if name not in merged and data.get(name) is not None:
+            merged[name] = data[name]
+    if merged.get(REFERRAL_KEY) is False and REFERRAL_LIMIT_KEY in merged and merged[REFERRAL_LIMIT_KEY] is None:
+        del merged[REFERRAL_KEY]
+    kept = {str(k): v for k, v in merged.items() if v is not None}
     return kept or None
+
+
+def referral_of(uncertainty: dict[str, Any] | None) -> bool | None:
+    """Whether the model asks for a specialist's read of this case (:func:`uncertainty_of`'s flag); None when it
+    was not assessed."""
+    if not uncertainty or REFERRAL_KEY not in uncertainty:
+        return None
+    return bool(uncertainty[REFERRAL_KEY])

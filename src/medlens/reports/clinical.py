@@ -47,6 +47,7 @@ REPORTS_FOLDER = "reports"
 DEFAULT_LANGUAGES = ("en", "zh")
 SIGNIFICANT = 4  # significant digits of performance figures in a report
 EXPLANATION_ROLES = ("explanation",)  # integration point: file roles (prefixes) of explanation images
+UNCERTAINTY_MAP_ROLE = "uncertainty_map"  # integration point: the file role of a voxel uncertainty map
 
 
 # ---- the JSON ------------------------------------------------------------------------------------------------
@@ -78,11 +79,30 @@ def build_report(
         "input": {"source": prediction.source, "flags": list(prediction.flags)},
         "model": model_section(bundle),
         "findings": bundle.task.findings(prediction, bundle),
-        "uncertainty": uncertainty_of(prediction),
+        "uncertainty": uncertainty_section(prediction, files),
         "performance": performance_section(bundle),
         "explanation": explanation_section(bundle, prediction, files, explanation),
         "files": files,
     }
+
+
+def uncertainty_section(prediction: Prediction, files: Mapping[str, str]) -> dict[str, Any] | None:
+    """The prediction's uncertainty (:func:`medlens.core.findings.uncertainty_of`), its numbers rounded to
+    :data:`SIGNIFICANT` digits, with the voxel uncertainty map's file (``map``) when one was written."""
+    found = uncertainty_of(prediction) or {}
+    if UNCERTAINTY_MAP_ROLE in files:
+        found["map"] = files[UNCERTAINTY_MAP_ROLE]
+    return {k: _rounded(v) for k, v in found.items()} or None
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return significant(value)
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
 
 
 def model_section(bundle: Bundle) -> dict[str, Any]:

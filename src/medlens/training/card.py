@@ -273,9 +273,13 @@ def _entry_table(entries: dict[str, Any], level: int) -> list[str]:
 
 
 def _subgroup_lines(subgroups: Any) -> list[str]:
-    """A table of whatever shape the subgroup analysis has: a list of rows, or a mapping of groups to figures."""
+    """The subgroup table: the analysis of ``evaluate --by COLUMN`` (``{"column", "headline", "groups": {name:
+    {"n_cases", "n_patients", "headline", "rest", "flagged", ...}}, "flagged", "rule"}``), or any list of rows or
+    mapping of groups to figures."""
     if not subgroups:
         return ["No subgroup analysis is recorded in this evaluation."]
+    if isinstance(subgroups, dict) and isinstance(subgroups.get("groups"), dict):
+        return _analysis_lines(subgroups)
     rows: list[dict[str, Any]] = []
     if isinstance(subgroups, list):
         rows = [r if isinstance(r, dict) else {"group": r} for r in subgroups]
@@ -292,6 +296,30 @@ def _subgroup_lines(subgroups: Any) -> list[str]:
     for row in rows:
         columns += [k for k in row if k not in columns]
     return _table(columns, [[_cell(row.get(c)) for c in columns] for row in rows])
+
+
+def _analysis_lines(analysis: dict[str, Any]) -> list[str]:
+    headline = analysis.get("headline", "headline")
+    rows = []
+    for name, group in analysis["groups"].items():
+        group = group if isinstance(group, dict) else {}
+        rest = group.get("rest") or {}
+        counts = [_cell(group.get("n_cases")), _cell(group.get("n_patients"))]
+        figures = [_cell(group.get("headline")), _cell(rest if is_entry(rest) else None)]
+        rows.append([f"{analysis.get('column', 'subgroup')}: {name}", *counts, *figures, _yes(group.get("flagged"))])
+    lines = [
+        f"By {analysis.get('column')}" + (f" ({analysis['banding']})" if analysis.get("banding") else "")
+        + f"; {headline} per subgroup against the rest of the cases.",
+        "",
+        *_table(["subgroup", "cases", "patients", headline, f"{headline}, the rest", "flagged"], rows),
+    ]  # fmt: skip
+    if analysis.get("rule"):
+        lines += ["", f"Flagged: {', '.join(analysis.get('flagged') or []) or 'none'} ({analysis['rule']})."]
+    return lines
+
+
+def _yes(flag: Any) -> str:
+    return "yes" if flag else "no"
 
 
 def _failure_lines(validation: list[dict[str, Any]], held_out: list[dict[str, Any]]) -> list[str]:

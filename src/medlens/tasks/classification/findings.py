@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from medlens.core.findings import REFERRAL_KEY, rounded, uncertainty_of
+from medlens.core.findings import referral_of, rounded, uncertainty_of
 from medlens.tasks.classification.prediction import ClassificationPrediction
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ def classification_findings(prediction: ClassificationPrediction, bundle: Bundle
     if prediction.threshold is not None and not isinstance(prediction.label, list) and len(names) == 2:
         chosen["positive_class"] = names[1]  # binary: the threshold applies to the second class's probability
     items.append(chosen)
-    uncertainty = uncertainty_of(prediction) or {}
-    if REFERRAL_KEY in uncertainty:
-        items.append({"kind": "referral", "refer": bool(uncertainty[REFERRAL_KEY])})
+    refer = referral_of(uncertainty_of(prediction))
+    if refer is not None:
+        items.append({"kind": "referral", "refer": refer})
     return items

@@ -25,6 +25,8 @@ def detection_findings(prediction: DetectionPrediction) -> list[dict[str, Any]]:
              "width": rounded((x1 - x0) * col_mm, SIZE_DIGITS), "height": rounded((y1 - y0) * row_mm, SIZE_DIGITS),
              "unit": unit}
         )  # fmt: skip
+        if box.get("member_agreement") is not None:  # the share of members that found it (calibration's field)
+            items[-1]["member_agreement"] = rounded(box["member_agreement"])
     for name in prediction.class_names:
         count = sum(1 for b in boxes if b["label"] == name)
         threshold = rounded(prediction.score_threshold)
