@@ -38,6 +38,11 @@ def test_every_section_and_whatever_shape_subgroups_take(hippo_run: Path) -> Non
     spec = yaml.safe_load((hippo_run / "run" / "bundle" / "bundle.yaml").read_text())
     spec["calibration"] = {"method": "none needed", "ece": {"value": 0.02, "ci95": [0.01, 0.03]}}
     spec["explanation"] = {"default": "occlusion", "why": "most faithful on validation", "deletion_auc": 0.27}
+    faithfulness = {"methods": {"gradcam": {"deletion_auc": {"value": 0.31, "ci95": [0.28, 0.35]}},
+                                "occlusion": {"deletion_auc": {"value": 0.27, "ci95": [0.25, 0.3]}}},
+                    "baselines": {"random": {"deletion_auc": {"value": 0.45, "ci95": [0.41, 0.5]}}}}  # fmt: skip
+    scored = render_card({**spec, "explanation": {"default": "occlusion", "why": "w", "scores": faithfulness}})
+    assert "| occlusion | 0.27 (95% CI 0.25 – 0.3) |" in scored and "| random (baseline) | 0.45" in scored
     analysis = {  # the shape of 'evaluate --by COLUMN' (calibration's subgroup analysis)
         "column": "sex", "banding": "", "headline": "dice", "higher_is_better": True,
         "rule": "flagged: the subgroup's interval lies wholly below the rest's",

@@ -183,14 +183,18 @@ def explanation_section(
     """Explanation images of this prediction and the bundle's default explanation method, when present.
 
     Integration points: the explanation given (or the prediction's ``explanation`` attribute) is read for
-    ``method`` and ``paths`` / ``images`` / ``files``; the prediction's files whose role starts with one of
+    ``method`` and ``paths`` / ``images`` / ``files`` (a list, or files by role as ``Explanation.save`` returns
+    them, its JSON left out); the prediction's files whose role starts with one of
     :data:`EXPLANATION_ROLES` are explanation images too; the bundle's default method is ``bundle.yaml``'s
     ``explanation`` (``default`` or ``method``), as the model card reads it.
     """
     from medlens.training.card import EXPLANATION_KEY
 
     given = explanation if explanation is not None else getattr(prediction, "explanation", None)
-    images = [str(p) for p in (_field(given, "paths", "images", "files") or [])] if given is not None else []
+    found = _field(given, "paths", "images", "files") if given is not None else None
+    if isinstance(found, Mapping):  # files by role, as Explanation.save returns them: the pictures
+        found = [name for role, name in found.items() if role != "json"]
+    images = [str(p) for p in found or []]
     images += [name for role, name in files.items() if role.startswith(EXPLANATION_ROLES) and name not in images]
     spec = bundle.spec()
     recorded = spec.get(EXPLANATION_KEY) or bundle.info.get(EXPLANATION_KEY)

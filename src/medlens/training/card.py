@@ -218,6 +218,15 @@ def _explanation_lines(spec: dict[str, Any]) -> list[str]:
     if why:
         lines.append(f"- Why: {why}")
     rest = {k: v for k, v in explanation.items() if k not in ("default", "method", "why", "reason")}
+    scores = rest.get("scores")
+    if isinstance(scores, dict) and isinstance(scores.get("methods"), dict):  # explain's faithfulness.json
+        rows = {**scores["methods"], **{f"{k} (baseline)": v for k, v in (scores.get("baselines") or {}).items()}}
+        columns: list[str] = []
+        for figures in rows.values():
+            columns += [k for k in (figures if isinstance(figures, dict) else {}) if k not in columns]
+        table = [[name, *[_cell((f or {}).get(c)) for c in columns]] for name, f in rows.items()]
+        lines += ["", "Faithfulness on validation:", "", *_table(["method", *columns], table)]
+        rest = {k: v for k, v in rest.items() if k != "scores"}
     if rest:
         lines += ["- Faithfulness:", *[f"  {line}" for line in _fact_lines(rest)]]
     return lines
