@@ -165,7 +165,10 @@ def test_uncertainty_and_explanation_when_present(pneumonia_run: Path, tmp_path:
         assert numbers_not_in_report(text, report, language) == []
         assert "x_gradcam.png" in text and "0.6012" in text and "0.0871" in text
     english = render_text(report, "en")
-    assert "recommends review by a specialist" in english and "Conformal prediction set: normal, pneumonia." in english
+    assert (
+        "recommends review by a specialist" in english
+        and "Conformal prediction set (the classes not ruled out): normal, pneumonia." in english
+    )
     assert "转诊" in render_text(report, "zh")
     card = write_model_card(root).read_text()
     assert "Default explanation: gradcam" in card and "deletion_auc: 0.31" in card
