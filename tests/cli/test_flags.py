@@ -6,7 +6,8 @@ in its command's ``--help`` text) and requires each flag to appear in a test fil
 Other files hold the effects of ``--out``/``--overwrite`` (``test_outputs.py``), ``--resume``
 (``workflows/test_resume.py``), ``--budget`` (``workflows/test_budget.py``), ``--nonfinite`` and ``--strict``
 (``workflows/test_nonfinite.py``), ``--folds`` and ``--dicom-seg`` (``tasks/segmentation``), ``--seeds``
-(``workflows/test_classification_flow.py``), ``--debug`` (``workflows/test_bad_input.py``).
+(``workflows/test_classification_flow.py``), ``--debug`` (``workflows/test_bad_input.py``), ``--report``,
+``--lang`` and ``--update-card`` (``reports/test_clinical.py``), ``--dicom-sr`` (``workflows/test_reports.py``).
 """
 
 from __future__ import annotations

@@ -75,10 +75,16 @@ def evaluate_cmd(
         help="Report every metric per subgroup of this manifest column (e.g. PatientSex, PatientAge, Manufacturer, "
         "site); flags a subgroup whose interval lies wholly below the rest's.",
     ),
+    update_card: bool = typer.Option(
+        False,
+        "--update-card",
+        help="Also record these figures in the bundle (evaluation.json) and its model card; reports then quote them "
+        "as the model's validated performance. Without it the bundle is left as it is (OUT/model_card.md has them).",
+    ),
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Measure a trained model: metrics with 95% bootstrap CIs (over patients when cases share them), curves,
-    calibration and uncertainty, per subgroup with --by, report.html."""
+    calibration and uncertainty, per subgroup with --by, report.html, model_card.md."""
     from rich.console import Console
     from rich.table import Table
 
@@ -88,7 +94,7 @@ def evaluate_cmd(
     with progress_bars() as progress:
         metrics = evaluate(
             run_dir, out, dataset=dataset, split=split, n_bootstrap=bootstrap, by=by, overwrite=overwrite,
-            progress=progress,
+            update_card=update_card, progress=progress,
         )  # fmt: skip
     table = Table(title=f"{split} metrics ({metrics.get('n_cases', '?')} cases)")
     for col in ("metric", "value", "95% CI"):
@@ -129,6 +135,21 @@ def predict_cmd(
     strict: bool = typer.Option(
         False, "--strict", help="Exit with code 1 when any input was skipped (default: only when none was predicted)."
     ),
+    report: bool = typer.Option(
+        False,
+        "--report",
+        help="Write a clinical report per input: OUT/reports/<name>.json (findings, uncertainty, the model's validated "
+        "performance, explanation images) and a plain-language text per language generated from it.",
+    ),
+    dicom_sr: bool = typer.Option(
+        False,
+        "--dicom-sr",
+        help="DICOM input: also write a DICOM SR (TID 1500 measurement report) as OUT/reports/<name>.sr.dcm; implies "
+        "--report, and for segmentation writes the DICOM SEG it references.",
+    ),
+    lang: str | None = typer.Option(
+        None, "--lang", help="Languages of the report texts, comma-separated (default: en,zh). Needs --report."
+    ),
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Predict with a trained model; inputs that cannot be read or predicted are skipped with the reason."""
@@ -143,6 +164,7 @@ def predict_cmd(
     with progress_bars() as progress:
         run = predict(
             run_dir, inputs, out, tta=tta, dicom_seg=dicom_seg, pictures=pictures, nonfinite=nonfinite,  # type: ignore[arg-type]
+            report=report, dicom_sr=dicom_sr, languages=lang.split(",") if lang is not None else None,
             overwrite=overwrite, progress=progress,
         )  # fmt: skip
     console = Console(stderr=True)

@@ -72,6 +72,8 @@ def read_planar(ds: Dataset, path: Path) -> Image:
         warnings.append("no PixelSpacing or ImagerPixelSpacing: 1 mm pixels assumed")
     affine = np.diag([float(spacing[0]), float(spacing[1]), 1.0])  # (row, column) index to mm
     meta = meta_of(ds)
+    if warnings:
+        meta["pixel_spacing_assumed"] = True  # sizes in mm from this picture would be invented
     note_photometric(meta, ds)
     return Image(
         array=planar_to_channel_first(values, samples),

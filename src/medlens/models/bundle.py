@@ -7,6 +7,7 @@ Layout::
                            # calibration (numbers chosen on validation that prediction applies)
       member_0.safetensors # weights of each trained seed (or fold); predictions average their probabilities
       model_card.md        # data, metrics with confidence intervals, intended use, limits
+      evaluation.json      # held-out metrics with intervals, written by 'evaluate --update-card' (optional)
 
 Weights are safetensors files: loading a bundle never unpickles anything, so a bundle received from
 elsewhere cannot run code. ``bundle.predict(image_or_path)`` gives a typed prediction for every task; the
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     from medlens.tasks.base import Task
 
 BUNDLE_FILE = "bundle.yaml"
+EVALUATION_FILE = "evaluation.json"
+CARD_FILE = "model_card.md"
 BUNDLE_FORMAT = "medlens-bundle/1"
 NonFinite = Literal["refuse", "clean"]
 
@@ -67,6 +70,25 @@ class Bundle:
         """The model's name: its run folder's name (or the bundle folder's, when it stands alone)."""
         root = self.root.resolve()
         return root.parent.name if root.name == "bundle" else root.name
+
+    def spec(self) -> dict[str, Any]:
+        """``bundle.yaml`` as written (format, created, info, the plan, and what later steps added)."""
+        return read_spec(self.root / BUNDLE_FILE)
+
+    def evaluation(self) -> dict[str, Any] | None:
+        """The held-out evaluation recorded in the bundle (``evaluation.json``), or None when there is none."""
+        import json
+
+        path = self.root / EVALUATION_FILE
+        if not path.is_file():
+            return None
+        try:
+            recorded = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            raise InputError(path, "not a readable JSON file") from None
+        if not isinstance(recorded, dict):
+            raise InputError(path, "not a mapping (an evaluation records metrics by name)")
+        return recorded
 
     def networks(self) -> list[nn.Module]:
         """The member networks in eval mode (built and loaded once)."""
@@ -212,10 +234,11 @@ def save_bundle(
     task: Task,
     threshold: float | None,
     info: dict[str, Any],
-    card: str,
+    card: str | None = None,
     calibration: dict[str, Any] | None = None,
 ) -> Bundle:
-    """Write a bundle folder (weights as safetensors, the spec as YAML, the model card as Markdown)."""
+    """Write a bundle folder (weights as safetensors, the spec as YAML, the model card as Markdown: ``card``, or
+    rendered from the spec by :func:`medlens.training.card.render_card` when not given)."""
     from safetensors.torch import save_file
 
     root.mkdir(parents=True, exist_ok=True)
@@ -238,8 +261,25 @@ def save_bundle(
         "plan": plan.model_dump(),
     }
     write_text_atomic(root / BUNDLE_FILE, yaml.safe_dump(spec, sort_keys=False))
-    write_text_atomic(root / "model_card.md", card)
+    if card is None:
+        from medlens.training.card import render_card
+
+        card = render_card(spec)
+    write_text_atomic(root / CARD_FILE, card)
     return Bundle(root, plan, members, task, threshold, info, dict(calibration or {}))
+
+
+def read_spec(spec_path: Path) -> dict[str, Any]:
+    """A ``bundle.yaml`` mapping, checked to hold a plan."""
+    try:
+        spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise InputError(spec_path, f"not a readable YAML file ({type(exc).__name__})") from None
+    except OSError as exc:
+        raise InputError(spec_path, f"cannot be read ({exc.strerror})") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("plan"), dict):
+        raise InputError(spec_path, "not a medlens bundle (no plan mapping)")
+    return spec
 
 
 def read_bundle(path: str | Path, resolve: Callable[[dict[str, Any], str], tuple[Plan, Task]]) -> Bundle:
@@ -250,12 +290,7 @@ def read_bundle(path: str | Path, resolve: Callable[[dict[str, Any], str], tuple
     spec_path = root / BUNDLE_FILE
     if not spec_path.is_file():
         raise InputError(path, "no trained model here (neither bundle.yaml nor bundle/bundle.yaml); train first")
-    try:
-        spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise InputError(spec_path, f"not a readable YAML file ({type(exc).__name__})") from None
-    if not isinstance(spec, dict) or not isinstance(spec.get("plan"), dict):
-        raise InputError(spec_path, "not a medlens bundle (no plan mapping)")
+    spec = read_spec(spec_path)
     if spec.get("format", BUNDLE_FORMAT) != BUNDLE_FORMAT:
         raise InputError(
             spec_path, f"format {spec.get('format')!r} is not {BUNDLE_FORMAT!r}, the one this medlens reads"

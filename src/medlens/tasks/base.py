@@ -41,15 +41,18 @@ if TYPE_CHECKING:
 @dataclass
 class Calibration:
     """What a task chose on validation after training: the final plan, the operating threshold, facts for the
-    bundle (``info``), the model card and ``train_summary.json`` (``summary``), and the numbers prediction
+    bundle (``info``), the model card and ``train_summary.json`` (``summary``), the numbers prediction
     applies (``applied``: a temperature, a referral threshold, a conformal quantile; ``bundle.yaml``'s
-    ``calibration:``, read back as :attr:`Bundle.calibration <medlens.models.bundle.Bundle.calibration>`)."""
+    ``calibration:``, read back as :attr:`Bundle.calibration <medlens.models.bundle.Bundle.calibration>`), and the
+    validation cases the model did worst on by the task's own measure (``worst_cases``, from
+    :func:`medlens.metrics.cases.worst_cases`: the model card's known failure modes)."""
 
     plan: Plan
     threshold: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
     applied: dict[str, Any] = field(default_factory=dict)
+    worst_cases: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -161,6 +164,13 @@ class Task(ABC):
     @abstractmethod
     def export_graph(self, bundle: Bundle) -> Graph:
         """What ONNX export traces, with an example input and what goes in and out."""
+
+    # ---- reports --------------------------------------------------------------------------------------------
+    @abstractmethod
+    def findings(self, prediction: Prediction, bundle: Bundle) -> list[dict[str, Any]]:
+        """What ``prediction`` found, in the shared vocabulary of :mod:`medlens.core.findings` (probabilities and
+        the predicted class, sizes per structure, boxes, a value): the clinical report, its texts and the DICOM
+        SR are built from these alone."""
 
 
 _TASKS: dict[str, Task] = {}

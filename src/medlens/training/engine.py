@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from medlens.core.outputs import write_json
 from medlens.core.progress import ProgressFn
 from medlens.data.dataset import Dataset
-from medlens.training.card import model_card
+from medlens.training.card import card_facts
 from medlens.training.members import Member, needed_cases
 from medlens.training.plan import Plan
 
@@ -97,7 +97,8 @@ def train_members(
         f"val_{monitor.removeprefix('val_')}_per_member": scores,
         **calibration.info,
     }
-    card = model_card(dataset, calibration.plan, summary, task.card_lines(calibration.plan, calibration))
+    lines = task.card_lines(calibration.plan, calibration)
+    info["card"] = card_facts(dataset, calibration.plan, summary, lines, calibration.worst_cases)
     save_bundle(
         out / "bundle",
         calibration.plan,
@@ -105,7 +106,6 @@ def train_members(
         task=task,
         threshold=calibration.threshold,
         info=info,
-        card=card,
         calibration=calibration.applied,
     )
     write_json(out / "train_summary.json", summary)

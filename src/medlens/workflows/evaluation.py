@@ -4,6 +4,14 @@ Every task writes ``metrics.json`` (standard JSON) and a self-contained ``report
 folder, which appears whole or not at all. Intervals resample patients when the dataset's cases share patients;
 ``by=COLUMN`` adds every metric per subgroup of a manifest column (sex, age band, site, scanner), with the
 subgroups whose headline interval lies wholly below the rest's flagged.
+
+The folder also gets ``model_card.md``: the bundle's card with this
+evaluation's held-out figures (metrics with intervals, calibration, subgroups, worst cases).
+
+The bundle itself is changed only when asked (``update_card``, ``--update-card``): an evaluation may be on another
+dataset, another split or a trial set, and a bundle that has been copied to a hospital should not change meaning
+because someone measured it somewhere. Asked, ``evaluation.json`` is written into the bundle and its card
+rendered again; reports then quote these figures as the model's validated performance.
 """
 
 from __future__ import annotations
@@ -15,11 +23,13 @@ from typing import Any
 import yaml
 
 from medlens.core.errors import InputError
-from medlens.core.outputs import output_folder, write_json
+from medlens.core.outputs import output_folder, write_json, write_text_atomic
 from medlens.core.progress import ProgressFn
 from medlens.data.dataset import Case, Dataset, load_dataset
 from medlens.metrics.subgroups import Subgroups
+from medlens.models.bundle import CARD_FILE, EVALUATION_FILE
 from medlens.tasks.base import get_task, load_bundle
+from medlens.training.card import evaluation_record, render_card, write_model_card
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +43,7 @@ def evaluate(
     n_bootstrap: int = 1000,
     by: str | None = None,
     overwrite: bool = False,
+    update_card: bool = False,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Measure the run's model (the ensemble of its members) on ``split``; write metrics.json and report.html.
@@ -46,6 +57,8 @@ def evaluate(
         by: a manifest column to report every metric per subgroup of (``PatientSex``, ``site``, ...); ages and
             many-valued numbers are banded (see :mod:`medlens.metrics.subgroups`).
         overwrite: replace an existing output folder that medlens made.
+        update_card: also record this evaluation in the bundle (``evaluation.json``) and render its model card
+            again with it (the evaluation folder's ``model_card.md`` is written either way).
         progress: called as cases are predicted.
 
     Example:
@@ -76,6 +89,12 @@ def evaluate(
         )
         metrics["dataset"] = {"path": str(data.root.resolve()), "name": data.spec.name, "split": split}
         write_json(tmp / "metrics.json", metrics)
+        record = evaluation_record(metrics, n_bootstrap=n_bootstrap)
+        write_text_atomic(tmp / CARD_FILE, render_card(bundle.spec(), record))
+    if update_card:
+        write_json(bundle.root / EVALUATION_FILE, record)
+        write_model_card(bundle.root, evaluation=record)
+        log.info("recorded the evaluation in %s and its model card", bundle.root)
     return metrics
 
 

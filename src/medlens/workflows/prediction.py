@@ -3,7 +3,10 @@
 Every input goes through ``bundle.predict`` (so a prediction means the same here, in evaluation and in the
 service). The output folder holds one ``<name>.json`` per input (the prediction's ``to_dict()``) with the task's
 files beside it (masks, overlays, DICOM SEG), ``predictions.csv`` (one row per input), and ``skipped.csv`` with
-the reason for each input that could not be predicted. One bad file does not stop the others.
+the reason for each input that could not be predicted. One bad file does not stop the others. With ``report``,
+``reports/<name>.json`` and a text per language beside it (:mod:`medlens.reports.clinical`), and with ``dicom_sr``
+a DICOM SR (``reports/<name>.sr.dcm``) for DICOM input, referencing the DICOM SEG of a segmentation (written then
+without ``dicom_seg`` being asked).
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medlens.core.errors import InputError, MedlensError
+from medlens.core.errors import ConfigError, InputError, MedlensError
 from medlens.core.outputs import output_folder
 from medlens.core.prediction import Prediction, SaveOptions
-from medlens.core.progress import ProgressFn, report
+from medlens.core.progress import ProgressFn
+from medlens.core.progress import report as report_progress
 from medlens.data.sources import is_image_file
 from medlens.models.bundle import NonFinite
+from medlens.reports.clinical import DEFAULT_LANGUAGES, parse_languages, write_reports
 from medlens.tasks.base import load_bundle
 
 log = logging.getLogger(__name__)
@@ -81,6 +86,9 @@ def predict(
     dicom_seg: bool = False,
     pictures: bool = True,
     nonfinite: NonFinite = "refuse",
+    report: bool = False,
+    dicom_sr: bool = False,
+    languages: Sequence[str] | None = None,
     overwrite: bool = False,
     progress: ProgressFn | None = None,
 ) -> PredictionRun:
@@ -95,6 +103,11 @@ def predict(
         pictures: write overlay pictures.
         nonfinite: ``refuse`` inputs with NaN or infinite pixels (skipped with the reason), or ``clean`` them
             (replaced by the image's own range, flagged in the prediction).
+        report: write a clinical report per input: ``reports/<name>.json`` and ``reports/<name>.<lang>.txt``.
+        dicom_sr: also write a DICOM Comprehensive 3D SR per DICOM input (implies ``report``; a segmentation's
+            DICOM SEG is written too, for the SR to reference).
+        languages: the texts' languages (default English and Chinese; see
+            :func:`medlens.reports.clinical.known_languages`).
         overwrite: replace an existing output folder that medlens made.
         progress: called per input.
 
@@ -107,12 +120,16 @@ def predict(
         >>> run.predictions[0]["label"]  # doctest: +SKIP
         'pneumonia'
     """
+    report = report or dicom_sr
+    if languages is not None and not report:
+        raise ConfigError("--lang", "chooses the languages of the reports: add --report")
+    chosen = parse_languages(languages if languages is not None else DEFAULT_LANGUAGES)
     bundle = load_bundle(run_dir)
     bundle.networks()  # a bundle whose weights cannot be loaded fails here, not as a skip of every input
     paths = expand_inputs(inputs, bundle.plan.spatial_dims)
     guarded = [("input", Path(p)) for p in inputs] + [("run folder", Path(run_dir))]
     result = PredictionRun(Path(out))
-    options = SaveOptions(pictures=pictures, dicom_seg=dicom_seg)
+    options = SaveOptions(pictures=pictures, dicom_seg=dicom_seg or dicom_sr)
     with output_folder(out, kind="predictions", overwrite=overwrite, inputs=guarded) as tmp:
         made: list[Prediction] = []
         rows: list[dict[str, Any]] = []
@@ -124,17 +141,20 @@ def predict(
             result.skipped.append((str(item), reason))
             log.warning("skipped %s: %s", item, reason)
 
-        report(progress, "predicting", 0, len(paths))
+        report_progress(progress, "predicting", 0, len(paths))
         for prediction in bundle.predict_many(paths, tta=tta, nonfinite=nonfinite, on_error=skip):
             try:
-                files = prediction.save(tmp, _unique_stem(Path(prediction.source), used), options)
+                stem = _unique_stem(Path(prediction.source), used)
+                files = prediction.save(tmp, stem, options)
+                if report:
+                    files |= write_reports(prediction, bundle, tmp, stem, files, languages=chosen, dicom_sr=dicom_sr)
             except MedlensError as exc:
                 skip(prediction.source, exc)
                 continue
             made.append(prediction)
             rows.append(prediction.table_row())
             result.predictions.append(prediction.to_dict() | {"files": files})
-            report(progress, "predicting", len(made) + len(result.skipped), len(paths))
+            report_progress(progress, "predicting", len(made) + len(result.skipped), len(paths))
         if not made:
             first = result.skipped[0] if result.skipped else (str(paths[0]), "no prediction")
             raise InputError(

@@ -48,6 +48,9 @@ def test_evaluate_writes_metrics_and_report(run_dir: Path, tmp_path: Path) -> No
     assert metrics["n_images"] == 2 and metrics["dataset"]["split"] == "val"
     assert metrics["map50"]["value"] > 0  # the trained detector finds cells
     assert metrics["member_agreement"]["mean"] == 1.0 and metrics["bootstrap"]["unit"] == "case"
+    worst = metrics["worst_cases"]  # the images with the most objects missed, worst first
+    assert worst and worst[0]["metric"] == "objects missed" and 0 <= worst[-1]["value"] <= worst[0]["value"]
+    assert all(w["value"] <= w["objects"] for w in worst)
     html = (out / "report.html").read_text()
     assert "mAP@.5" in html and "data:image/png;base64" in html
     results = json.loads((out / "coco_results.json").read_text())

@@ -123,6 +123,34 @@ def test_predict_gives_the_value_in_its_unit_and_onnx_agrees(regression_run: Pat
     assert float(session.run(None, {"image": x})[0][0]) == pytest.approx(written["value"], abs=1e-3)
 
 
+def test_report_states_the_value_and_the_worst_cases(regression_run: Path, tmp_path: Path) -> None:
+    """predict --report: the value with its unit, in texts whose numbers are all in the JSON; evaluation lists the
+    cases with the largest absolute errors, and the bundle's card its worst validation cases."""
+    from report_texts import numbers_not_in_report
+
+    with open(regression_run / "volumes.csv", newline="") as handle:
+        path = Path(next(csv.DictReader(handle))["image"])
+    out = tmp_path / "p"
+    assert main(["-q", "predict", str(regression_run / "run"), str(path), "--out", str(out), "--report"]) == 0
+    stem = path.name.removesuffix(".nii.gz")
+    report = json.loads((out / "reports" / f"{stem}.json").read_text())
+    (finding,) = report["findings"]
+    written = json.loads((out / f"{stem}.json").read_text())
+    interval = [round(v, 4) for v in written["interval"]]  # calibration's conformal interval, rounded once
+    assert finding == {"kind": "value", "name": "hippocampus_ml", "value": round(written["value"], 4), "unit": "mL",
+                       "interval": interval, "interval_level": written["interval_level"]}  # fmt: skip
+    assert interval[0] <= finding["value"] <= interval[1]
+    for language in ("en", "zh"):
+        text = (out / "reports" / f"{stem}.{language}.txt").read_text()
+        assert numbers_not_in_report(text, report, language) == []
+    assert (
+        f"hippocampus_ml: {finding['value']:g} mL (interval [{interval[0]:g}, {interval[1]:g}]"
+        in (out / "reports" / f"{stem}.en.txt").read_text()
+    )
+    card = (regression_run / "run" / "bundle" / "model_card.md").read_text()
+    assert "Worst validation cases by absolute error" in card
+
+
 def test_regression_metrics_match_the_references_under_the_bootstrap() -> None:
     """The weighted statistics equal scikit-learn's and scipy's on the resampled cases themselves."""
     from scipy.stats import pearsonr

@@ -29,7 +29,9 @@ def test_train_writes_the_bundle_with_its_choices(hippo_run: Path) -> None:
     summary = json.loads((run / "train_summary.json").read_text())
     assert summary["monitor"] == "val_dice" and summary["member_summaries"][0]["epochs"] == 3
     assert bundle["info"]["keep_largest_component"] == summary["keep_largest_component"]  # chosen on validation
-    assert "keep largest component" in (run / "bundle" / "model_card.md").read_text()
+    card = (run / "bundle" / "model_card.md").read_text()
+    assert "keep largest component" in card and "Worst validation cases by mean foreground Dice" in card
+    assert bundle["info"]["card"]["worst_val_cases"][0]["case_id"] in card
 
 
 def test_evaluate_writes_every_metric_and_the_report(hippo_run: Path, tmp_path: Path) -> None:
@@ -41,6 +43,9 @@ def test_evaluate_writes_every_metric_and_the_report(hippo_run: Path, tmp_path: 
     for key in ("iou", "hd95", "asd", "nsd"):
         assert set(metrics[key]) == {"Anterior", "Posterior"}
     assert metrics["nsd_tolerance_mm"] == {"Anterior": 1.0, "Posterior": 1.0}  # one voxel at the target spacing
+    worst = metrics["worst_cases"]  # the known failure modes: lowest mean Dice first
+    assert [w["metric"] for w in worst] == ["mean foreground Dice"] * 5
+    assert [w["value"] for w in worst] == sorted(w["value"] for w in worst)
     assert "Worst cases" in (out / "report.html").read_text()
 
 

@@ -141,3 +141,8 @@ class ClassificationTask(Task):
         from medlens.tasks.classification.export import export_graph
 
         return export_graph(bundle)
+
+    def findings(self, prediction: Prediction, bundle: Bundle) -> list[dict[str, Any]]:
+        from medlens.tasks.classification.findings import classification_findings
+
+        return classification_findings(prediction, bundle)  # type: ignore[arg-type]

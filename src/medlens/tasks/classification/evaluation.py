@@ -46,8 +46,10 @@ def evaluate(
     """Metrics at the validation-chosen operating point and at 0.5, calibration, referral and conformal figures,
     each member alone, per subgroup (with ``subgroups``), report and predictions."""
     from medlens.metrics.bootstrap import group_index
+    from medlens.metrics.cases import worst_cases
     from medlens.metrics.subgroups import subgroup_metrics
     from medlens.reports.subgroups import subgroup_section
+    from medlens.tasks.classification.metrics import truth_probability
     from medlens.tasks.classification.report import uncertainty_section, write_classification_report
     from medlens.tasks.classification.training import targets_of
     from medlens.tasks.classification.uncertainty import calibration_of
@@ -73,6 +75,10 @@ def evaluate(
         )  # fmt: skip
 
     metrics = measure(np.arange(len(cases)))
+    metrics["worst_cases"] = worst_cases(
+        [c.case_id for c in cases], truth_probability(y, prob, task == "multilabel").tolist(),
+        metric="probability of the true class",
+    )  # fmt: skip
     metrics["model"] = {
         "name": bundle.plan.model.name,
         "members": len(bundle.members),
@@ -105,7 +111,7 @@ def evaluate(
         for case, target, p, pred in zip(cases, y, prob, predictions, strict=True):
             writer.writerow(
                 [case.case_id, ";".join(map(str, np.atleast_1d(target).astype(int))), *[f"{v:.6f}" for v in p],
-                 int(pred.refer), f"{pred.confidence:.6f}",
+                 int(pred.refer), "" if pred.confidence is None else f"{pred.confidence:.6f}",
                  "" if pred.prediction_set is None else ";".join(pred.prediction_set)]
             )  # fmt: skip
     return clean

@@ -128,6 +128,16 @@ def predict_labels(y_prob: np.ndarray, task: str, threshold: float = 0.5) -> np.
     return (y_prob >= threshold).astype(np.int64)
 
 
+def truth_probability(y_true: np.ndarray, y_prob: np.ndarray, multilabel: bool) -> np.ndarray:
+    """Per case (N,), the probability the model gave to the truth: of the true class, or for multi-label the
+    smallest over labels of the probability of each label's true state (the case's worst-judged label)."""
+    if multilabel:
+        y = np.asarray(y_true, dtype=np.float64)  # (N, L) 0/1
+        return np.min(np.where(y > 0.5, y_prob, 1.0 - y_prob), axis=1)
+    index = np.asarray(y_true, dtype=np.int64).reshape(-1)  # (N,)
+    return y_prob[np.arange(len(index)), index]
+
+
 def choose_threshold(y_true: np.ndarray, y_prob: np.ndarray) -> float:
     """Binary operating threshold on validation data: the point of the ROC curve maximising Youden's J.
 

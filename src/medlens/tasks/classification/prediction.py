@@ -38,6 +38,8 @@ class ClassificationPrediction(Prediction):
         entropy: entropy of ``probabilities`` in nats (0 sure, ln K uniform; multi-label: mean binary entropy).
         member_disagreement: mutual information between the prediction and the member (nats, >= 0): how much
             the members (seeds or folds, and with ``tta`` the mirrored passes) disagree; 0 with one pass.
+            ``confidence``, ``entropy`` and ``member_disagreement`` are None in a prediction made without them
+            (by hand, not by a bundle): unmeasured is not certain, and ``uncertainty`` is then null.
         passes: the members times test-time passes averaged.
         temperature: the temperature that divided every member's logits (1: none).
         referral_threshold: the confidence cut chosen on validation (1.0 refers every case), or None.
@@ -54,9 +56,9 @@ class ClassificationPrediction(Prediction):
     threshold: float | None = None
     refer: bool = False
     prediction_set: list[str] | None = None
-    confidence: float = 1.0
-    entropy: float = 0.0
-    member_disagreement: float = 0.0
+    confidence: float | None = None
+    entropy: float | None = None
+    member_disagreement: float | None = None
     passes: int = 1
     temperature: float = 1.0
     referral_threshold: float | None = None
@@ -71,7 +73,9 @@ class ClassificationPrediction(Prediction):
             "threshold": self.threshold,
             "refer": self.refer,
             "prediction_set": self.prediction_set,
-            "uncertainty": {
+            "uncertainty": None
+            if self.entropy is None
+            else {
                 "confidence": self.confidence,
                 "entropy": self.entropy,
                 "member_disagreement": self.member_disagreement,

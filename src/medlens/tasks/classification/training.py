@@ -59,7 +59,8 @@ def calibrate(
 ) -> Calibration:
     """Chosen on validation: the temperature, the binary operating threshold (and each member's), the referral
     threshold and the conformal quantile (see :mod:`medlens.tasks.classification.uncertainty`)."""
-    from medlens.tasks.classification.metrics import choose_threshold
+    from medlens.metrics.cases import worst_cases
+    from medlens.tasks.classification.metrics import choose_threshold, truth_probability
     from medlens.tasks.classification.prediction import metric_task
     from medlens.tasks.classification.uncertainty import choose_on_validation
 
@@ -102,4 +103,9 @@ def calibrate(
         info={"member_thresholds": chosen["member_thresholds"], "calibration_on_validation": chosen["validation"]},
         summary={"operating_threshold": threshold, **applied, "calibration_on_validation": chosen["validation"]},
         applied=applied,
+        worst_cases=worst_cases(
+            [c.case_id for c in cases],
+            truth_probability(y.numpy(), chosen["probabilities"], plan.multilabel).tolist(),
+            metric="probability of the true class",
+        ),
     )

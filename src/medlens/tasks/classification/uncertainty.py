@@ -143,7 +143,8 @@ def choose_on_validation(
 
     Returns:
         ``{"temperature", "threshold", "member_thresholds", "referral_threshold", "conformal_quantile",
-        "validation": {...}}``; the validation figures are before and after scaling.
+        "probabilities", "validation": {...}}``: ``probabilities`` ``(N, K)`` are the calibrated ensemble's on the
+        validation cases; the validation figures are before and after scaling.
     """
     multilabel = task == "multilabel"
     t = fit_temperature(logits, y, multilabel=multilabel, mask=mask) if temperature_scaling else 1.0
@@ -174,6 +175,7 @@ def choose_on_validation(
         "member_thresholds": member_thresholds,
         "referral_threshold": referral,
         "conformal_quantile": quantile,
+        "probabilities": prob,
         "validation": {
             "n_cases": len(y),
             "nll_uncalibrated": round(ensemble_nll(logits, y, 1.0, multilabel=multilabel, mask=mask), 6),

@@ -108,3 +108,8 @@ class DetectionTask(Task):
         from medlens.tasks.detection.export import export_graph
 
         return export_graph(bundle)
+
+    def findings(self, prediction: Prediction, bundle: Bundle) -> list[dict[str, Any]]:
+        from medlens.tasks.detection.findings import detection_findings
+
+        return detection_findings(prediction)  # type: ignore[arg-type]

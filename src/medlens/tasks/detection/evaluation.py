@@ -47,6 +47,7 @@ def evaluate(
 ) -> dict[str, Any]:
     from medlens.data.boxes import read_boxes
     from medlens.metrics.bootstrap import group_index
+    from medlens.metrics.cases import worst_cases
     from medlens.metrics.subgroups import subgroup_metrics
     from medlens.reports.subgroups import subgroup_section
     from medlens.tasks.detection.metrics import ImageBoxes, detection_metrics, misses_per_image, operating_point
@@ -92,6 +93,10 @@ def evaluate(
         "input_size": bundle.plan.data.input_size,
     }
     misses = misses_per_image(preds, truths, len(names), score)
+    metrics["worst_cases"] = worst_cases(
+        [c.case_id for c in cases], misses.tolist(), metric="objects missed", higher_is_worse=True,
+        details=[{"objects": len(t.labels)} for t in truths],
+    )  # fmt: skip
     clean = {k: v for k, v in metrics.items() if not k.startswith("_")}
     write_json(folder / "metrics.json", clean)
     (folder / "coco_results.json").write_text(json.dumps(coco_results(predictions, [c.case_id for c in cases])))

@@ -42,6 +42,7 @@ class DetectionPrediction(Prediction):
         image_size: (height, width) of the picture.
         pixels: the picture (C, H, W) as read, for overlays (not serialised).
         agreement: per candidate, the share of members that found it (see the module notes); None: not measured.
+        pixel_spacing_mm: (between rows, between columns) in mm when the picture's file records it, else None.
     """
 
     task = "detection"
@@ -51,6 +52,7 @@ class DetectionPrediction(Prediction):
     image_size: tuple[int, int]
     pixels: np.ndarray = field(repr=False)
     agreement: np.ndarray | None = field(default=None, repr=False)
+    pixel_spacing_mm: tuple[float, float] | None = None
 
     def _keep(self) -> np.ndarray:
         c = self.candidates
@@ -91,6 +93,19 @@ class DetectionPrediction(Prediction):
         path = folder / f"{stem}.png"
         path.write_bytes(boxes_png(self.pixels, k.boxes, list(k.labels), k.scores, self.class_names))
         return {"overlay": path.name}
+
+
+SPACING_FORMATS = ("dicom", "nifti", "nrrd", "mha", "mhd")  # files that record their pixel spacing
+
+
+def pixel_spacing(image: Image) -> tuple[float, float] | None:
+    """The picture's pixel spacing (between rows, between columns) in mm when its file records one (DICOM
+    PixelSpacing or ImagerPixelSpacing, a volume's geometry); None for pictures such as PNG or JPEG, whose pixels
+    have no size."""
+    if image.meta.get("source_format") not in SPACING_FORMATS or image.meta.get("pixel_spacing_assumed"):
+        return None
+    row, col = image.as_2d().spacing[:2]
+    return (round(row, 6), round(col, 6))
 
 
 def image_tensor(array: np.ndarray, channels: int, source: str) -> Any:
@@ -141,6 +156,7 @@ def detect(bundle: Bundle, images: Sequence[Image]) -> list[DetectionPrediction]
                 image_size=(int(tensor.shape[1]), int(tensor.shape[2])),
                 pixels=tensor.numpy(),
                 agreement=agreement,
+                pixel_spacing_mm=pixel_spacing(image),
             )
         )
     return out

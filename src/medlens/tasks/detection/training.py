@@ -58,4 +58,17 @@ def calibrate(
         threshold=float(score),
         info={"val_map50": val["map50"], "val_map": val["map"]},
         summary={"val_after_threshold_choice": val, **chosen},
+        worst_cases=_worst_validation_cases(ids, best_preds, truths, len(plan.class_names), float(score)),
     )
+
+
+def _worst_validation_cases(
+    ids: list[str], preds: list[Any], truths: list[Any], n_classes: int, score: float
+) -> list[dict[str, Any]]:
+    """Validation images with the most objects missed at the operating score (IoU 0.5)."""
+    from medlens.metrics.cases import worst_cases
+    from medlens.tasks.detection.metrics import misses_per_image
+
+    missed = misses_per_image(preds, truths, n_classes, score)
+    counts = [{"objects": len(t.labels)} for t in truths]
+    return worst_cases(ids, missed.tolist(), metric="objects missed", higher_is_worse=True, details=counts)

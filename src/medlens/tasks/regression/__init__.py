@@ -132,3 +132,8 @@ class RegressionTask(Task):
         from medlens.tasks.regression.export import export_graph
 
         return export_graph(bundle)
+
+    def findings(self, prediction: Prediction, bundle: Bundle) -> list[dict[str, Any]]:
+        from medlens.tasks.regression.findings import regression_findings
+
+        return regression_findings(prediction)  # type: ignore[arg-type]

@@ -50,6 +50,7 @@ def evaluate(
     subgroups: Subgroups | None = None,
 ) -> dict[str, Any]:
     from medlens.metrics.bootstrap import group_index
+    from medlens.metrics.cases import worst_cases
     from medlens.metrics.subgroups import subgroup_metrics
     from medlens.reports.subgroups import subgroup_section
     from medlens.tasks.regression.metrics import regression_metrics
@@ -74,6 +75,13 @@ def evaluate(
 
     metrics = measure(np.arange(len(cases)))
     metrics["target"] = r.target
+    pairs = [
+        {"true": round(float(t), 4), "predicted": round(float(p), 4)} for t, p in zip(truth, predicted, strict=True)
+    ]
+    metrics["worst_cases"] = worst_cases(
+        [c.case_id for c in cases], np.abs(predicted - truth).tolist(), metric="absolute error", higher_is_worse=True,
+        details=pairs,
+    )  # fmt: skip
     metrics["model"] = {
         "name": bundle.plan.model.name,
         "members": len(bundle.members),

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from medlens.core.progress import ProgressFn
 from medlens.data.dataset import Case, Dataset
+from medlens.metrics.cases import worst_cases
 from medlens.tasks.base import Calibration
 from medlens.tasks.regression.config import RegressionPlan
 from medlens.training.images import ImageCases
@@ -57,6 +58,11 @@ def calibrate(
     level = plan.regression.conformal_level
     half = conformal_quantile(np.array(errors), level) if errors else float("inf")
     applied = {"conformal_level": level, "interval_half_width": None if not np.isfinite(half) else float(half)}
+    worst = worst_cases(list(by_case), errors, metric="absolute error", higher_is_worse=True)
     return Calibration(
-        plan, info={"val_mae_ensemble": mae}, summary={"val_mae_ensemble": mae, **applied}, applied=applied
+        plan,
+        info={"val_mae_ensemble": mae},
+        summary={"val_mae_ensemble": mae, **applied},
+        applied=applied,
+        worst_cases=worst,
     )

@@ -102,3 +102,8 @@ class SegmentationTask(Task):
         from medlens.tasks.segmentation.export import export_graph
 
         return export_graph(bundle)
+
+    def findings(self, prediction: Prediction, bundle: Bundle) -> list[dict[str, Any]]:
+        from medlens.tasks.segmentation.findings import segmentation_findings
+
+        return segmentation_findings(prediction)  # type: ignore[arg-type]

@@ -42,6 +42,7 @@ def evaluate(
     """``metrics.json``, ``per_case.csv`` and ``report.html`` (worst cases as overlays) in ``folder``."""
     from medlens.data.segmentation_cases import label_values_of, read_case
     from medlens.metrics.bootstrap import group_index
+    from medlens.metrics.cases import worst_cases
     from medlens.metrics.subgroups import subgroup_metrics
     from medlens.reports.subgroups import subgroup_section
     from medlens.tasks.segmentation.metrics import case_metrics
@@ -96,6 +97,9 @@ def evaluate(
     metrics["seconds_per_case"] = round(seconds / len(cases), 4)
     metrics["members"] = len(bundle.members)
     metrics["keep_largest_component"] = seg.keep_largest_component
+    metrics["worst_cases"] = worst_cases(
+        [r["case_id"] for r in rows], [r["mean_dice"] for r in rows], metric="mean foreground Dice"
+    )
     by_id = {r["case_id"]: r["mean_dice"] for r in rows}
     worst = [(cid, *kept[cid]) for cid in sorted(kept, key=by_id.__getitem__)]
     context = {

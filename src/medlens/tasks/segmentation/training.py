@@ -10,6 +10,7 @@ mean validation Dice (each member on the cases it held out).
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -120,10 +121,12 @@ def calibrate(
     seg = plan.segmentation
     k = len(plan.class_names)
     chosen: list[int] = list(seg.keep_largest_component)
+    worst: list[dict[str, Any]] = []
     if seg.check_largest_component:
-        before, after = [], []
+        before, after, ids = [], [], []
         for net, member in zip(nets, members, strict=True):
             for case in member.val[: seg.val_max_cases]:
+                ids.append(case.case_id)
                 data = prepared[case.case_id]
                 pred = sliding_window_probabilities([net], torch.from_numpy(data["image"]), plan).argmax(0).numpy()
                 truth = data["label"][0]
@@ -132,6 +135,7 @@ def calibrate(
         with np.errstate(invalid="ignore"):
             gain = np.nanmean(np.stack(after), 0) - np.nanmean(np.stack(before), 0)  # (K-1,)
         chosen = [c + 1 for c, g in enumerate(gain.tolist()) if g > 0]
+        worst = _worst_validation_cases(ids, np.stack(before), np.stack(after), chosen)
         rounded = np.round(gain, 4).tolist()
         log.info("keep-largest-component validation Dice change per class %s: on for %s", rounded, chosen)
         note = f"keep-largest-component on for classes {chosen} (validation Dice change {rounded})"
@@ -146,4 +150,30 @@ def calibrate(
         threshold=None,
         info={"keep_largest_component": chosen},
         summary={"keep_largest_component": chosen},
+        worst_cases=worst,
     )
+
+
+def _worst_validation_cases(
+    ids: list[str], before: np.ndarray, after: np.ndarray, chosen: list[int]
+) -> list[dict[str, Any]]:
+    """Validation cases with the lowest mean foreground Dice after the chosen post-processing (members averaged).
+
+    Args:
+        ids: the case of each row (a case appears once per member that validated on it).
+        before: Dice per row and foreground class (R, K-1) without keep-largest-component.
+        after: the same with it.
+        chosen: classes (1-based) where keep-largest-component is on.
+    """
+    from medlens.metrics.cases import worst_cases
+
+    on = np.zeros(before.shape[1], dtype=bool)
+    on[[c - 1 for c in chosen]] = True
+    dice = np.where(on[None, :], after, before)  # (R, K-1) as predicted
+    by_case: dict[str, list[float]] = {}
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a row where every class is absent from both: NaN
+        for case_id, row in zip(ids, np.nanmean(dice, axis=1), strict=True):
+            by_case.setdefault(case_id, []).append(float(row))
+    names = list(by_case)
+    return worst_cases(names, [float(np.nanmean(by_case[n])) for n in names], metric="mean foreground Dice")
