@@ -13,6 +13,7 @@ Registry in the way of timm's model registry (STYLE.md item 1): ``register_task`
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -69,6 +70,27 @@ class Graph:
     preprocessing: dict[str, Any]
     tolerance: dict[str, float]
     more_examples: list[torch.Tensor] = field(default_factory=list)
+
+
+class implemented_in:
+    """A task hook whose implementation is a function (or class) in a module of the task's package, imported on
+    first use: ``build_network = implemented_in("medlens.tasks.segmentation.module:build_network")``.
+
+    A task package's ``__init__`` stays light (``import medlens`` does not import torch), and a hook that only
+    passes its arguments on is one line instead of a method that imports and forwards. The function is called
+    with the hook's arguments, without ``self``.
+    """
+
+    def __init__(self, target: str) -> None:
+        self.module, _, self.name = target.partition(":")
+
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
+        if obj is None:  # read from the class (ABCMeta does, to find abstract methods): import nothing yet
+            return self
+        return getattr(importlib.import_module(self.module), self.name)
+
+    def __repr__(self) -> str:
+        return f"implemented_in({self.module}:{self.name})"
 
 
 class Task(ABC):

@@ -7,21 +7,15 @@ step), :mod:`.training` (data and the operating threshold), :mod:`.prediction` (
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medlens.core.errors import InputError
-from medlens.tasks.base import Calibration, Graph, Task, register_task
+from medlens.tasks.base import Calibration, Task, implemented_in, register_task
 from medlens.tasks.classification.config import ClassificationPlan
 
 if TYPE_CHECKING:
-    from medlens.core.image import Image
-    from medlens.core.prediction import Prediction
     from medlens.core.progress import ProgressFn
-    from medlens.data.dataset import Case, Dataset
-    from medlens.metrics.subgroups import Subgroups
-    from medlens.models.bundle import Bundle
+    from medlens.data.dataset import Dataset
 
 
 def class_counts(dataset: Dataset, split: str) -> list[int]:
@@ -60,30 +54,11 @@ class ClassificationTask(Task):
         cost = None if has_gpu else classification_cost(fingerprint)
         return plan_classification(fingerprint, has_gpu=has_gpu, cost=cost)
 
-    def build_network(self, plan: Any) -> Any:
-        from medlens.tasks.classification.module import build_network
-
-        return build_network(plan)
-
-    def prepare(self, dataset: Dataset, plan: Any, cases: Sequence[Case], progress: ProgressFn | None) -> Any:
-        from medlens.tasks.classification.training import prepare
-
-        return prepare(dataset, plan, cases, progress)
-
-    def loaders(self, plan: Any, prepared: Any, member: Any) -> Any:
-        from medlens.tasks.classification.training import loaders
-
-        return loaders(plan, prepared, member)
-
-    def module(self, plan: Any, budget: Any) -> Any:
-        from medlens.tasks.classification.module import ClassificationModule
-
-        return ClassificationModule(plan, budget=budget)
-
-    def calibrate(self, plan: Any, nets: Sequence[Any], members: Sequence[Any], prepared: Any) -> Calibration:
-        from medlens.tasks.classification.training import calibrate
-
-        return calibrate(plan, nets, members, prepared)
+    build_network = implemented_in("medlens.tasks.classification.module:build_network")
+    prepare = implemented_in("medlens.tasks.classification.training:prepare")
+    loaders = implemented_in("medlens.tasks.classification.training:loaders")
+    module = implemented_in("medlens.tasks.classification.module:ClassificationModule")
+    calibrate = implemented_in("medlens.tasks.classification.training:calibrate")
 
     def card_lines(self, plan: Any, calibration: Calibration) -> list[str]:
         threshold = calibration.threshold
@@ -114,35 +89,7 @@ class ClassificationTask(Task):
                 )
         return lines
 
-    def predict(self, bundle: Bundle, images: Sequence[Image], *, tta: bool = False) -> list[Prediction]:
-        from medlens.tasks.classification.prediction import predict_images
-
-        return list(predict_images(bundle, images, tta=tta))
-
-    def evaluate(
-        self,
-        bundle: Bundle,
-        dataset: Dataset,
-        cases: Sequence[Case],
-        folder: Path,
-        *,
-        n_bootstrap: int,
-        title: str,
-        progress: ProgressFn | None = None,
-        subgroups: Subgroups | None = None,
-    ) -> dict[str, Any]:
-        from medlens.tasks.classification.evaluation import evaluate
-
-        return evaluate(
-            bundle, dataset, cases, folder, n_bootstrap=n_bootstrap, title=title, progress=progress, subgroups=subgroups
-        )
-
-    def export_graph(self, bundle: Bundle) -> Graph:
-        from medlens.tasks.classification.export import export_graph
-
-        return export_graph(bundle)
-
-    def findings(self, prediction: Prediction, bundle: Bundle) -> list[dict[str, Any]]:
-        from medlens.tasks.classification.findings import classification_findings
-
-        return classification_findings(prediction, bundle)  # type: ignore[arg-type]
+    predict = implemented_in("medlens.tasks.classification.prediction:predict_images")
+    evaluate = implemented_in("medlens.tasks.classification.evaluation:evaluate")
+    export_graph = implemented_in("medlens.tasks.classification.export:export_graph")
+    findings = implemented_in("medlens.tasks.classification.findings:classification_findings")

@@ -9,10 +9,9 @@ pycocotools), :mod:`.report`, :mod:`.evaluation`, :mod:`.export`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medlens.tasks.base import Calibration, Graph, Task, register_task
+from medlens.tasks.base import Calibration, Task, implemented_in, register_task
 from medlens.tasks.detection.config import DetectionPlan
 
 if TYPE_CHECKING:
@@ -20,7 +19,6 @@ if TYPE_CHECKING:
     from medlens.core.prediction import Prediction
     from medlens.core.progress import ProgressFn
     from medlens.data.dataset import Case, Dataset
-    from medlens.metrics.subgroups import Subgroups
     from medlens.models.bundle import Bundle
 
 
@@ -38,35 +36,17 @@ class DetectionTask(Task):
         boxes = box_statistics(dataset)
         return {"boxes": boxes, "class_counts": boxes["class_counts"]}  # objects per class, not images
 
-    def plan(self, fingerprint: dict[str, Any], *, has_gpu: bool) -> DetectionPlan:
-        from medlens.tasks.detection.planning import plan_detection
-
-        return plan_detection(fingerprint, has_gpu=has_gpu)
-
-    def build_network(self, plan: Any) -> Any:
-        from medlens.tasks.detection.module import build_network
-
-        return build_network(plan)
+    plan = implemented_in("medlens.tasks.detection.planning:plan_detection")
+    build_network = implemented_in("medlens.tasks.detection.module:build_network")
 
     def prepare(self, dataset: Dataset, plan: Any, cases: Sequence[Case], progress: ProgressFn | None) -> Any:
         from medlens.tasks.detection.loading import BoxCases
 
         return BoxCases(dataset, plan, list(cases), progress)
 
-    def loaders(self, plan: Any, prepared: Any, member: Any) -> Any:
-        from medlens.tasks.detection.loading import loaders
-
-        return loaders(plan, prepared, member)
-
-    def module(self, plan: Any, budget: Any) -> Any:
-        from medlens.tasks.detection.module import DetectionModule
-
-        return DetectionModule(plan, budget=budget)
-
-    def calibrate(self, plan: Any, nets: Sequence[Any], members: Sequence[Any], prepared: Any) -> Calibration:
-        from medlens.tasks.detection.training import calibrate
-
-        return calibrate(plan, nets, members, prepared)
+    loaders = implemented_in("medlens.tasks.detection.loading:loaders")
+    module = implemented_in("medlens.tasks.detection.module:DetectionModule")
+    calibrate = implemented_in("medlens.tasks.detection.training:calibrate")
 
     def card_lines(self, plan: Any, calibration: Calibration) -> list[str]:
         d = plan.detection
@@ -81,35 +61,7 @@ class DetectionTask(Task):
 
         return list(detect(bundle, images))
 
-    def finish_predictions(self, folder: Path, predictions: Sequence[Prediction]) -> None:
-        from medlens.tasks.detection.prediction import write_batch_outputs
-
-        write_batch_outputs(folder, predictions)
-
-    def evaluate(
-        self,
-        bundle: Bundle,
-        dataset: Dataset,
-        cases: Sequence[Case],
-        folder: Path,
-        *,
-        n_bootstrap: int,
-        title: str,
-        progress: ProgressFn | None = None,
-        subgroups: Subgroups | None = None,
-    ) -> dict[str, Any]:
-        from medlens.tasks.detection.evaluation import evaluate
-
-        return evaluate(
-            bundle, dataset, cases, folder, n_bootstrap=n_bootstrap, title=title, progress=progress, subgroups=subgroups
-        )
-
-    def export_graph(self, bundle: Bundle) -> Graph:
-        from medlens.tasks.detection.export import export_graph
-
-        return export_graph(bundle)
-
-    def findings(self, prediction: Prediction, bundle: Bundle) -> list[dict[str, Any]]:
-        from medlens.tasks.detection.findings import detection_findings
-
-        return detection_findings(prediction)  # type: ignore[arg-type]
+    finish_predictions = implemented_in("medlens.tasks.detection.prediction:write_batch_outputs")
+    evaluate = implemented_in("medlens.tasks.detection.evaluation:evaluate")
+    export_graph = implemented_in("medlens.tasks.detection.export:export_graph")
+    findings = implemented_in("medlens.tasks.detection.findings:detection_findings")

@@ -11,8 +11,11 @@ from medlens.tasks.detection.prediction import DetectionPrediction
 SIZE_DIGITS = 2  # decimals of box sizes (mm or pixels), as of the box coordinates
 
 
-def detection_findings(prediction: DetectionPrediction) -> list[dict[str, Any]]:
-    """``box`` per box kept at the operating score (highest score first), then ``box_count`` per class."""
+def detection_findings(prediction: DetectionPrediction, bundle: object = None) -> list[dict[str, Any]]:
+    """``box`` per box kept at the operating score (highest score first), then ``box_count`` per class.
+
+    ``bundle`` is the task contract's second argument; this task's findings need nothing from it.
+    """
     spacing = prediction.pixel_spacing_mm  # (between rows, between columns) or None
     unit = "mm" if spacing is not None else "px"
     row_mm, col_mm = spacing if spacing is not None else (1.0, 1.0)

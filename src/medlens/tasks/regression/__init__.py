@@ -8,21 +8,19 @@ Modules: :mod:`.config` (the plan section), :mod:`.planning`, :mod:`.module` (ne
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from medlens.core.errors import InputError
-from medlens.tasks.base import Calibration, Graph, Task, register_task
+from medlens.tasks.base import Calibration, Task, implemented_in, register_task
 from medlens.tasks.regression.config import RegressionPlan
 
 if TYPE_CHECKING:
     from medlens.core.image import Image
     from medlens.core.prediction import Prediction
     from medlens.core.progress import ProgressFn
-    from medlens.data.dataset import Case, Dataset
-    from medlens.metrics.subgroups import Subgroups
+    from medlens.data.dataset import Dataset
     from medlens.models.bundle import Bundle
 
 
@@ -62,35 +60,12 @@ class RegressionTask(Task):
             "target_unit": dataset.spec.source.get("unit", ""),
         }
 
-    def plan(self, fingerprint: dict[str, Any], *, has_gpu: bool) -> RegressionPlan:
-        from medlens.tasks.regression.planning import plan_regression
-
-        return plan_regression(fingerprint, has_gpu=has_gpu)
-
-    def build_network(self, plan: Any) -> Any:
-        from medlens.tasks.regression.module import build_network
-
-        return build_network(plan)
-
-    def prepare(self, dataset: Dataset, plan: Any, cases: Sequence[Case], progress: ProgressFn | None) -> Any:
-        from medlens.tasks.regression.training import prepare
-
-        return prepare(dataset, plan, cases, progress)
-
-    def loaders(self, plan: Any, prepared: Any, member: Any) -> Any:
-        from medlens.tasks.regression.training import loaders
-
-        return loaders(plan, prepared, member)
-
-    def module(self, plan: Any, budget: Any) -> Any:
-        from medlens.tasks.regression.module import RegressionModule
-
-        return RegressionModule(plan, budget=budget)
-
-    def calibrate(self, plan: Any, nets: Sequence[Any], members: Sequence[Any], prepared: Any) -> Calibration:
-        from medlens.tasks.regression.training import calibrate
-
-        return calibrate(plan, nets, members, prepared)
+    plan = implemented_in("medlens.tasks.regression.planning:plan_regression")
+    build_network = implemented_in("medlens.tasks.regression.module:build_network")
+    prepare = implemented_in("medlens.tasks.regression.training:prepare")
+    loaders = implemented_in("medlens.tasks.regression.training:loaders")
+    module = implemented_in("medlens.tasks.regression.module:RegressionModule")
+    calibrate = implemented_in("medlens.tasks.regression.training:calibrate")
 
     def card_lines(self, plan: Any, calibration: Calibration) -> list[str]:
         r = plan.regression
@@ -110,30 +85,6 @@ class RegressionTask(Task):
 
         return list(predict_images(bundle, images))
 
-    def evaluate(
-        self,
-        bundle: Bundle,
-        dataset: Dataset,
-        cases: Sequence[Case],
-        folder: Path,
-        *,
-        n_bootstrap: int,
-        title: str,
-        progress: ProgressFn | None = None,
-        subgroups: Subgroups | None = None,
-    ) -> dict[str, Any]:
-        from medlens.tasks.regression.evaluation import evaluate
-
-        return evaluate(
-            bundle, dataset, cases, folder, n_bootstrap=n_bootstrap, title=title, progress=progress, subgroups=subgroups
-        )
-
-    def export_graph(self, bundle: Bundle) -> Graph:
-        from medlens.tasks.regression.export import export_graph
-
-        return export_graph(bundle)
-
-    def findings(self, prediction: Prediction, bundle: Bundle) -> list[dict[str, Any]]:
-        from medlens.tasks.regression.findings import regression_findings
-
-        return regression_findings(prediction)  # type: ignore[arg-type]
+    evaluate = implemented_in("medlens.tasks.regression.evaluation:evaluate")
+    export_graph = implemented_in("medlens.tasks.regression.export:export_graph")
+    findings = implemented_in("medlens.tasks.regression.findings:regression_findings")

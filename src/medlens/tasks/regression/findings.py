@@ -8,9 +8,12 @@ from medlens.core.findings import rounded
 from medlens.tasks.regression.prediction import RegressionPrediction
 
 
-def regression_findings(prediction: RegressionPrediction) -> list[dict[str, Any]]:
+def regression_findings(prediction: RegressionPrediction, bundle: object = None) -> list[dict[str, Any]]:
     """One ``value`` finding: what was estimated (the target trained on), the value, its unit, and the interval
-    around it with its coverage when the prediction has one (calibration's ``interval`` and ``interval_level``)."""
+    around it with its coverage when the prediction has one (calibration's ``interval`` and ``interval_level``).
+
+    ``bundle`` is the task contract's second argument; this task's findings need nothing from it.
+    """
     item = {"kind": "value", "name": prediction.target, "value": rounded(prediction.value), "unit": prediction.unit}
     interval, level = getattr(prediction, "interval", None), getattr(prediction, "interval_level", None)
     if interval is not None and level is not None:

@@ -9,20 +9,14 @@ Modules: :mod:`.config` (the plan section), :mod:`.fingerprint` and :mod:`.plann
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medlens.tasks.base import Calibration, Graph, Task, register_task
+from medlens.tasks.base import Calibration, Task, implemented_in, register_task
 from medlens.tasks.segmentation.config import SegmentationPlan
 
 if TYPE_CHECKING:
-    from medlens.core.image import Image
-    from medlens.core.prediction import Prediction
     from medlens.core.progress import ProgressFn
-    from medlens.data.dataset import Case, Dataset
-    from medlens.metrics.subgroups import Subgroups
-    from medlens.models.bundle import Bundle
+    from medlens.data.dataset import Dataset
 
 
 @register_task
@@ -37,35 +31,12 @@ class SegmentationTask(Task):
 
         return {"segmentation": segmentation_statistics(dataset)}
 
-    def plan(self, fingerprint: dict[str, Any], *, has_gpu: bool) -> SegmentationPlan:
-        from medlens.tasks.segmentation.planning import plan_segmentation
-
-        return plan_segmentation(fingerprint, has_gpu=has_gpu)
-
-    def build_network(self, plan: Any) -> Any:
-        from medlens.tasks.segmentation.module import build_network
-
-        return build_network(plan)
-
-    def prepare(self, dataset: Dataset, plan: Any, cases: Sequence[Case], progress: ProgressFn | None) -> Any:
-        from medlens.tasks.segmentation.training import PreparedCases
-
-        return PreparedCases(dataset, plan, cases, progress)
-
-    def loaders(self, plan: Any, prepared: Any, member: Any) -> Any:
-        from medlens.tasks.segmentation.training import loaders
-
-        return loaders(plan, prepared, member)
-
-    def module(self, plan: Any, budget: Any) -> Any:
-        from medlens.tasks.segmentation.module import SegmentationModule
-
-        return SegmentationModule(plan, budget=budget)
-
-    def calibrate(self, plan: Any, nets: Sequence[Any], members: Sequence[Any], prepared: Any) -> Calibration:
-        from medlens.tasks.segmentation.training import calibrate
-
-        return calibrate(plan, nets, members, prepared)
+    plan = implemented_in("medlens.tasks.segmentation.planning:plan_segmentation")
+    build_network = implemented_in("medlens.tasks.segmentation.module:build_network")
+    prepare = implemented_in("medlens.tasks.segmentation.training:PreparedCases")
+    loaders = implemented_in("medlens.tasks.segmentation.training:loaders")
+    module = implemented_in("medlens.tasks.segmentation.module:SegmentationModule")
+    calibrate = implemented_in("medlens.tasks.segmentation.training:calibrate")
 
     def card_lines(self, plan: Any, calibration: Calibration) -> list[str]:
         seg = plan.segmentation
@@ -75,35 +46,7 @@ class SegmentationTask(Task):
             f"{seg.keep_largest_component or 'none'}",
         ]
 
-    def predict(self, bundle: Bundle, images: Sequence[Image], *, tta: bool = False) -> list[Prediction]:
-        from medlens.tasks.segmentation.prediction import predict_images
-
-        return list(predict_images(bundle, images, tta=tta))
-
-    def evaluate(
-        self,
-        bundle: Bundle,
-        dataset: Dataset,
-        cases: Sequence[Case],
-        folder: Path,
-        *,
-        n_bootstrap: int,
-        title: str,
-        progress: ProgressFn | None = None,
-        subgroups: Subgroups | None = None,
-    ) -> dict[str, Any]:
-        from medlens.tasks.segmentation.evaluation import evaluate
-
-        return evaluate(
-            bundle, dataset, cases, folder, n_bootstrap=n_bootstrap, title=title, progress=progress, subgroups=subgroups
-        )
-
-    def export_graph(self, bundle: Bundle) -> Graph:
-        from medlens.tasks.segmentation.export import export_graph
-
-        return export_graph(bundle)
-
-    def findings(self, prediction: Prediction, bundle: Bundle) -> list[dict[str, Any]]:
-        from medlens.tasks.segmentation.findings import segmentation_findings
-
-        return segmentation_findings(prediction)  # type: ignore[arg-type]
+    predict = implemented_in("medlens.tasks.segmentation.prediction:predict_images")
+    evaluate = implemented_in("medlens.tasks.segmentation.evaluation:evaluate")
+    export_graph = implemented_in("medlens.tasks.segmentation.export:export_graph")
+    findings = implemented_in("medlens.tasks.segmentation.findings:segmentation_findings")

@@ -13,10 +13,12 @@ from medlens.tasks.segmentation.prediction import SegmentationPrediction
 SIZE_DIGITS = 4  # decimals of volumes (mL) and areas (mm²), as in the prediction's own sizes
 
 
-def segmentation_findings(prediction: SegmentationPrediction) -> list[dict[str, Any]]:
+def segmentation_findings(prediction: SegmentationPrediction, bundle: object = None) -> list[dict[str, Any]]:
     """One ``volume`` (3D) or ``area`` (2D) finding per foreground class, with its voxel count and voxel size.
 
     ``segment`` is the class's label index, which is also its segment number in the DICOM SEG.
+
+    ``bundle`` is the task contract's second argument; this task's findings need nothing from it.
     """
     labels = prediction.labels
     counts = np.bincount(labels.array[0].ravel().astype(np.int64), minlength=len(prediction.class_names))
