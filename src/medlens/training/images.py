@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,7 +21,10 @@ from medlens.core.errors import InputError
 from medlens.core.image import Image, count_nonfinite
 from medlens.core.progress import ProgressFn, tracked
 from medlens.data.dataset import Case, Dataset
-from medlens.training.plan import DataPlan
+from medlens.training.plan import DataPlan, Plan
+
+if TYPE_CHECKING:
+    from medlens.tasks.base import Graph
 
 log = logging.getLogger(__name__)
 
@@ -202,3 +205,36 @@ class ImageCases:
             drop_last=drop_last,
             persistent_workers=num_workers > 0,
         )
+
+
+def whole_image_graph(
+    module: torch.nn.Module, plan: Plan, output: str, tolerance: float, **preprocessing: Any
+) -> Graph:
+    """The ONNX export of a whole-image task: images resized to ``input_size``, float32 in raw units -> ``output``
+    per image, with the plan's clipping and normalisation inside ``module``; ``preprocessing`` adds the task's own
+    facts (a threshold, a unit) to what a user must do before the graph."""
+    from medlens.tasks.base import Graph
+
+    data = plan.data
+    shape = (2, data.channels, *data.input_size)
+    example = torch.randn(shape, generator=torch.Generator().manual_seed(0)) * data.std + data.mean  # raw units
+    return Graph(
+        module=module,
+        example=example,
+        input_name="image",
+        output_names=[output],
+        dynamic_axes={"image": {0: "batch"}, output: {0: "batch"}},
+        input_shape=["batch", data.channels, *data.input_size],
+        input_meaning="images resized to input_size, float32, raw units (clipping and normalisation are in the graph)",
+        preprocessing={
+            "input_size": data.input_size,
+            "channels": data.channels,
+            "orientation": "RAS (volumes are reoriented before resizing)" if plan.spatial_dims == 3 else None,
+            "clip": data.clip,
+            "normalization": data.normalization,
+            "mean": data.mean,
+            "std": data.std,
+            **preprocessing,
+        },
+        tolerance={output: tolerance},
+    )

@@ -29,29 +29,8 @@ class EnsembleRegressor(nn.Module):
 
 
 def export_graph(bundle: Bundle) -> Graph:
-    plan = bundle.plan
-    data = plan.data
-    r = plan.regression  # type: ignore[attr-defined]
-    generator = torch.Generator().manual_seed(0)  # an input in the dataset's raw units
-    example = torch.randn((2, data.channels, *data.input_size), generator=generator) * data.std + data.mean
-    return Graph(
-        module=EnsembleRegressor(bundle),
-        example=example,
-        input_name="image",
-        output_names=["value"],
-        dynamic_axes={"image": {0: "batch"}, "value": {0: "batch"}},
-        input_shape=["batch", data.channels, *data.input_size],
-        input_meaning="images resized to input_size, float32, raw units (clipping and normalisation are in the graph)",
-        preprocessing={
-            "input_size": data.input_size,
-            "channels": data.channels,
-            "orientation": "RAS (volumes are reoriented before resizing)" if plan.spatial_dims == 3 else None,
-            "clip": data.clip,
-            "normalization": data.normalization,
-            "mean": data.mean,
-            "std": data.std,
-            "target": r.target,
-            "unit": r.unit,
-        },
-        tolerance={"value": 1e-3 * max(1.0, abs(r.target_sd))},
-    )
+    from medlens.training.images import whole_image_graph
+
+    r = bundle.plan.regression  # type: ignore[attr-defined]
+    tolerance = 1e-3 * max(1.0, abs(r.target_sd))
+    return whole_image_graph(EnsembleRegressor(bundle), bundle.plan, "value", tolerance, target=r.target, unit=r.unit)
