@@ -7,6 +7,11 @@ Layout::
       member_0.safetensors # weights of each trained seed (or fold); predictions average their probabilities
       model_card.md        # data, metrics with confidence intervals, intended use, limits
 
+``bundle.yaml`` may also hold ``explanation``: the default explanation method chosen on validation after training,
+why, and the faithfulness scores it was chosen by (``{"default", "why", "scores"}``; see
+:mod:`medlens.explanations.faithfulness`). Bundles written before it load unchanged (``Bundle.explanation`` is then
+empty, and ``explain`` falls back to the task's first method).
+
 Weights are safetensors files: loading a bundle never unpickles anything, so a bundle received from
 elsewhere cannot run code. ``bundle.predict(image_or_path)`` gives a typed prediction for every task; the
 task itself (found through the registry when the bundle is loaded) does the work.
@@ -41,7 +46,8 @@ NonFinite = Literal["refuse", "clean"]
 
 @dataclass
 class Bundle:
-    """A trained model: the plan it was trained with, its members' weights, its operating point, its task."""
+    """A trained model: the plan it was trained with, its members' weights, its operating point, its task, and the
+    explanation method chosen for it (``explanation``: ``{"default", "why", "scores"}``, empty for older bundles)."""
 
     root: Path
     plan: Plan
@@ -49,6 +55,7 @@ class Bundle:
     task: Task
     threshold: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    explanation: dict[str, Any] = field(default_factory=dict)
     _nets: list[nn.Module] = field(default_factory=list, repr=False)
 
     @property
@@ -64,26 +71,34 @@ class Bundle:
     def networks(self) -> list[nn.Module]:
         """The member networks in eval mode (built and loaded once)."""
         if not self._nets:
-            from safetensors import SafetensorError
-            from safetensors.torch import load_file
+            import torch
 
-            plan = self.plan.without_pretrained()
-            for member in self.members:
-                try:
-                    net = self.task.build_network(plan)
-                except ConfigError as exc:  # a plan whose network cannot be built
-                    raise InputError(self.root / BUNDLE_FILE, f"invalid plan: {exc}") from None
-                try:
-                    state = load_file(str(self.root / member))
-                    net.load_state_dict(state)
-                except (SafetensorError, OSError, RuntimeError) as exc:
-                    problem = one_line(str(exc))[:300]  # torch names the keys on the lines after the first
-                    raise InputError(self.root / member, f"weights do not fit the plan's network ({problem})") from None
-                bad = [k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())]
-                if bad:
-                    raise InputError(self.root / member, f"weights hold NaN or infinite values ({', '.join(bad[:3])})")
-                self._nets.append(net.eval())
+            # built outside inference mode even when first asked for inside it (a prediction's), so that
+            # explanations can take gradients through the same networks later
+            with torch.inference_mode(False):
+                self._load_networks()
         return self._nets
+
+    def _load_networks(self) -> None:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        plan = self.plan.without_pretrained()
+        for member in self.members:
+            try:
+                net = self.task.build_network(plan)
+            except ConfigError as exc:  # a plan whose network cannot be built
+                raise InputError(self.root / BUNDLE_FILE, f"invalid plan: {exc}") from None
+            try:
+                state = load_file(str(self.root / member))
+                net.load_state_dict(state)
+            except (SafetensorError, OSError, RuntimeError) as exc:
+                problem = one_line(str(exc))[:300]  # torch names the keys on the lines after the first
+                raise InputError(self.root / member, f"weights do not fit the plan's network ({problem})") from None
+            bad = [k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+            if bad:
+                raise InputError(self.root / member, f"weights hold NaN or infinite values ({', '.join(bad[:3])})")
+            self._nets.append(net.eval())
 
     def predict(self, image: Image | str | Path, *, tta: bool = False, nonfinite: NonFinite = "refuse") -> Prediction:
         """Predict one image (an :class:`Image` or a path medlens reads) with every member.
@@ -206,8 +221,10 @@ def save_bundle(
     threshold: float | None,
     info: dict[str, Any],
     card: str,
+    explanation: dict[str, Any] | None = None,
 ) -> Bundle:
-    """Write a bundle folder (weights as safetensors, the spec as YAML, the model card as Markdown)."""
+    """Write a bundle folder (weights as safetensors, the spec as YAML, the model card as Markdown); ``explanation``
+    (the default method, why, and its scores) is recorded when given."""
     from safetensors.torch import save_file
 
     root.mkdir(parents=True, exist_ok=True)
@@ -228,9 +245,13 @@ def save_bundle(
         "info": info,
         "plan": plan.model_dump(),
     }
+    if explanation:
+        from medlens.core.outputs import strict_json
+
+        spec["explanation"] = strict_json(explanation)  # plain numbers and lists: safe_dump takes them
     write_text_atomic(root / BUNDLE_FILE, yaml.safe_dump(spec, sort_keys=False))
     write_text_atomic(root / "model_card.md", card)
-    return Bundle(root, plan, members, task, threshold, info)
+    return Bundle(root, plan, members, task, threshold, info, dict(explanation or {}))
 
 
 def read_bundle(path: str | Path, resolve: Callable[[dict[str, Any], str], tuple[Plan, Task]]) -> Bundle:
@@ -272,4 +293,8 @@ def read_bundle(path: str | Path, resolve: Callable[[dict[str, Any], str], tuple
     info = spec.get("info") or {}
     if not isinstance(info, dict):
         raise InputError(spec_path, "info is not a mapping")
-    return Bundle(root, plan, list(members), task, None if threshold is None else float(threshold), dict(info))
+    explanation = spec.get("explanation") or {}
+    if not isinstance(explanation, dict) or not isinstance(explanation.get("default", ""), str):
+        raise InputError(spec_path, "explanation is not a mapping with a method name as its default")
+    threshold_value = None if threshold is None else float(threshold)
+    return Bundle(root, plan, list(members), task, threshold_value, dict(info), dict(explanation))

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from medlens.core.prediction import Prediction
     from medlens.core.progress import ProgressFn
     from medlens.data.dataset import Case, Dataset
+    from medlens.explanations.explainer import Explainer
     from medlens.models.bundle import Bundle
     from medlens.training.budget import BudgetSchedule
     from medlens.training.members import Member
@@ -75,6 +76,9 @@ class Task(ABC):
         batch_size: images predicted together by :meth:`predict` when several are given.
         model_output: the kind of network the task trains (``image``, ``pixel``, ``boxes``: see
             :mod:`medlens.models.registry`).
+        explain_methods: the explanation methods (:mod:`medlens.explanations.methods`) that explain this task's models,
+            the first being the default of a bundle that recorded none.
+        explain_images: validation images on which training scores the methods to choose a bundle's default.
     """
 
     name: ClassVar[str]
@@ -83,6 +87,8 @@ class Task(ABC):
     plan_type: ClassVar[type[Plan]]
     description: ClassVar[str] = ""
     batch_size: ClassVar[int] = 1
+    explain_methods: ClassVar[tuple[str, ...]] = ()
+    explain_images: ClassVar[int] = 16
 
     # ---- data and plan --------------------------------------------------------------------------------------
     def check_dataset(self, dataset: Dataset) -> None:
@@ -151,6 +157,12 @@ class Task(ABC):
     @abstractmethod
     def export_graph(self, bundle: Bundle) -> Graph:
         """What ONNX export traces, with an example input and what goes in and out."""
+
+    # ---- explanation ----------------------------------------------------------------------------------------
+    def explainer(self, bundle: Bundle, image: Image, *, target: str | None = None) -> Explainer:
+        """What the methods of :attr:`explain_methods` need to explain ``image`` (in its own geometry) for
+        ``target`` (a class name; default: the model's own answer): see :class:`medlens.explanations.Explainer`."""
+        raise ConfigError("task", f"the {self.name} task has no explanations")
 
 
 _TASKS: dict[str, Task] = {}

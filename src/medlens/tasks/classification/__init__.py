@@ -41,6 +41,7 @@ class ClassificationTask(Task):
     plan_type = ClassificationPlan
     description = "one class per image (or several labels per image), 2D or 3D"
     batch_size = 64
+    explain_methods = ("gradcam", "gradcam++", "scorecam", "eigencam", "occlusion", "integrated-gradients")
 
     def check_dataset(self, dataset: Dataset) -> None:
         super().check_dataset(dataset)
@@ -114,3 +115,8 @@ class ClassificationTask(Task):
         from medlens.tasks.classification.export import export_graph
 
         return export_graph(bundle)
+
+    def explainer(self, bundle: Bundle, image: Image, *, target: str | None = None) -> Any:
+        from medlens.tasks.classification.explain import explainer
+
+        return explainer(bundle, image, target)

@@ -30,6 +30,8 @@ class DetectionTask(Task):
     plan_type = DetectionPlan
     description = "boxes around objects with a class and a score, 2D"
     batch_size = 4
+    explain_methods = ("eigencam", "occlusion")  # gradient-free: a box's score reaches pixels through box selection
+    explain_images = 2
 
     def fingerprint(self, dataset: Dataset, progress: ProgressFn | None = None) -> dict[str, Any]:
         from medlens.tasks.detection.fingerprint import box_statistics
@@ -104,3 +106,8 @@ class DetectionTask(Task):
         from medlens.tasks.detection.export import export_graph
 
         return export_graph(bundle)
+
+    def explainer(self, bundle: Bundle, image: Image, *, target: str | None = None) -> Any:
+        from medlens.tasks.detection.explain import explainer
+
+        return explainer(bundle, image, target)

@@ -31,6 +31,7 @@ class RegressionTask(Task):
     plan_type = RegressionPlan
     description = "one continuous value per image (a volume, an age, a score), 2D or 3D"
     batch_size = 64
+    explain_methods = ("gradcam", "gradcam++", "scorecam", "eigencam", "occlusion", "integrated-gradients")
 
     def check_dataset(self, dataset: Dataset) -> None:
         from medlens.tasks.regression.evaluation import target_values
@@ -121,3 +122,8 @@ class RegressionTask(Task):
         from medlens.tasks.regression.export import export_graph
 
         return export_graph(bundle)
+
+    def explainer(self, bundle: Bundle, image: Image, *, target: str | None = None) -> Any:
+        from medlens.tasks.regression.explain import explainer
+
+        return explainer(bundle, image, target)

@@ -30,6 +30,8 @@ class SegmentationTask(Task):
     model_output = "pixel"
     plan_type = SegmentationPlan
     description = "a class per pixel or voxel (label map), 2D or 3D"
+    explain_methods = ("gradcam", "gradcam++", "scorecam", "eigencam", "occlusion", "integrated-gradients")
+    explain_images = 2  # whole cases: each is many forward passes of a whole volume
 
     def fingerprint(self, dataset: Dataset, progress: ProgressFn | None = None) -> dict[str, Any]:
         from medlens.tasks.segmentation.fingerprint import segmentation_statistics
@@ -98,3 +100,8 @@ class SegmentationTask(Task):
         from medlens.tasks.segmentation.export import export_graph
 
         return export_graph(bundle)
+
+    def explainer(self, bundle: Bundle, image: Image, *, target: str | None = None) -> Any:
+        from medlens.tasks.segmentation.explain import explainer
+
+        return explainer(bundle, image, target)
