@@ -9,9 +9,9 @@
   image). A map worth looking at beats it: lower deletion, higher insertion.
 - **Model randomisation** (Adebayo et al. 2018, "Sanity checks for saliency maps"): the map of the trained network
   is compared with the map, for the same input and target, of networks of the same architecture built afresh with
-  random weights (every layer at once). Spearman's rank correlation (scipy) between the two maps must be low: a
-  method that draws the same map for a network that learned nothing shows the image, not the model. A constant map
-  (which ranks nothing) counts as 0.
+  random weights (every layer at once). The absolute value of Spearman's rank correlation (scipy) between the two
+  maps must be low: a method that draws the same map (or its negative: the paper reports both ways) for a network
+  that learned nothing shows the image, not the model. A constant map (which ranks nothing) counts as 0.
 - **Intervals**: 95% percentile bootstrap intervals over images (:mod:`medlens.metrics.bootstrap`; the same
   resamples for every method, so methods are compared on the same draws).
 
@@ -60,29 +60,39 @@ def removal_order(heat: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.lexsort((rng.random(flat.size), -flat))  # the last key sorts first
 
 
-def perturbation_curves(explainer: Explainer, order: np.ndarray, steps: int = STEPS) -> tuple[np.ndarray, np.ndarray]:
-    """The score as pixels are removed (deletion) and revealed (insertion) in ``order``: two ``(steps + 1,)`` curves,
-    at 0, 1/steps, ..., 1 of the pixels. Every channel of a pixel goes together."""
+def perturbation_curves(
+    explainer: Explainer, orders: Sequence[np.ndarray], steps: int = STEPS
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each order, the score as pixels are removed (deletion) and revealed (insertion) in that order: two
+    ``(steps + 1,)`` curves, at 0, 1/steps, ..., 1 of the pixels. Every channel of a pixel goes together.
+
+    The ends are the same for every order (the input itself; the all-baseline image), so they are scored once, and the
+    perturbed copies of all orders are scored together, ``explainer.batch_size`` at a time.
+    """
     x = explainer.x[0].detach()  # (C, *S)
     flat = x.reshape(x.shape[0], -1)  # (C, P)
-    counts = np.round(np.linspace(0, flat.shape[1], steps + 1)).astype(int)
-    index = torch.as_tensor(order, dtype=torch.long)
-    plans = [("deletion", int(c)) for c in counts] + [("insertion", int(c)) for c in counts]
-    scores: list[np.ndarray] = []
-    for i in range(0, len(plans), explainer.batch_size):
-        batch = []
-        for kind, count in plans[i : i + explainer.batch_size]:
-            chosen = index[:count]
-            if kind == "deletion":
-                picture = flat.clone()
-                picture[:, chosen] = explainer.baseline
-            else:
-                picture = torch.full_like(flat, explainer.baseline)
-                picture[:, chosen] = flat[:, chosen]
-            batch.append(picture.reshape(x.shape))
-        scores.append(explainer.scores(torch.stack(batch)))
-    values = np.concatenate(scores)
-    return values[: steps + 1], values[steps + 1 :]
+    counts = [int(c) for c in np.round(np.linspace(0, flat.shape[1], steps + 1))[1:-1]]  # the inner steps
+    plans = [(o, kind, c) for o in range(len(orders)) for kind in ("deletion", "insertion") for c in counts]
+    indices = [torch.as_tensor(order, dtype=torch.long) for order in orders]
+
+    def picture(plan: tuple[int, str, int]) -> torch.Tensor:
+        o, kind, count = plan
+        chosen = indices[o][:count]
+        if kind == "deletion":
+            out = flat.clone()
+            out[:, chosen] = explainer.baseline
+        else:
+            out = torch.full_like(flat, explainer.baseline)
+            out[:, chosen] = flat[:, chosen]
+        return out.reshape(x.shape)
+
+    whole, empty = explainer.scores(torch.stack([x, torch.full_like(x, explainer.baseline)]))
+    scores = [
+        explainer.scores(torch.stack([picture(p) for p in plans[i : i + explainer.batch_size]]))
+        for i in range(0, len(plans), explainer.batch_size)
+    ]
+    inner = np.concatenate(scores).reshape(len(orders), 2, len(counts)) if plans else np.zeros((len(orders), 2, 0))
+    return [(np.concatenate([[whole], row[0], [empty]]), np.concatenate([[empty], row[1], [whole]])) for row in inner]
 
 
 def curve_auc(curve: np.ndarray) -> float:
@@ -92,13 +102,14 @@ def curve_auc(curve: np.ndarray) -> float:
 
 
 def rank_similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rank correlation of two maps (scipy); 0 when either is constant (it ranks nothing)."""
+    """The absolute value of Spearman's rank correlation of two maps (scipy); 0 when either is constant (it ranks
+    nothing)."""
     from scipy.stats import spearmanr
 
     a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
     if np.ptp(a) == 0 or np.ptp(b) == 0:
         return 0.0
-    value = float(spearmanr(a, b).statistic)
+    value = abs(float(spearmanr(a, b).statistic))
     return value if np.isfinite(value) else 0.0
 
 
@@ -195,6 +206,7 @@ def score_methods(
     steps: int = STEPS,
     progress: ProgressFn | None = None,
     total: int | None = None,
+    time_predictions: bool = True,
 ) -> Faithfulness:
     """Explain every image with every method; measure deletion, insertion, randomisation similarity and time.
 
@@ -207,6 +219,7 @@ def score_methods(
         steps: steps of the deletion and insertion curves.
         progress: called per image.
         total: the number of images, for progress.
+        time_predictions: time one prediction per image (``bundle.predict``), for the methods' time ratios.
 
     Raises:
         MedlensError: when no image could be explained.
@@ -228,7 +241,8 @@ def score_methods(
         source = str(image.meta.get("source", "<memory>"))
         try:
             start = time.perf_counter()
-            task.predict(bundle, [image])
+            if time_predictions:
+                task.predict(bundle, [image])
             predicted = time.perf_counter() - start
             explainer = task.explainer(bundle, image)
         except MedlensError as exc:
@@ -238,24 +252,25 @@ def score_methods(
         prediction.append(predicted)
         rng = np.random.default_rng(seed + i)
         randomized = explainer.with_networks(random_nets)
+        orders = []
         for m in methods:
             start = time.perf_counter()
             heat = compute_map(m, explainer)
             rows[m]["seconds"].append(time.perf_counter() - start)
-            deletion, insertion = perturbation_curves(explainer, removal_order(heat, rng), steps)
-            rows[m]["deletion"].append(curve_auc(deletion))
-            rows[m]["insertion"].append(curve_auc(insertion))
             rows[m]["similarity"].append(rank_similarity(heat, compute_map(m, randomized)))
-        shuffled = rng.permutation(int(np.prod(explainer.spatial_shape)))
-        deletion, insertion = perturbation_curves(explainer, shuffled, steps)
-        random_rows["deletion"].append(curve_auc(deletion))
-        random_rows["insertion"].append(curve_auc(insertion))
+            orders.append(removal_order(heat, rng))
+        orders.append(rng.permutation(int(np.prod(explainer.spatial_shape))))  # the random order
+        curves = perturbation_curves(explainer, orders, steps)
+        for name, (deletion, insertion) in zip([*methods, None], curves, strict=True):
+            row = rows[name] if name is not None else random_rows
+            row["deletion"].append(curve_auc(deletion))
+            row["insertion"].append(curve_auc(insertion))
         done += 1
         report(progress, "scoring explanations", done + len(skipped), total)
     if not done:
         first = skipped[0] if skipped else ("images", "none given")
         raise InputError(first[0], f"no image could be explained ({len(skipped)} skipped; first: {first[1]})")
-    per_prediction = statistics.median(prediction)
+    per_prediction = statistics.median(prediction) if time_predictions else 0.0
     scores: dict[str, Any] = {"methods": {}, "baselines": {}, "default": None}
     for m in methods:
         seconds = statistics.median(rows[m]["seconds"])
@@ -272,4 +287,4 @@ def score_methods(
     }
     default, why = choose_default(scores, [m for m in task.explain_methods if m in methods])
     scores["default"] = default
-    return Faithfulness(scores, why, done, skipped, round(per_prediction, 5))
+    return Faithfulness(scores, why, done, skipped, round(per_prediction, 5) if time_predictions else None)

@@ -79,6 +79,8 @@ class Task(ABC):
         explain_methods: the explanation methods (:mod:`medlens.explanations.methods`) that explain this task's models,
             the first being the default of a bundle that recorded none.
         explain_images: validation images on which training scores the methods to choose a bundle's default.
+        explain_training_methods: the methods training scores (None: those of :attr:`explain_methods` that are not
+            slow).
     """
 
     name: ClassVar[str]
@@ -88,7 +90,8 @@ class Task(ABC):
     description: ClassVar[str] = ""
     batch_size: ClassVar[int] = 1
     explain_methods: ClassVar[tuple[str, ...]] = ()
-    explain_images: ClassVar[int] = 16
+    explain_images: ClassVar[int] = 8
+    explain_training_methods: ClassVar[tuple[str, ...] | None] = None
 
     # ---- data and plan --------------------------------------------------------------------------------------
     def check_dataset(self, dataset: Dataset) -> None:

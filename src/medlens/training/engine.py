@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -143,8 +144,13 @@ def choose_explanation(
     cases = val[::step][: task.explain_images]
     names = [f"member_{i}.safetensors" for i in range(len(nets))]
     bundle = Bundle(root, calibration.plan, names, task, calibration.threshold, info, _nets=list(nets))
+    start = time.perf_counter()
     try:
-        return choose_on_validation(bundle, case_images(dataset, cases), total=len(cases), progress=progress)
+        chosen = choose_on_validation(bundle, case_images(dataset, cases), total=len(cases), progress=progress)
+        seconds = time.perf_counter() - start
+        log.info("default explanation method %s, scored on %d validation case(s) in %.0f s", chosen["default"],
+                 chosen["scores"]["n_images"], seconds)  # fmt: skip
+        return chosen
     except (MedlensError, RuntimeError, ValueError) as exc:
         log.warning("explanation methods could not be scored on validation: %s", exc)
         why = f"the task's first method: scoring on validation failed ({type(exc).__name__}: {exc})"

@@ -31,7 +31,8 @@ class SegmentationTask(Task):
     plan_type = SegmentationPlan
     description = "a class per pixel or voxel (label map), 2D or 3D"
     explain_methods = ("gradcam", "gradcam++", "scorecam", "eigencam", "occlusion", "integrated-gradients")
-    explain_images = 2  # whole cases: each is many forward passes of a whole volume
+    explain_images = 1  # whole cases: each is many forward passes of a whole volume
+    explain_training_methods = ("gradcam", "gradcam++", "eigencam")  # IG: 2 x 24 whole-volume passes with gradients
 
     def fingerprint(self, dataset: Dataset, progress: ProgressFn | None = None) -> dict[str, Any]:
         from medlens.tasks.segmentation.fingerprint import segmentation_statistics
