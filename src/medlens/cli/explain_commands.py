@@ -84,7 +84,7 @@ def explain_cmd(
         rows = dict(result.scores["methods"])
         rows["random order"] = result.scores["baselines"]["random"]
         for name, entry in rows.items():
-            ratio = entry.get("time_ratio_to_prediction")
+            ratio = result.timing.get(name, {}).get("time_ratio_to_prediction")
             table.add_row(
                 name,
                 _interval(entry["deletion_auc"]),

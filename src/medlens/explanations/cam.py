@@ -87,9 +87,11 @@ def _score_cam_class() -> Any:
 
         Written here because pytorch-grad-cam's ScoreCAM upsamples bilinearly in 2D only, weighs channels by a
         softmax over raw target outputs (degenerate for a region's summed logits), and draws a tqdm bar. The weight
-        of channel k is the paper's increase of confidence: score(x masked by channel k's upsampled activation,
-        scaled to [0, 1]) minus score(the baseline image) (Wang et al. 2020, eq. 5). The rest (weighted sum, ReLU,
-        upsampling) is the library's.
+        of channel k is the explainer's score (a probability) of x masked by channel k's upsampled activation, scaled
+        to [0, 1], as in the authors' reference code (github.com/haofanwang/Score-CAM). The paper's eq. 5 subtracts
+        the score of the baseline image: a constant shift that, when no single mask raises the score above the
+        baseline's (common for a small network on a small picture), leaves every weight negative and, after the
+        ReLU, an empty map. The rest (weighted sum, ReLU, upsampling) is the library's.
         """
 
         def __init__(self, model: Any, target_layers: Any, reshape_transform: Any, scorer: Explainer) -> None:
@@ -109,11 +111,10 @@ def _score_cam_class() -> Any:
             masks = (up - low.view(shape)) / (high - low + 1e-8).view(shape)  # (K, *S) in [0, 1]
             x = input_tensor[0].detach()  # (C, *S)
             base = torch.full_like(x, e.baseline)
-            reference = e.scores(base[None])[0]
             weights = []
             for i in range(0, len(masks), e.batch_size):
                 chunk = masks[i : i + e.batch_size, None]  # (b, 1, *S)
-                weights.append(e.scores(base[None] + (x[None] - base[None]) * chunk) - reference)
+                weights.append(e.scores(base[None] + (x[None] - base[None]) * chunk))
             return np.concatenate(weights)[None].astype(np.float32)  # (1, K)
 
     return ScoreCAM

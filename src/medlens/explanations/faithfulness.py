@@ -177,12 +177,14 @@ class Faithfulness:
 
     Attributes:
         scores: ``faithfulness.json``: ``{"methods": {NAME: {"deletion_auc", "insertion_auc",
-            "randomization_similarity", "seconds_per_image", "time_ratio_to_prediction"}}, "baselines": {"random":
-            {"deletion_auc", "insertion_auc"}}, "default": NAME}``; metric entries are ``{"value", "ci95"}``.
+            "randomization_similarity"}}, "baselines": {"random": {"deletion_auc", "insertion_auc"}}, "default":
+            NAME}``; metric entries are ``{"value", "ci95"}``.
         why: the reason for the default.
         n_images: images scored.
         skipped: ``(source, reason)`` of the images that could not be explained.
         prediction_seconds: median time of one prediction (``bundle.predict``) per image, in the same run.
+        timing: per method ``{"seconds_per_image", "time_ratio_to_prediction"}`` (median time of the method per
+            image, and its ratio to ``prediction_seconds``; None when predictions were not timed).
     """
 
     scores: dict[str, Any]
@@ -190,6 +192,7 @@ class Faithfulness:
     n_images: int
     skipped: list[tuple[str, str]] = field(default_factory=list)
     prediction_seconds: float | None = None
+    timing: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     @property
     def default(self) -> str:
@@ -272,12 +275,15 @@ def score_methods(
         raise InputError(first[0], f"no image could be explained ({len(skipped)} skipped; first: {first[1]})")
     per_prediction = statistics.median(prediction) if time_predictions else 0.0
     scores: dict[str, Any] = {"methods": {}, "baselines": {}, "default": None}
+    timing: dict[str, dict[str, float | None]] = {}
     for m in methods:
-        seconds = statistics.median(rows[m]["seconds"])
         scores["methods"][m] = {
             "deletion_auc": mean_with_interval(rows[m]["deletion"], n_bootstrap, seed),
             "insertion_auc": mean_with_interval(rows[m]["insertion"], n_bootstrap, seed),
             "randomization_similarity": mean_with_interval(rows[m]["similarity"], n_bootstrap, seed),
+        }
+        seconds = statistics.median(rows[m]["seconds"])
+        timing[m] = {
             "seconds_per_image": round(seconds, 5),
             "time_ratio_to_prediction": round(seconds / per_prediction, 2) if per_prediction > 0 else None,
         }
@@ -287,4 +293,4 @@ def score_methods(
     }
     default, why = choose_default(scores, [m for m in task.explain_methods if m in methods])
     scores["default"] = default
-    return Faithfulness(scores, why, done, skipped, round(per_prediction, 5) if time_predictions else None)
+    return Faithfulness(scores, why, done, skipped, round(per_prediction, 5) if time_predictions else None, timing)

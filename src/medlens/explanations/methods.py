@@ -72,9 +72,11 @@ def get_method(name: str) -> Method:
 
 
 def list_methods() -> list[str]:
-    """Every registered method name, in registration order (the CAM family first)."""
+    """Every registered method name: the CAM family first, then perturbation, then gradient methods (each family in
+    registration order)."""
     _load_builtin()
-    return list(_METHODS)
+    families = {"cam": 0, "perturbation": 1, "gradient": 2}
+    return sorted(_METHODS, key=lambda name: families.get(_METHODS[name].family, len(families)))
 
 
 def compute_map(method: str, explainer: Explainer) -> np.ndarray:

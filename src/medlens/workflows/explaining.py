@@ -6,9 +6,9 @@ npz for pictures), a DICOM Secondary Capture for DICOM input and a JSON (see :mo
 with ``explanations.csv`` (one row per input) and ``skipped.csv`` (inputs that could not be explained, and why).
 
 ``score_explanations`` explains images of a dataset split with every method of the task and writes
-``faithfulness.json`` (deletion and insertion AUC with 95% intervals, randomisation similarity, time per image as a
-ratio to one prediction, the random-order baseline and the default its rule picks:
-:mod:`medlens.explanations.faithfulness`) and ``scoring.json`` (which images, the rule and why).
+``faithfulness.json`` (deletion and insertion AUC with 95% intervals, randomisation similarity, the random-order
+baseline and the default its rule picks: :mod:`medlens.explanations.faithfulness`) and ``scoring.json`` (which images,
+the time per image of each method as a ratio to one prediction, the rule and why).
 """
 
 from __future__ import annotations
@@ -183,6 +183,7 @@ def score(
                 "n_bootstrap": n_bootstrap,
                 "seed": seed,
                 "prediction_seconds_per_image": result.prediction_seconds,
+                "timing": result.timing,
                 "rule": RULE,
                 "why": result.why,
                 "bundle_default": bundle.explanation.get("default"),
