@@ -185,6 +185,8 @@ class Faithfulness:
         prediction_seconds: median time of one prediction (``bundle.predict``) per image, in the same run.
         timing: per method ``{"seconds_per_image", "time_ratio_to_prediction"}`` (median time of the method per
             image, and its ratio to ``prediction_seconds``; None when predictions were not timed).
+        per_image: per method (and ``"random"``) ``{"deletion_auc": [...], "insertion_auc": [...]}``, one value per
+            image in order (for paired comparisons; not written to ``faithfulness.json``).
     """
 
     scores: dict[str, Any]
@@ -193,6 +195,7 @@ class Faithfulness:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     prediction_seconds: float | None = None
     timing: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    per_image: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
     @property
     def default(self) -> str:
@@ -293,4 +296,9 @@ def score_methods(
     }
     default, why = choose_default(scores, [m for m in task.explain_methods if m in methods])
     scores["default"] = default
-    return Faithfulness(scores, why, done, skipped, round(per_prediction, 5) if time_predictions else None, timing)
+    per_image = {
+        name: {"deletion_auc": row["deletion"], "insertion_auc": row["insertion"]}
+        for name, row in [*rows.items(), ("random", random_rows)]
+    }
+    predicted_seconds = round(per_prediction, 5) if time_predictions else None
+    return Faithfulness(scores, why, done, skipped, predicted_seconds, timing, per_image)
