@@ -6,8 +6,9 @@ Files written by :meth:`Explanation.save` (``STEM`` is the input's name, ``METHO
 - ``STEM_METHOD.png``: the map over the picture (a volume: its planes through the map's peak voxel);
 - ``STEM_METHOD.nii.gz`` (volumes) or ``STEM_METHOD.npz`` (pictures; NIfTI holds volumes only): the map itself, in
   the input's own geometry (shape and affine), readable with ``medlens.read_image``;
-- ``STEM_METHOD.dcm`` for DICOM input: the overlay as a DICOM Secondary Capture in the input's study, which any
-  viewer shows.
+- ``STEM_METHOD.dcm`` for DICOM input: the overlay as a DICOM Secondary Capture in the input's study (patient and
+  study of the source, a new series), listing the source images it was derived from (Source Image Sequence), which
+  any viewer shows.
 """
 
 from __future__ import annotations
@@ -101,6 +102,10 @@ class Explanation:
                 reference=sources[0],
                 series_description=f"medlens {self.method} explanation: {self.target}"[:64],
                 series_number=9902,
+                sources=sources,
+                derivation=f"{self.method} map of {self.model} for {self.target} over the source image (decision "
+                "support, not for diagnosis)",
+                oriented=heat.ndim == 2 or heat.shape[2] == 1,  # one plane; a volume shows three side by side
             )
             files["dicom"] = f"{base}.dcm"
         (folder / f"{base}.json").write_text(json_text(self.to_dict() | {"files": files}) + "\n")
