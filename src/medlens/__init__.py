@@ -9,6 +9,7 @@ The public API, loaded lazily (``import medlens`` imports neither torch nor MONA
     medlens.evaluate("runs/pneumonia", "evals/pneumonia")
     bundle = medlens.load_bundle("runs/pneumonia")
     prediction = bundle.predict("xray.png")            # a typed Prediction; .to_dict() for JSON
+    medlens.explain("runs/pneumonia", ["xray.png"], "explanations")   # maps, overlays; the method chosen at training
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ _LAZY = {
     "evaluate": "medlens.workflows.evaluation",
     "predict": "medlens.workflows.prediction",
     "export_onnx": "medlens.workflows.exporting",
+    "explain": "medlens.workflows.explaining",
+    "score_explanations": "medlens.workflows.explaining",
     "load_bundle": "medlens.tasks.base",
     "list_tasks": "medlens.tasks.base",
     "read_image": "medlens.io",
@@ -41,6 +44,7 @@ __all__ = [
     "create_model",
     "deidentify",
     "evaluate",
+    "explain",
     "export_onnx",
     "import_dataset",
     "list_models",
@@ -49,6 +53,7 @@ __all__ = [
     "plan",
     "predict",
     "read_image",
+    "score_explanations",
     "train",
     "write_image",
 ]
@@ -60,6 +65,7 @@ if TYPE_CHECKING:
     from medlens.models.registry import create_model, list_models
     from medlens.tasks.base import list_tasks, load_bundle
     from medlens.workflows.evaluation import evaluate
+    from medlens.workflows.explaining import explain, score_explanations
     from medlens.workflows.exporting import export_onnx
     from medlens.workflows.planning import plan
     from medlens.workflows.prediction import predict

@@ -54,7 +54,8 @@ def test_classification_report(pneumonia_run: Path, tmp_path: Path) -> None:
     assert referral["refer"] is predicted["refer"]
     uncertainty = report["uncertainty"]  # calibration's numbers of this prediction, rounded once
     assert uncertainty["entropy"] == pytest.approx(predicted["uncertainty"]["entropy"], abs=5e-4)
-    assert report["explanation"] is None
+    default = spec["explanation"]["default"]  # chosen at training; no explanation image was asked for here
+    assert report["explanation"] == {"method": None, "images": [], "default": default}
     performance = report["performance"]  # never evaluated on held-out data: the validation figure, no interval
     assert performance["source"] == "validation" and performance["n_cases"] == 40
     assert performance["metrics"][0]["name"] == "auc" and performance["metrics"][0]["low"] is None

@@ -63,6 +63,7 @@ def _register() -> None:
         data_commands,
         deid_commands,
         detection_commands,
+        explain_commands,
         image_commands,
         model_commands,
         segmentation_commands,
@@ -70,6 +71,7 @@ def _register() -> None:
 
     data_commands.register(app)
     model_commands.register(app)
+    explain_commands.register(app)
     image_commands.register(app)
     deid_commands.register(app)
 

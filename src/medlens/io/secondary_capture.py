@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,9 @@ def write_secondary_capture(
     reference: Dataset | str | Path | None = None,
     series_description: str = "medlens rendering",
     series_number: int = 9901,
+    sources: Sequence[str | Path] = (),
+    derivation: str | None = None,
+    oriented: bool = True,
 ) -> Path:
     """Write an 8-bit picture as a DICOM Secondary Capture, atomically.
 
@@ -61,11 +65,16 @@ def write_secondary_capture(
         reference: a DICOM dataset or file of the source study, whose patient and study it joins.
         series_description: SeriesDescription of the new series.
         series_number: SeriesNumber of the new series.
+        sources: DICOM files the picture was derived from, listed in its Source Image Sequence (a viewer goes from
+            the capture to the images it shows).
+        derivation: DerivationDescription (how the picture was made).
+        oriented: False when the picture is not one plane of the image (planes of several orientations side by
+            side): its PatientOrientation is then left empty (unknown).
     """
     if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3):
         raise InputError(path, f"secondary capture needs (H, W) or (H, W, 3) uint8, got {pixels.shape} {pixels.dtype}")
     photometric = "RGB" if pixels.ndim == 3 else "MONOCHROME2"
-    orientation = _patient_orientation(image)
+    orientation = _patient_orientation(image) if oriented else None
     common = {
         "pixel_array": np.ascontiguousarray(pixels),
         "photometric_interpretation": photometric,
@@ -86,12 +95,28 @@ def write_secondary_capture(
     if "Laterality" not in sc:
         sc.Laterality = ""  # Type 2C, unknown here; present and empty keeps dciodvfy quiet
     sc.SeriesDescription = series_description
+    if sources:
+        sc.SourceImageSequence = [_source_item(source) for source in sources]
+    if derivation:
+        sc.DerivationDescription = derivation[:1024]
     sc.BurnedInAnnotation = "YES"  # conservative: a rendering may carry text, so de-identification flags it
     buffer = io.BytesIO()
     sc.save_as(buffer, enforce_file_format=True)
     with atomic_file(path, "wb") as handle:
         handle.write(buffer.getvalue())  # type: ignore[attr-defined]
     return path
+
+
+def _source_item(source: str | Path) -> Dataset:
+    """A Source Image Sequence item: the SOP class and instance of a source file."""
+    try:
+        ds = pydicom.dcmread(source, stop_before_pixels=True)
+        item = Dataset()
+        item.ReferencedSOPClassUID = ds.SOPClassUID
+        item.ReferencedSOPInstanceUID = ds.SOPInstanceUID
+    except (OSError, AttributeError, pydicom.errors.InvalidDicomError) as exc:
+        raise InputError(source, f"cannot be referenced as a source image: {exc}") from exc
+    return item
 
 
 def _build(image: Image, common: dict[str, Any], reference: Dataset | str | Path | None) -> SCImage:

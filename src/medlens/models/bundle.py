@@ -9,6 +9,11 @@ Layout::
       model_card.md        # data, metrics with confidence intervals, intended use, limits
       evaluation.json      # held-out metrics with intervals, written by 'evaluate --update-card' (optional)
 
+``bundle.yaml`` may also hold ``explanation``: the default explanation method chosen on validation after training,
+why, and the faithfulness scores it was chosen by (``{"default", "why", "scores"}``; see
+:mod:`medlens.explanations.faithfulness`). Bundles written before it load unchanged (``Bundle.explanation`` is then
+empty, and ``explain`` falls back to the task's first method).
+
 Weights are safetensors files: loading a bundle never unpickles anything, so a bundle received from
 elsewhere cannot run code. ``bundle.predict(image_or_path)`` gives a typed prediction for every task; the
 task itself (found through the registry when the bundle is loaded) does the work.
@@ -50,7 +55,8 @@ NonFinite = Literal["refuse", "clean"]
 
 @dataclass
 class Bundle:
-    """A trained model: the plan it was trained with, its members' weights, its operating point, its task."""
+    """A trained model: the plan it was trained with, its members' weights, its operating point, its task, and the
+    explanation method chosen for it (``explanation``: ``{"default", "why", "scores"}``, empty for older bundles)."""
 
     root: Path
     plan: Plan
@@ -59,6 +65,7 @@ class Bundle:
     threshold: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Any] = field(default_factory=dict)
+    explanation: dict[str, Any] = field(default_factory=dict)
     _nets: list[nn.Module] = field(default_factory=list, repr=False)
 
     @property
@@ -93,26 +100,34 @@ class Bundle:
     def networks(self) -> list[nn.Module]:
         """The member networks in eval mode (built and loaded once)."""
         if not self._nets:
-            from safetensors import SafetensorError
-            from safetensors.torch import load_file
+            import torch
 
-            plan = self.plan.without_pretrained()
-            for member in self.members:
-                try:
-                    net = self.task.build_network(plan)
-                except ConfigError as exc:  # a plan whose network cannot be built
-                    raise InputError(self.root / BUNDLE_FILE, f"invalid plan: {exc}") from None
-                try:
-                    state = load_file(str(self.root / member))
-                    net.load_state_dict(state)
-                except (SafetensorError, OSError, RuntimeError) as exc:
-                    problem = one_line(str(exc))[:300]  # torch names the keys on the lines after the first
-                    raise InputError(self.root / member, f"weights do not fit the plan's network ({problem})") from None
-                bad = [k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())]
-                if bad:
-                    raise InputError(self.root / member, f"weights hold NaN or infinite values ({', '.join(bad[:3])})")
-                self._nets.append(net.eval())
+            # built outside inference mode even when first asked for inside it (a prediction's), so that
+            # explanations can take gradients through the same networks later
+            with torch.inference_mode(False):
+                self._load_networks()
         return self._nets
+
+    def _load_networks(self) -> None:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        plan = self.plan.without_pretrained()
+        for member in self.members:
+            try:
+                net = self.task.build_network(plan)
+            except ConfigError as exc:  # a plan whose network cannot be built
+                raise InputError(self.root / BUNDLE_FILE, f"invalid plan: {exc}") from None
+            try:
+                state = load_file(str(self.root / member))
+                net.load_state_dict(state)
+            except (SafetensorError, OSError, RuntimeError) as exc:
+                problem = one_line(str(exc))[:300]  # torch names the keys on the lines after the first
+                raise InputError(self.root / member, f"weights do not fit the plan's network ({problem})") from None
+            bad = [k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+            if bad:
+                raise InputError(self.root / member, f"weights hold NaN or infinite values ({', '.join(bad[:3])})")
+            self._nets.append(net.eval())
 
     def predict(self, image: Image | str | Path, *, tta: bool = False, nonfinite: NonFinite = "refuse") -> Prediction:
         """Predict one image (an :class:`Image` or a path medlens reads) with every member.
@@ -236,9 +251,11 @@ def save_bundle(
     info: dict[str, Any],
     card: str | None = None,
     calibration: dict[str, Any] | None = None,
+    explanation: dict[str, Any] | None = None,
 ) -> Bundle:
     """Write a bundle folder (weights as safetensors, the spec as YAML, the model card as Markdown: ``card``, or
-    rendered from the spec by :func:`medlens.training.card.render_card` when not given)."""
+    rendered from the spec by :func:`medlens.training.card.render_card` when not given); ``explanation`` (the
+    default method, why, and its scores) is recorded when given."""
     from safetensors.torch import save_file
 
     root.mkdir(parents=True, exist_ok=True)
@@ -260,13 +277,17 @@ def save_bundle(
         "calibration": calibration or {},
         "plan": plan.model_dump(),
     }
+    if explanation:
+        from medlens.core.outputs import strict_json
+
+        spec["explanation"] = strict_json(explanation)  # plain numbers and lists: safe_dump takes them
     write_text_atomic(root / BUNDLE_FILE, yaml.safe_dump(spec, sort_keys=False))
     if card is None:
         from medlens.training.card import render_card
 
         card = render_card(spec)
     write_text_atomic(root / CARD_FILE, card)
-    return Bundle(root, plan, members, task, threshold, info, dict(calibration or {}))
+    return Bundle(root, plan, members, task, threshold, info, dict(calibration or {}), dict(explanation or {}))
 
 
 def read_spec(spec_path: Path) -> dict[str, Any]:
@@ -319,6 +340,8 @@ def read_bundle(path: str | Path, resolve: Callable[[dict[str, Any], str], tuple
     calibration = spec.get("calibration") or {}
     if not isinstance(calibration, dict):
         raise InputError(spec_path, "calibration is not a mapping")
-    return Bundle(
-        root, plan, list(members), task, None if threshold is None else float(threshold), dict(info), dict(calibration)
-    )
+    explanation = spec.get("explanation") or {}
+    if not isinstance(explanation, dict) or not isinstance(explanation.get("default", ""), str):
+        raise InputError(spec_path, "explanation is not a mapping with a method name as its default")
+    threshold_value = None if threshold is None else float(threshold)
+    return Bundle(root, plan, list(members), task, threshold_value, dict(info), dict(calibration), dict(explanation))

@@ -88,3 +88,52 @@ def boxes_png(
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def _heat_plane(image: Image, heat: np.ndarray, axis: int | None, index: int | None, alpha: float) -> np.ndarray:
+    """One plane (RGB uint8) of the image with the positive part of ``heat`` blended in through the turbo colour map;
+    ``axis`` is the fixed index axis of a 3D image (None for 2D)."""
+    from matplotlib import colormaps
+
+    from medlens.io.writers import render
+
+    if axis is None:
+        grey, plane = render(image), heat
+    else:
+        order = [a for a in range(3) if a != axis] + [axis]  # the fixed axis last, as rendered_slice expects
+        moved = Image(image.array.transpose(0, *[a + 1 for a in order]), image.affine, meta=dict(image.meta))
+        grey = render(moved, slice_index=index)
+        plane = heat.transpose(order)[:, :, index].T  # (H, W) as rendered_slice shows it
+    rgb = np.repeat(grey[..., None].astype(np.float32), 3, axis=2) if grey.ndim == 2 else grey[..., :3].astype(float)
+    positive = np.clip(np.nan_to_num(plane.astype(np.float64)), 0, None)
+    top = float(positive.max()) if positive.size else 0.0
+    weight = (positive / top if top > 0 else positive)[..., None] * alpha  # (H, W, 1)
+    painted = colormaps["turbo"](positive / top if top > 0 else positive)[..., :3] * 255.0
+    return ((1 - weight) * rgb + weight * painted).clip(0, 255).astype(np.uint8)
+
+
+def heatmap_overlay(image: Image, heat: np.ndarray, alpha: float = 0.6, min_size: int = 256) -> np.ndarray:
+    """An explanation map over its image, as an RGB picture (H, W, 3) uint8: a 2D picture as it is; a volume as its
+    planes through the map's peak voxel side by side (each fixed index axis in turn, planes of one voxel left out).
+    Small pictures are enlarged by whole pixels (nearest neighbour) until their longer side reaches ``min_size``."""
+    if heat.ndim == 2:
+        return _enlarged(_heat_plane(image, heat, None, None, alpha), min_size)
+    peak = np.unravel_index(int(np.argmax(np.nan_to_num(heat, nan=-np.inf))), heat.shape)
+    shape = heat.shape
+    axes = [a for a in (2, 1, 0) if all(shape[b] > 1 for b in range(3) if b != a)] or [2]
+    planes = [_heat_plane(image, heat, a, int(peak[a]), alpha) for a in axes]
+    height = max(p.shape[0] for p in planes)
+    gap = np.full((height, 4, 3), 255, np.uint8)
+    padded = [np.pad(p, ((0, height - p.shape[0]), (0, 0), (0, 0)), constant_values=255) for p in planes]
+    parts = [part for p in padded for part in (p, gap)][:-1]
+    return _enlarged(np.concatenate(parts, axis=1), min_size)
+
+
+def _enlarged(picture: np.ndarray, min_size: int) -> np.ndarray:
+    factor = max(1, -(-min_size // max(picture.shape[:2])))  # ceiling division
+    return picture.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else picture
+
+
+def heatmap_png(image: Image, heat: np.ndarray) -> bytes:
+    """PNG of :func:`heatmap_overlay`."""
+    return array_png(heatmap_overlay(image, heat))

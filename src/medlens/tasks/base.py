@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from medlens.core.prediction import Prediction
     from medlens.core.progress import ProgressFn
     from medlens.data.dataset import Case, Dataset
+    from medlens.explanations.explainer import Explainer
     from medlens.metrics.subgroups import Subgroups
     from medlens.models.bundle import Bundle
     from medlens.training.budget import BudgetSchedule
@@ -104,6 +105,11 @@ class Task(ABC):
         batch_size: images predicted together by :meth:`predict` when several are given.
         model_output: the kind of network the task trains (``image``, ``pixel``, ``boxes``: see
             :mod:`medlens.models.registry`).
+        explain_methods: the explanation methods (:mod:`medlens.explanations.methods`) that explain this task's models,
+            the first being the default of a bundle that recorded none.
+        explain_images: validation images on which training scores the methods to choose a bundle's default.
+        explain_training_methods: the methods training scores (None: those of :attr:`explain_methods` that are not
+            slow).
     """
 
     name: ClassVar[str]
@@ -112,6 +118,9 @@ class Task(ABC):
     plan_type: ClassVar[type[Plan]]
     description: ClassVar[str] = ""
     batch_size: ClassVar[int] = 1
+    explain_methods: ClassVar[tuple[str, ...]] = ()
+    explain_images: ClassVar[int] = 8
+    explain_training_methods: ClassVar[tuple[str, ...] | None] = None
 
     # ---- data and plan --------------------------------------------------------------------------------------
     def check_dataset(self, dataset: Dataset) -> None:
@@ -193,6 +202,12 @@ class Task(ABC):
         """What ``prediction`` found, in the shared vocabulary of :mod:`medlens.core.findings` (probabilities and
         the predicted class, sizes per structure, boxes, a value): the clinical report, its texts and the DICOM
         SR are built from these alone."""
+
+    # ---- explanation ----------------------------------------------------------------------------------------
+    def explainer(self, bundle: Bundle, image: Image, *, target: str | None = None) -> Explainer:
+        """What the methods of :attr:`explain_methods` need to explain ``image`` (in its own geometry) for
+        ``target`` (a class name; default: the model's own answer): see :class:`medlens.explanations.Explainer`."""
+        raise ConfigError("task", f"the {self.name} task has no explanations")
 
 
 _TASKS: dict[str, Task] = {}

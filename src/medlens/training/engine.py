@@ -1,4 +1,5 @@
-"""The training run every task shares: fit each member, let the task choose on validation, write the bundle.
+"""The training run every task shares: fit each member, let the task choose on validation, choose the default
+explanation method on validation (:mod:`medlens.explanations.selection`), write the bundle.
 
 Run folder::
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +26,7 @@ from medlens.training.members import Member, needed_cases
 from medlens.training.plan import Plan
 
 if TYPE_CHECKING:
-    from medlens.tasks.base import Task
+    from medlens.tasks.base import Calibration, Task
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,9 @@ def train_members(
         f"val_{monitor.removeprefix('val_')}_per_member": scores,
         **calibration.info,
     }
+    explanation = choose_explanation(task, dataset, calibration, nets, members, out / "bundle", info, progress)
+    if explanation:
+        summary["explanation"] = {"default": explanation["default"], "why": explanation["why"]}
     lines = task.card_lines(calibration.plan, calibration)
     info["card"] = card_facts(dataset, calibration.plan, summary, lines, calibration.worst_cases)
     save_bundle(
@@ -107,6 +112,50 @@ def train_members(
         threshold=calibration.threshold,
         info=info,
         calibration=calibration.applied,
+        explanation=explanation,
     )
     write_json(out / "train_summary.json", summary)
     return summary
+
+
+def choose_explanation(
+    task: Task,
+    dataset: Dataset,
+    calibration: Calibration,
+    nets: list[Any],
+    members: list[Member],
+    root: Path,
+    info: dict[str, Any],
+    progress: ProgressFn | None = None,
+) -> dict[str, Any] | None:
+    """The bundle's default explanation method, scored on at most ``task.explain_images`` validation cases of the
+    first member (spread over its validation split), with the trained networks before the bundle is written.
+
+    A failure here does not lose the training: the task's first method is recorded, with the reason.
+    """
+    if not task.explain_methods or task.explain_images <= 0:
+        return None
+    from medlens.core.errors import MedlensError
+    from medlens.explanations.selection import choose_on_validation
+    from medlens.models.bundle import Bundle
+    from medlens.training.images import case_images
+
+    val = list(members[0].val)
+    step = max(1, len(val) // task.explain_images)
+    cases = val[::step][: task.explain_images]
+    names = [f"member_{i}.safetensors" for i in range(len(nets))]
+    bundle = Bundle(
+        root, calibration.plan, names, task, calibration.threshold, info, calibration=dict(calibration.applied),
+        _nets=list(nets),
+    )  # fmt: skip
+    start = time.perf_counter()
+    try:
+        chosen = choose_on_validation(bundle, case_images(dataset, cases), total=len(cases), progress=progress)
+        seconds = time.perf_counter() - start
+        log.info("default explanation method %s, scored on %d validation case(s) in %.0f s", chosen["default"],
+                 chosen["scores"]["n_images"], seconds)  # fmt: skip
+        return chosen
+    except (MedlensError, RuntimeError, ValueError) as exc:
+        log.warning("explanation methods could not be scored on validation: %s", exc)
+        why = f"the task's first method: scoring on validation failed ({type(exc).__name__}: {exc})"
+        return {"default": task.explain_methods[0], "why": why[:500], "scores": {}}

@@ -71,6 +71,34 @@ def to_input(image: Image, data: DataPlan, *, source: str = "") -> np.ndarray:
     return array
 
 
+def from_input_grid(values: np.ndarray, image: Image, data: DataPlan) -> Image:
+    """A map on the network's input grid (``data.input_size``) brought back to ``image``'s own grid: the inverse of
+    :func:`to_input`'s geometry (resize, or centred pad-or-crop, then the reorientation of volumes undone), as an
+    :class:`Image` of kind ``scalar`` with ``image``'s shape and affine.
+
+    A one-slice volume given to a 2D model (a single DICOM slice) gets its map back as a one-slice volume.
+    """
+    from monai.transforms import Resize, ResizeWithPadOrCrop
+
+    dims = len(data.input_size)
+    work = image.as_2d() if dims == 2 else image
+    grid = work.reoriented() if dims == 3 else work
+    shape = grid.spatial_shape
+    tensor = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))[None]  # (1, *input_size)
+    if data.fit == "pad":
+        back = ResizeWithPadOrCrop(shape, mode="constant", constant_values=0.0)(tensor)
+    else:
+        back = Resize(spatial_size=shape, mode="bilinear" if dims == 2 else "trilinear", anti_aliasing=True)(tensor)
+    array = np.asarray(back.numpy() if hasattr(back, "numpy") else back, dtype=np.float32)  # (1, *shape)
+    if dims == 3 and grid is not work:  # undo the reorientation: the map in the input's own axis order
+        array = Image(array, grid.affine).reoriented(work.orientation).array
+    if work is not image:  # as_2d of a one-slice volume: (1, rows, columns) -> (1, columns, rows, 1)
+        array = array.swapaxes(1, 2)[..., None]
+    if array.shape[1:] != image.array.shape[1:]:
+        raise ValueError(f"map of shape {array.shape[1:]} does not fit the image's {image.array.shape[1:]}")
+    return Image(np.ascontiguousarray(array), image.affine.copy(), "scalar", {"source": image.meta.get("source")})
+
+
 def normalize(batch: torch.Tensor, data: DataPlan) -> torch.Tensor:
     """Clip and normalise a batch (B, C, ...) with the dataset-level statistics in the plan."""
     if data.clip is not None:

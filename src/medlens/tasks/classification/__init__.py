@@ -36,6 +36,7 @@ class ClassificationTask(Task):
     plan_type = ClassificationPlan
     description = "one class per image (or several labels per image), 2D or 3D"
     batch_size = 64
+    explain_methods = ("gradcam", "gradcam++", "scorecam", "eigencam", "occlusion", "integrated-gradients")
 
     def check_dataset(self, dataset: Dataset) -> None:
         super().check_dataset(dataset)
@@ -93,3 +94,4 @@ class ClassificationTask(Task):
     evaluate = implemented_in("medlens.tasks.classification.evaluation:evaluate")
     export_graph = implemented_in("medlens.tasks.classification.export:export_graph")
     findings = implemented_in("medlens.tasks.classification.findings:classification_findings")
+    explainer = implemented_in("medlens.tasks.classification.explain:explainer")

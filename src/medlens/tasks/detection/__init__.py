@@ -29,6 +29,8 @@ class DetectionTask(Task):
     plan_type = DetectionPlan
     description = "boxes around objects with a class and a score, 2D"
     batch_size = 4
+    explain_methods = ("eigencam", "occlusion")  # gradient-free: a box's score reaches pixels through box selection
+    explain_images = 2
 
     def fingerprint(self, dataset: Dataset, progress: ProgressFn | None = None) -> dict[str, Any]:
         from medlens.tasks.detection.fingerprint import box_statistics
@@ -65,3 +67,4 @@ class DetectionTask(Task):
     evaluate = implemented_in("medlens.tasks.detection.evaluation:evaluate")
     export_graph = implemented_in("medlens.tasks.detection.export:export_graph")
     findings = implemented_in("medlens.tasks.detection.findings:detection_findings")
+    explainer = implemented_in("medlens.tasks.detection.explain:explainer")

@@ -30,6 +30,7 @@ class RegressionTask(Task):
     plan_type = RegressionPlan
     description = "one continuous value per image (a volume, an age, a score), 2D or 3D"
     batch_size = 64
+    explain_methods = ("gradcam", "gradcam++", "scorecam", "eigencam", "occlusion", "integrated-gradients")
 
     def check_dataset(self, dataset: Dataset) -> None:
         from medlens.tasks.regression.evaluation import target_values
@@ -88,3 +89,4 @@ class RegressionTask(Task):
     evaluate = implemented_in("medlens.tasks.regression.evaluation:evaluate")
     export_graph = implemented_in("medlens.tasks.regression.export:export_graph")
     findings = implemented_in("medlens.tasks.regression.findings:regression_findings")
+    explainer = implemented_in("medlens.tasks.regression.explain:explainer")

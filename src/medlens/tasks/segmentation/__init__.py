@@ -25,6 +25,9 @@ class SegmentationTask(Task):
     model_output = "pixel"
     plan_type = SegmentationPlan
     description = "a class per pixel or voxel (label map), 2D or 3D"
+    explain_methods = ("gradcam", "gradcam++", "scorecam", "eigencam", "occlusion", "integrated-gradients")
+    explain_images = 1  # whole cases: each is many forward passes of a whole volume
+    explain_training_methods = ("gradcam", "gradcam++", "eigencam")  # IG: 2 x 24 whole-volume passes with gradients
 
     def fingerprint(self, dataset: Dataset, progress: ProgressFn | None = None) -> dict[str, Any]:
         from medlens.tasks.segmentation.fingerprint import segmentation_statistics
@@ -50,3 +53,4 @@ class SegmentationTask(Task):
     evaluate = implemented_in("medlens.tasks.segmentation.evaluation:evaluate")
     export_graph = implemented_in("medlens.tasks.segmentation.export:export_graph")
     findings = implemented_in("medlens.tasks.segmentation.findings:segmentation_findings")
+    explainer = implemented_in("medlens.tasks.segmentation.explain:explainer")
