@@ -1,0 +1,299 @@
+"""The FastAPI app of ``medlens serve``: routes, authentication, the audit and metrics middleware, the viewer.
+
+Routes (OpenAPI at ``/docs``)::
+
+    GET  /healthz                          no key
+    GET  /metrics                          no key; Prometheus text format
+    GET  /v1/models                        the served models
+    POST /v1/models/{name}/predict         multipart field "file"; ?explain=&report=&viewer=
+    POST /v1/models/{name}/jobs            the same upload, answered 202 with a job id
+    GET  /v1/jobs/{id}                     a job's state and result
+    GET  /v1/results/{id}/{file}           a file a prediction wrote (mask, overlay, ...)
+    GET  /                                 the web viewer
+
+Every ``/v1`` call needs ``Authorization: Bearer KEY`` and leaves one audit row. The handlers only adapt: they
+read the upload (:mod:`.uploads`), hand the image to the compute pool (:mod:`.compute`), which calls
+``bundle.predict_many``, and save the answer with ``Prediction.save`` (:mod:`.results`).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from medlens import __version__
+from medlens.core.errors import MedlensError
+from medlens.serve.errors import ServiceError, from_medlens
+from medlens.serve.service import Service, ServiceConfig
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).with_name("static")
+
+
+def create_app(config: ServiceConfig) -> FastAPI:
+    """The app serving ``config``'s models (bundles loaded and database migrated now)."""
+    service = Service(config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service.start()
+        try:
+            yield
+        finally:
+            service.stop()
+
+    app = FastAPI(
+        title="medlens",
+        version=__version__,
+        description="Predictions of medlens models, with an audit trail. Every /v1 call needs "
+        "`Authorization: Bearer KEY` (`medlens keys add NAME`).",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    _add_error_handlers(app)
+    _add_routes(app, service)
+    app.add_middleware(LimitBody, limit=config.max_upload_bytes + 2**20)  # the multipart framing on top
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        return await _observe(service, request, call_next)
+
+    return app
+
+
+# ---- middleware -----------------------------------------------------------------------------------------------------
+class LimitBody:
+    """Refuse request bodies past ``limit`` bytes: by Content-Length up front, or by counting a chunked body."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            state["too_large"] = True
+            await _send_error(send, ServiceError(413, f"file: the request is larger than {self.limit / 2**20:g} MB"))
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                state["too_large"] = True
+                raise ServiceError(413, "file: the request body is larger than the limit")
+            return message
+
+        await self.app(scope, counted, send)
+
+
+async def _send_error(send: Send, error: ServiceError) -> None:
+    response = _error_response(error)
+    await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+async def _observe(service: Service, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """Time the call, count it, and write its audit row (``/v1``) before the answer goes out."""
+    from medlens.serve.audit import audit_row
+
+    start = time.perf_counter()
+    request.state.request_id = service.new_id()
+    request.state.audit = {}
+    try:
+        response = await call_next(request)
+    except Exception:  # noqa: BLE001  (a bug must not show a traceback to the caller)
+        log.exception("unexpected failure on %s %s", request.method, request.url.path)
+        response = _error_response(ServiceError(500, f"internal error (request {request.state.request_id})"))
+    if getattr(request.state, "too_large", False) and response.status_code != 413:
+        response = _error_response(ServiceError(413, "file: the upload is larger than the limit (--max-upload-mb)"))
+    route = request.scope.get("route")
+    template = getattr(route, "path", None) or "unmatched"
+    seconds = time.perf_counter() - start
+    service.metrics.observe_request(request.method, template, response.status_code, seconds)
+    if request.url.path.startswith("/v1"):
+        row = audit_row(
+            request_id=request.state.request_id, method=request.method, route=template,
+            status=response.status_code, seconds=seconds, **request.state.audit,
+        )  # fmt: skip
+        try:
+            await service.audit.write(row)
+        except Exception:  # noqa: BLE001  (no answer leaves without its audit row)
+            response = _error_response(ServiceError(503, "the audit trail cannot be written; try again later"))
+    response.headers["X-Request-ID"] = request.state.request_id
+    return response
+
+
+# ---- errors ---------------------------------------------------------------------------------------------------------
+def _error_response(error: ServiceError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        return _error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg')}" for e in exc.errors()]
+        status = 400 if any(e.get("type") == "missing" for e in exc.errors()) else 422
+        return _error_response(ServiceError(status, "; ".join(problems)))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error_response(ServiceError(exc.status_code, str(exc.detail)))
+
+
+# ---- routes ---------------------------------------------------------------------------------------------------------
+def _add_routes(app: FastAPI, service: Service) -> None:
+    from medlens.serve.audit import summarize
+    from medlens.serve.extras import save_options
+    from medlens.serve.results import publish
+    from medlens.serve.uploads import read_upload, receive
+
+    def caller(request: Request) -> str:
+        """The name of the key the call carries (401 without a known key, 403 for a revoked one)."""
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ServiceError(401, "Authorization: Bearer KEY is missing")
+        record = service.keys.lookup(token.strip())
+        if record is None:
+            raise ServiceError(401, "the key is not known to this service")
+        request.state.audit["key_name"] = record.name
+        if record.revoked:
+            raise ServiceError(403, f"the key {record.name!r} was revoked on {record.revoked}")
+        return record.name
+
+    def served(name: str, request: Request) -> Any:
+        model = service.models.get(name)
+        if model is None:
+            raise ServiceError(404, f"no model named {name!r} (GET /v1/models lists them)")
+        request.state.audit.update(model=model.name, model_version=model.version)
+        return model
+
+    async def take_upload(request: Request, file: UploadFile, folder: Path) -> Any:
+        """Receive and read the upload in a thread: (upload, image with pixels and geometry only)."""
+
+        def work() -> Any:
+            upload = receive(file.file, folder, service.config.max_upload_bytes)
+            request.state.audit["upload_sha256"] = upload.sha256
+            return upload, read_upload(upload, 2 * service.config.max_upload_bytes)
+
+        return await run_in_threadpool(work)
+
+    @app.get("/healthz", tags=["service"])
+    async def healthz() -> dict[str, Any]:
+        """Liveness: answers without a key."""
+        return {"status": "ok", "models": len(service.models), "version": __version__}
+
+    @app.get("/metrics", tags=["service"], response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus metrics (text format)."""
+        body = await run_in_threadpool(service.metrics.text)
+        return Response(body, media_type=service.metrics.content_type)
+
+    @app.get("/v1/models", tags=["models"])
+    async def models(key: str = Depends(caller)) -> dict[str, Any]:
+        """The served models: name, task, classes, input kinds, version and model-card summary."""
+        return {"models": [m.describe() for m in service.models.values()]}
+
+    @app.post("/v1/models/{name}/predict", tags=["models"])
+    async def predict(
+        name: str,
+        request: Request,
+        file: UploadFile = File(..., description="PNG/JPEG/TIFF, a DICOM file, NIfTI/NRRD/MHA, or a .zip of a "
+                                "DICOM series"),  # fmt: skip
+        explain: bool = Query(False, description="Also an explanation (heatmap), where this medlens has them."),
+        report: bool = Query(False, description="Also a plain-language report, where this medlens has them."),
+        viewer: bool = Query(False, description="Also NIfTI renditions of the input and overlays for the viewer."),
+        key: str = Depends(caller),
+    ) -> JSONResponse:
+        """Predict one upload; the answer is the prediction's ``to_dict()`` with links to its files."""
+        model = served(name, request)
+        options = save_options(explain=explain, report=report)
+        folder = service.new_folder()
+        try:
+            upload, image = await take_upload(request, file, folder)
+            try:
+                prediction = await service.pool.predict(model, image)
+            except MedlensError as exc:
+                raise from_medlens(exc, 422, hide=str(folder)) from None
+            result_id = request.state.request_id
+            try:
+                result = await run_in_threadpool(publish, prediction, image, service.results, result_id, options, viewer)
+            except MedlensError as exc:
+                raise from_medlens(exc, 422, hide=str(folder)) from None
+        finally:
+            await run_in_threadpool(shutil.rmtree, folder, True)
+        request.state.audit["summary"] = summarize(result)
+        return JSONResponse(result | {"model_version": model.version, "request_id": result_id})
+
+    @app.post("/v1/models/{name}/jobs", tags=["jobs"], status_code=202)
+    async def submit_job(
+        name: str,
+        request: Request,
+        file: UploadFile = File(..., description="The same uploads as predict; for long 3D work."),
+        explain: bool = Query(False, description="Also an explanation, where this medlens has them."),
+        report: bool = Query(False, description="Also a plain-language report, where this medlens has them."),
+        key: str = Depends(caller),
+    ) -> JSONResponse:
+        """Queue a prediction; ``202`` with the job's id. It survives a restart of the service."""
+        model = served(name, request)
+        save_options(explain=explain, report=report)  # refused now, not when the job runs
+        folder = service.new_folder()
+        try:
+            upload, image = await take_upload(request, file, folder)
+            job_id = service.new_id()
+            options = {"explain": explain, "report": report}
+            await run_in_threadpool(service.jobs.submit, job_id, model, key, upload.sha256, image, options)
+        finally:
+            await run_in_threadpool(shutil.rmtree, folder, True)
+        request.state.audit["summary"] = f'{{"job":"{job_id}"}}'
+        link = f"/v1/jobs/{job_id}"
+        return JSONResponse({"id": job_id, "state": "queued", "links": {"self": link}}, 202, {"Location": link})
+
+    @app.get("/v1/jobs/{job_id}", tags=["jobs"])
+    async def job(job_id: str, request: Request, key: str = Depends(caller)) -> dict[str, Any]:
+        """A job's state (queued, running, done, failed) and, when done, its result."""
+        found = await run_in_threadpool(service.jobs.get, job_id) if job_id.isalnum() and len(job_id) == 32 else None
+        if found is None or found.pop("key_name") != key:  # a key sees its own jobs only
+            raise ServiceError(404, f"no job {job_id!r} for this key")
+        request.state.audit.update(model=found["model"], model_version=found["model_version"])
+        request.state.audit["summary"] = f'{{"job":"{job_id}","state":"{found["state"]}"}}'
+        return found
+
+    @app.get("/v1/results/{result_id}/{filename}", tags=["models"])
+    async def result_file(result_id: str, filename: str, key: str = Depends(caller)) -> FileResponse:
+        """A file a prediction wrote (mask, overlay, viewer renditions, ...)."""
+        path = service.results / result_id / filename
+        if not (result_id.isalnum() and filename.replace(".", "").replace("_", "").isalnum() and path.is_file()):
+            raise ServiceError(404, f"no file {filename!r} in result {result_id!r}")
+        return FileResponse(path)
+
+    @app.get("/", include_in_schema=False, response_class=HTMLResponse)
+    async def viewer() -> HTMLResponse:
+        return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
+
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")

@@ -1,0 +1,176 @@
+"""What a caller uploads, made into an :class:`~medlens.core.image.Image` with nothing but pixels and geometry.
+
+The upload is copied to a private temporary folder while its SHA-256 is computed, its kind is told from its first
+bytes (never from the caller's file name, which is not used, stored or logged: names of medical files often carry
+patient names), a zip of a DICOM series is unpacked under limits, and ``medlens.io.read_image`` reads it. The image
+keeps only its pixels, geometry and the few header values that change how pixels look (modality, rescale, window,
+photometry); patient, study and series identifiers and every other header value are dropped before anything
+else sees the image.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import struct
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from medlens.core.errors import MedlensError
+from medlens.core.image import Image
+from medlens.serve.errors import ServiceError, from_medlens
+
+KINDS = {"png": ".png", "jpeg": ".jpg", "tiff": ".tif", "dicom": ".dcm", "nifti": ".nii", "nifti-gz": ".nii.gz",
+         "nrrd": ".nrrd", "mha": ".mha", "zip": ".zip"}  # fmt: skip
+ACCEPTED = "PNG, JPEG, TIFF, a DICOM file, NIfTI (.nii, .nii.gz), NRRD, MHA, or a .zip of a DICOM series"
+# header values that change how pixels look; everything else a reader found (descriptions, UIDs, file names) goes
+SAFE_META = {"source_format", "modality", "photometric_interpretation", "stored_photometric_interpretation",
+             "bits_stored", "rescale_slope", "rescale_intercept", "rescale_type", "window_center", "window_width",
+             "n_frames", "n_slices", "flags"}  # fmt: skip
+ZIP_MAX_MEMBERS = 5000
+ZIP_MAX_RATIO = 200  # a member unpacking to more than 200x its packed size is a zip bomb
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A received upload: where it is, what it is, its SHA-256 and size."""
+
+    path: Path
+    kind: str
+    sha256: str
+    size: int
+
+
+def receive(stream: BinaryIO, folder: Path, limit: int) -> Upload:
+    """Copy ``stream`` into ``folder`` (at most ``limit`` bytes), hash it and tell its kind.
+
+    Raises:
+        ServiceError: 413 past the limit, 400 for an empty upload, 415 for a kind the service does not read.
+    """
+    digest, size = hashlib.sha256(), 0
+    raw = folder / "upload.bin"
+    with open(raw, "wb") as out:
+        while chunk := stream.read(CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise ServiceError(413, f"file: larger than the limit of {limit / 2**20:g} MB (--max-upload-mb)")
+            digest.update(chunk)
+            out.write(chunk)
+    if size == 0:
+        raise ServiceError(400, "file: the upload is empty")
+    kind = sniff(raw)
+    if kind is None:
+        raise ServiceError(415, f"file: not an image this service reads (it takes {ACCEPTED})")
+    path = raw.rename(folder / f"upload{KINDS[kind]}")
+    return Upload(path, kind, digest.hexdigest(), size)
+
+
+def sniff(path: Path) -> str | None:
+    """The kind of the file at ``path`` from its first bytes, or None."""
+    with open(path, "rb") as handle:
+        head = handle.read(1024)
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    if head[128:132] == b"DICM":
+        return "dicom"
+    if _is_nifti(head):
+        return "nifti"
+    if head.startswith(b"\x1f\x8b"):
+        try:
+            with gzip.open(path, "rb") as handle:
+                return "nifti-gz" if _is_nifti(handle.read(544)) else None
+        except (OSError, EOFError):
+            return None
+    if head.startswith(b"NRRD000"):
+        return "nrrd"
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    text = head.decode("latin-1")
+    if text.lstrip().startswith(("ObjectType", "NDims")) and "ElementDataFile" in text:
+        return "mha"
+    return None
+
+
+def _is_nifti(head: bytes) -> bool:
+    if len(head) >= 348 and head[344:348] in (b"n+1\x00", b"ni1\x00"):
+        return struct.unpack("<i", head[:4])[0] == 348 or struct.unpack(">i", head[:4])[0] == 348
+    return len(head) >= 12 and head[4:8] == b"n+2\x00"
+
+
+def unpack_zip(path: Path, folder: Path, limit: int) -> Path:
+    """Unpack the files of a zip into ``folder`` under new names (``0000.dcm``, ...), within limits.
+
+    Member names are not kept (they may name the patient); members that would land outside the folder, links,
+    more than :data:`ZIP_MAX_MEMBERS` files, more than ``limit`` bytes unpacked, or a member unpacking to more
+    than :data:`ZIP_MAX_RATIO` times its packed size are refused.
+
+    Raises:
+        ServiceError: 400 for a broken zip or an unsafe member, 413 past a limit.
+    """
+    folder.mkdir()
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ServiceError(400, f"file: not a readable zip ({exc})") from None
+    with archive:
+        members = [m for m in archive.infolist() if not m.is_dir()]
+        if len(members) > ZIP_MAX_MEMBERS:
+            raise ServiceError(413, f"file: the zip holds {len(members)} files, more than {ZIP_MAX_MEMBERS}")
+        if not members:
+            raise ServiceError(400, "file: the zip holds no files")
+        total = 0
+        for i, member in enumerate(members):
+            name = member.filename.replace("\\", "/")
+            if name.startswith("/") or ".." in name.split("/") or ":" in name.split("/")[0]:
+                raise ServiceError(400, f"file: zip member {i + 1} has a path outside the archive")
+            if (member.external_attr >> 16) & 0o170000 == 0o120000:
+                raise ServiceError(400, f"file: zip member {i + 1} is a symbolic link")
+            if name.rsplit("/", 1)[-1].startswith(".") or name.startswith("__MACOSX/"):
+                continue  # hidden files and macOS resource forks
+            if member.file_size > ZIP_MAX_RATIO * max(member.compress_size, 1):
+                raise ServiceError(413, f"file: zip member {i + 1} unpacks to {member.file_size} bytes, a zip bomb")
+            target = folder / f"{i:05d}.dcm"
+            try:
+                with archive.open(member) as src, open(target, "wb") as out:
+                    while chunk := src.read(CHUNK):
+                        total += len(chunk)
+                        if total > limit:
+                            raise ServiceError(413, f"file: the zip unpacks to more than {limit / 2**20:g} MB")
+                        out.write(chunk)
+            except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
+                raise ServiceError(400, f"file: zip member {i + 1} cannot be unpacked ({type(exc).__name__})") from None
+    return folder
+
+
+def read_upload(upload: Upload, limit: int) -> Image:
+    """Read ``upload`` (a zip is unpacked first) into an image holding only pixels and geometry.
+
+    Raises:
+        ServiceError: 400 when medlens cannot read it (the temporary path is not shown), 413 for a zip too large.
+    """
+    from medlens.io import read_image
+
+    source = upload.path
+    if upload.kind == "zip":
+        source = unpack_zip(upload.path, upload.path.parent / "series", limit)
+    try:
+        image = read_image(source)
+    except MedlensError as exc:
+        raise from_medlens(exc, 400, hide=str(source.parent)) from None
+    except (ValueError, OSError, RuntimeError, MemoryError) as exc:  # a reader library's own failure
+        raise ServiceError(400, f"upload: unreadable {upload.kind} ({type(exc).__name__})") from None
+    return pixels_only(image, f"sha256:{upload.sha256}")
+
+
+def pixels_only(image: Image, source: str) -> Image:
+    """``image`` with its identifiers, warnings and every non-rendering header value dropped; named ``source``."""
+    meta = {k: v for k, v in image.meta.items() if k in SAFE_META}
+    meta["source"] = source
+    return Image(image.array, image.affine, image.kind, meta, {})
