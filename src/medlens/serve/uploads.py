@@ -45,10 +45,11 @@ class Upload:
 
 
 def receive(stream: BinaryIO, folder: Path, limit: int) -> Upload:
-    """Copy ``stream`` into ``folder`` (at most ``limit`` bytes), hash it and tell its kind.
+    """Copy ``stream`` into ``folder`` (at most ``limit`` bytes), hash it and tell its kind (``""`` when unknown:
+    see :func:`require_kind`).
 
     Raises:
-        ServiceError: 413 past the limit, 400 for an empty upload, 415 for a kind the service does not read.
+        ServiceError: 413 past the limit.
     """
     digest, size = hashlib.sha256(), 0
     raw = folder / "upload.bin"
@@ -59,27 +60,35 @@ def receive(stream: BinaryIO, folder: Path, limit: int) -> Upload:
                 raise ServiceError(413, f"file: larger than the limit of {limit / 2**20:g} MB (--max-upload-mb)")
             digest.update(chunk)
             out.write(chunk)
-    if size == 0:
+    kind = sniff(raw) if size else None
+    path = raw.rename(folder / f"upload{KINDS[kind]}") if kind else raw
+    return Upload(path, kind or "", digest.hexdigest(), size)
+
+
+def require_kind(upload: Upload) -> None:
+    """Raise unless the upload is of a kind the service reads.
+
+    Raises:
+        ServiceError: 400 for an empty upload, 415 for an unknown kind.
+    """
+    if upload.size == 0:
         raise ServiceError(400, "file: the upload is empty")
-    kind = sniff(raw)
-    if kind is None:
+    if not upload.kind:
         raise ServiceError(415, f"file: not an image this service reads (it takes {ACCEPTED})")
-    path = raw.rename(folder / f"upload{KINDS[kind]}")
-    return Upload(path, kind, digest.hexdigest(), size)
 
 
 def sniff(path: Path) -> str | None:
     """The kind of the file at ``path`` from its first bytes, or None."""
     with open(path, "rb") as handle:
         head = handle.read(1024)
+    if head[128:132] == b"DICM":  # first: a DICOM preamble may itself look like a TIFF header
+        return "dicom"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return "png"
     if head.startswith(b"\xff\xd8\xff"):
         return "jpeg"
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         return "tiff"
-    if head[128:132] == b"DICM":
-        return "dicom"
     if _is_nifti(head):
         return "nifti"
     if head.startswith(b"\x1f\x8b"):
@@ -157,6 +166,7 @@ def read_upload(upload: Upload, limit: int) -> Image:
     """
     from medlens.io import read_image
 
+    require_kind(upload)
     source = upload.path
     if upload.kind == "zip":
         source = unpack_zip(upload.path, upload.path.parent / "series", limit)
