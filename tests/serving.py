@@ -101,18 +101,18 @@ class Server:
                 self.process.wait()
 
 
-def start_server(args: list[str], home: Path, log: Path, timeout: float = 120) -> Server:
-    """Start ``medlens serve ARGS --port FREE`` with ``MEDLENS_HOME=home``; return once ``/healthz`` answers."""
+def start_server(argv: list[str], home: Path, log: Path, url: str, timeout: float = 240) -> Server:
+    """Start ``medlens ARGV`` (a ``serve`` command) with ``MEDLENS_HOME=home``; return once ``url/healthz`` answers.
+
+    The timeout is long because importing torch and MONAI takes a while on a busy 2-core machine.
+    """
     import httpx
 
-    port = free_port()
     env = {**os.environ, "MEDLENS_HOME": str(home), "OMP_NUM_THREADS": "1"}
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "medlens.cli.main", "serve", *args, "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+            [sys.executable, "-m", "medlens.cli.main", *argv], stdout=out, stderr=subprocess.STDOUT, env=env
+        )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -101,9 +101,10 @@ def sniff(path: Path) -> str | None:
         return "nrrd"
     if head.startswith(b"PK\x03\x04"):
         return "zip"
-    text = head.decode("latin-1")
-    if text.lstrip().startswith(("ObjectType", "NDims")) and "ElementDataFile" in text:
-        return "mha"
+    if head.lstrip().startswith((b"ObjectType", b"NDims")):  # MetaImage: key = value lines, then the pixels
+        with open(path, "rb") as handle:
+            if b"ElementDataFile" in handle.read(1 << 16):
+                return "mha"
     return None
 
 
