@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,9 @@ def test_a_key_revoked_while_the_service_runs_is_refused_from_the_next_call(clie
 
 
 # ---- predictions ----------------------------------------------------------------------------------------------------
-def test_png_prediction_is_the_bundles_own(client: Any, keys: Keys, pneumonia_png: bytes, pneumonia_run: Path, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_png_prediction_is_the_bundles_own(
+    client: Any, keys: Keys, pneumonia_png: bytes, pneumonia_run: Path, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     from medlens import load_bundle
 
     answer = post(client, pneumonia_png, keys, name="SIMPSON_HOMER.png")
@@ -108,7 +111,7 @@ def test_other_picture_kinds(client: Any, keys: Keys, pneumonia_png: bytes, real
 
 def _bomb() -> bytes:
     buffer = io.BytesIO()
-    with __import__("zipfile").ZipFile(buffer, "w", 8) as archive:
+    with zipfile.ZipFile(buffer, "w", 8) as archive:
         archive.writestr("a.dcm", b"\0" * (50 * 2**20))  # 50 MB of zeros pack into about 50 kB
     return buffer.getvalue()
 
@@ -135,7 +138,9 @@ def test_bad_uploads_are_4xx_naming_the_problem(client: Any, keys: Keys, case: s
     assert "Traceback" not in answer.text and "/tmp" not in body["detail"]  # neither a traceback nor a server path
 
 
-def test_wrong_shape_unknown_model_missing_field_and_extras(client: Any, keys: Keys, hippocampus_nifti: Path, pneumonia_png: bytes) -> None:  # fmt: skip
+def test_wrong_shape_unknown_model_missing_field_and_extras(
+    client: Any, keys: Keys, hippocampus_nifti: Path, pneumonia_png: bytes
+) -> None:
     volume = post(client, hippocampus_nifti.read_bytes(), keys)
     assert volume.status_code == 422 and "3D image given to a 2D model" in volume.json()["detail"]
     assert post(client, pneumonia_png, keys, "/v1/models/nope/predict").status_code == 404
@@ -178,7 +183,8 @@ def test_metrics_count_requests_latency_queue_and_compute(client: Any, keys: Key
     text = client.get("/metrics").text
     from prometheus_client.parser import text_string_to_metric_families
 
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}  # fmt: skip
+    families = text_string_to_metric_families(text)
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families for s in f.samples}
     ok = ("medlens_requests_total", (("method", "POST"), ("route", "/v1/models/{name}/predict"), ("status", "200")))
     assert samples[ok] >= 3
     assert samples[("medlens_request_seconds_count", (("method", "POST"), ("route", "/v1/models/{name}/predict")))] >= 3

@@ -21,7 +21,9 @@ def test_queued_requests_are_batched_and_a_bad_one_fails_alone(pneumonia_run: Pa
     bundle = load_bundle(pneumonia_run / "run")
     model = ServedModel("xray", pneumonia_run / "run", bundle, "v")
     pictures = medmnist_subset("pneumoniamnist", 1, 1, 24)["test_images"]
-    images = [Image(p[None].astype(np.float32), default_affine(2), meta={"source": f"#{i}"}) for i, p in enumerate(pictures)]  # fmt: skip
+    images = [
+        Image(p[None].astype(np.float32), default_affine(2), meta={"source": f"#{i}"}) for i, p in enumerate(pictures)
+    ]
     volume = Image(np.zeros((1, 8, 8, 8), np.float32), default_affine(3), meta={"source": "volume"})
     batches: list[int] = []
     gate = threading.Event()

@@ -11,7 +11,9 @@ import pytest
 from medlens.cli.main import main
 
 
-def test_keys_add_prints_the_key_once_and_stores_only_its_hash(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_keys_add_prints_the_key_once_and_stores_only_its_hash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "keys.json"
     assert main(["keys", "add", "radiology-pacs", "--keys", str(path)]) == 0
     out, err = capsys.readouterr()

@@ -3,6 +3,7 @@ answer with the mask ``bundle.predict`` gives."""
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,13 @@ def client(hippo_run: Path, keys: Keys, tmp_path_factory: pytest.TempPathFactory
 def fetch_mask(client: Any, keys: Keys, body: dict[str, Any]) -> np.ndarray:
     answer = client.get(body["files"]["mask"], headers=keys.header())
     assert answer.status_code == 200
-    return np.asanyarray(nib.Nifti1Image.from_bytes(__import__("gzip").decompress(answer.content)).dataobj)
+    return np.asanyarray(nib.Nifti1Image.from_bytes(gzip.decompress(answer.content)).dataobj)
 
 
 @pytest.mark.parametrize("kind", ["nifti", "nrrd", "mha"])
-def test_volume_formats_give_the_bundles_mask(client: Any, keys: Keys, hippo_run: Path, hippocampus_nifti: Path, tmp_path: Path, kind: str) -> None:  # fmt: skip
+def test_volume_formats_give_the_bundles_mask(
+    client: Any, keys: Keys, hippo_run: Path, hippocampus_nifti: Path, tmp_path: Path, kind: str
+) -> None:
     from medlens import load_bundle, read_image
 
     source = hippocampus_nifti

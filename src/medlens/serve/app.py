@@ -119,7 +119,7 @@ async def _observe(service: Service, request: Request, call_next: Callable[[Requ
     request.state.audit = {}
     try:
         response = await call_next(request)
-    except Exception:  # noqa: BLE001  (a bug must not show a traceback to the caller)
+    except Exception:
         log.exception("unexpected failure on %s %s", request.method, request.url.path)
         response = _error_response(ServiceError(500, f"internal error (request {request.state.request_id})"))
     if getattr(request.state, "too_large", False) and response.status_code != 413:
@@ -135,7 +135,7 @@ async def _observe(service: Service, request: Request, call_next: Callable[[Requ
         )  # fmt: skip
         try:
             await service.audit.write(row)
-        except Exception:  # noqa: BLE001  (no answer leaves without its audit row)
+        except Exception:
             response = _error_response(ServiceError(503, "the audit trail cannot be written; try again later"))
     response.headers["X-Request-ID"] = request.state.request_id
     return response
@@ -154,7 +154,9 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg')}" for e in exc.errors()]
+        problems = [
+            f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg')}" for e in exc.errors()
+        ]
         status = 400 if any(e.get("type") == "missing" for e in exc.errors()) else 422
         return _error_response(ServiceError(status, "; ".join(problems)))
 
@@ -221,8 +223,9 @@ def _add_routes(app: FastAPI, service: Service) -> None:
     async def predict(
         name: str,
         request: Request,
-        file: UploadFile = File(..., description="PNG/JPEG/TIFF, a DICOM file, NIfTI/NRRD/MHA, or a .zip of a "
-                                "DICOM series"),  # fmt: skip
+        file: UploadFile = File(
+            ..., description="PNG/JPEG/TIFF, a DICOM file, NIfTI/NRRD/MHA, or a .zip of a DICOM series"
+        ),
         explain: bool = Query(False, description="Also an explanation (heatmap), where this medlens has them."),
         report: bool = Query(False, description="Also a plain-language report, where this medlens has them."),
         viewer: bool = Query(False, description="Also NIfTI renditions of the input and overlays for the viewer."),
@@ -233,14 +236,16 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         options = save_options(explain=explain, report=report)
         folder = service.new_folder()
         try:
-            upload, image = await take_upload(request, file, folder)
+            _, image = await take_upload(request, file, folder)
             try:
                 prediction = await service.pool.predict(model, image)
             except MedlensError as exc:
                 raise from_medlens(exc, 422, hide=str(folder)) from None
             result_id = request.state.request_id
             try:
-                result = await run_in_threadpool(publish, prediction, image, service.results, result_id, options, viewer)
+                result = await run_in_threadpool(
+                    publish, prediction, image, service.results, result_id, options, viewer
+                )
             except MedlensError as exc:
                 raise from_medlens(exc, 422, hide=str(folder)) from None
         finally:

@@ -86,7 +86,7 @@ class AuditWriter:
             try:
                 with self.engine.begin() as connection:
                     connection.execute(insert(audit), [row for row, _ in batch])
-            except Exception as exc:  # noqa: BLE001  (the callers learn it; the writer goes on)
+            except Exception as exc:
                 log.error("audit rows could not be written: %s", type(exc).__name__)
                 error = exc
             for _, settle in batch:
@@ -139,9 +139,9 @@ def summarize(result: dict[str, Any], drop: Callable[[str], bool] = lambda key: 
     for key, value in result.items():
         if drop(key):
             continue
-        if isinstance(value, list) and (len(value) > 8 or any(isinstance(v, dict | list) for v in value)):
-            out[f"n_{key}"] = len(value)
-        elif isinstance(value, dict) and len(value) > 16:
+        if (isinstance(value, list) and (len(value) > 8 or any(isinstance(v, dict | list) for v in value))) or (
+            isinstance(value, dict) and len(value) > 16
+        ):
             out[f"n_{key}"] = len(value)
         else:
             out[key] = value

@@ -140,7 +140,7 @@ class ComputePool:
             start = time.perf_counter()
             try:
                 outcomes = predict_batch(batch[0].model, [w.image for w in batch])
-            except BaseException as exc:  # noqa: BLE001  (a worker must survive anything one batch does)
+            except BaseException as exc:
                 log.exception("compute failed for a batch of %d on %s", len(batch), batch[0].model.name)
                 outcomes = [exc] * len(batch)
             if self._on_batch is not None:
@@ -148,7 +148,7 @@ class ComputePool:
             for work, outcome in zip(batch, outcomes, strict=True):
                 try:
                     work.done(outcome)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.exception("could not hand a result back")
 
 
@@ -160,7 +160,7 @@ def predict_batch(model: ServedModel, images: list[Image]) -> list[Any]:
     """
     try:
         return _predict_together(model, images)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         if len(images) == 1:
             log.exception("prediction failed on %s", model.name)
             return [exc]

@@ -77,7 +77,9 @@ def database_url(url: str | None, home: Path) -> str:
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     if url.startswith(("sqlite:", "postgresql+psycopg:")):
         return url
-    raise ConfigError("--db", f"{url.split('://')[0]!r} is not a database this service uses (sqlite:/// or postgresql://)")
+    raise ConfigError(
+        "--db", f"{url.split('://')[0]!r} is not a database this service uses (sqlite:/// or postgresql://)"
+    )
 
 
 def connect(url: str) -> Engine:

@@ -121,7 +121,7 @@ class JobRunner:
                 continue
             try:
                 self._execute(job)
-            except Exception:  # noqa: BLE001  (one job's failure never stops the runner)
+            except Exception:
                 log.exception("job %s failed", job["id"])
                 self._end(job["id"], "failed", error="internal error while running the job")
 

@@ -65,7 +65,9 @@ def renditions(image: Image, folder: Path, files: dict[str, str]) -> dict[str, s
     for role in OVERLAY_ROLES:
         if role in files and files[role].endswith((".nii.gz", ".nii", ".png")):
             overlay = read_image(folder / files[role])
-            made[f"viewer_{role}"] = write_rendition(overlay, folder / f"viewer_{role}.nii.gz", label=role == "mask").name
+            made[f"viewer_{role}"] = write_rendition(
+                overlay, folder / f"viewer_{role}.nii.gz", label=role == "mask"
+            ).name
     return made
 
 
