@@ -116,6 +116,17 @@ def _bomb() -> bytes:
     return buffer.getvalue()
 
 
+def _nifti_bomb() -> bytes:
+    import gzip
+
+    import nibabel as nib
+
+    header = nib.Nifti1Header()
+    header.set_data_shape((4096, 4096, 4096))  # 64 G voxels of float32, packed into a few bytes
+    header.set_data_dtype(np.float32)
+    return gzip.compress(header.binaryblock + b"\0" * 4 + b"\0" * 1000)
+
+
 BAD = {
     "text": (b"patient notes, not an image", 415, "not an image this service reads"),
     "empty": (b"", 400, "empty"),
@@ -125,6 +136,7 @@ BAD = {
     "zip traversal": (zip_bytes({"../../etc/evil.dcm": b"x"}), 400, "outside the archive"),
     "zip of text": (zip_bytes({"a.txt": b"hello"}), 400, ""),
     "zip bomb": (_bomb(), 413, "zip bomb"),
+    "nifti bomb": (_nifti_bomb(), 413, "declares more than"),
 }
 
 

@@ -32,7 +32,7 @@ def setup(hippo_run: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     port = free_port()
     argv = [
         "serve", f"hippocampus={hippo_run / 'run'}", "--host", HOST, "--port", str(port), "--keys", str(keys.path),
-        "--db", f"sqlite:///{folder / 'custom.db'}", "--max-upload-mb", "1", "--workers", "1",
+        "--db", f"sqlite:///{folder / 'custom.db'}", "--max-upload-mb", "4", "--workers", "1",
     ]  # fmt: skip
     return {"argv": argv, "home": folder / "home", "log": folder / "serve.log", "keys": keys, "folder": folder,
             "url": f"http://{HOST}:{port}", "port": port}  # fmt: skip
@@ -72,13 +72,13 @@ def test_serve_flags_take_effect(server: Server, setup: dict[str, Any]) -> None:
     # NAME=RUN names the model; --keys: the key from that file works
     models = httpx.get(f"{server.url}/v1/models", headers=keys.header()).json()["models"]
     assert [m["name"] for m in models] == ["hippocampus"]
-    # --max-upload-mb 1: a larger upload is 413, whether it says its length or is sent in chunks
-    big = b"\0" * (1_100_000)
+    # --max-upload-mb 4: a larger upload is 413, whether it says its length or is sent in chunks
+    big = b"\0" * (4_300_000)
     assert post(server, keys, big).status_code == 413
 
     def chunks() -> Iterator[bytes]:
         yield b'--x\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\n'
-        for _ in range(20):
+        for _ in range(45):
             yield b"\0" * 100_000
         yield b"\r\n--x--\r\n"
 

@@ -199,7 +199,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         def work() -> Any:
             upload = receive(file.file, folder, service.config.max_upload_bytes)
             request.state.audit["upload_sha256"] = upload.sha256
-            return upload, read_upload(upload, 2 * service.config.max_upload_bytes)
+            return upload, read_upload(upload, service.config.max_upload_bytes)
 
         return await run_in_threadpool(work)
 

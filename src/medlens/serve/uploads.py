@@ -31,6 +31,8 @@ SAFE_META = {"source_format", "modality", "photometric_interpretation", "stored_
              "n_frames", "n_slices", "flags"}  # fmt: skip
 ZIP_MAX_MEMBERS = 5000
 ZIP_MAX_RATIO = 200  # a member unpacking to more than 200x its packed size is a zip bomb
+UNPACKED = 4  # a zip may unpack to 4x the upload limit
+PIXELS = 8  # a volume's header may declare 8x the upload limit of pixels
 CHUNK = 1 << 20
 
 
@@ -108,6 +110,27 @@ def sniff(path: Path) -> str | None:
     return None
 
 
+def nifti_bytes(path: Path, kind: str) -> int:
+    """The size of the pixels a NIfTI-1 header declares (0 when it cannot tell), read before the pixels are."""
+    opener = gzip.open if kind == "nifti-gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            head = handle.read(348)
+    except (OSError, EOFError):
+        return 0
+    if len(head) < 348 or head[344:348] not in (b"n+1\x00", b"ni1\x00"):
+        return 0
+    order = "<" if struct.unpack("<i", head[:4])[0] == 348 else ">"
+    dims = struct.unpack(f"{order}8h", head[40:56])
+    bitpix = struct.unpack(f"{order}h", head[72:74])[0]
+    if not 1 <= dims[0] <= 7:
+        return 0
+    voxels = 1
+    for n in dims[1 : dims[0] + 1]:
+        voxels *= max(int(n), 1)
+    return voxels * max(int(bitpix), 8) // 8
+
+
 def _is_nifti(head: bytes) -> bool:
     if len(head) >= 348 and head[344:348] in (b"n+1\x00", b"ni1\x00"):
         return struct.unpack("<i", head[:4])[0] == 348 or struct.unpack(">i", head[:4])[0] == 348
@@ -162,15 +185,23 @@ def unpack_zip(path: Path, folder: Path, limit: int) -> Path:
 def read_upload(upload: Upload, limit: int) -> Image:
     """Read ``upload`` (a zip is unpacked first) into an image holding only pixels and geometry.
 
+    Args:
+        upload: what :func:`receive` kept.
+        limit: the upload limit in bytes; a zip may unpack to :data:`UNPACKED` times it, a NIfTI header may declare
+            :data:`PIXELS` times it.
+
     Raises:
-        ServiceError: 400 when medlens cannot read it (the temporary path is not shown), 413 for a zip too large.
+        ServiceError: 400 when medlens cannot read it (the temporary path is not shown), 413 for a zip or a volume
+            that would unpack past the limits, 415 for an unknown kind.
     """
     from medlens.io import read_image
 
     require_kind(upload)
+    if upload.kind in ("nifti", "nifti-gz") and nifti_bytes(upload.path, upload.kind) > PIXELS * limit:
+        raise ServiceError(413, f"file: the volume's header declares more than {PIXELS * limit / 2**20:g} MB of pixels")
     source = upload.path
     if upload.kind == "zip":
-        source = unpack_zip(upload.path, upload.path.parent / "series", limit)
+        source = unpack_zip(upload.path, upload.path.parent / "series", UNPACKED * limit)
     try:
         image = read_image(source)
     except MedlensError as exc:
