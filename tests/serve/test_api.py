@@ -68,6 +68,19 @@ def test_health_needs_no_key_and_v1_needs_a_live_one(client: Any, keys: Keys) ->
     assert any("Ensemble of 2" in line for line in model["model_card"])
 
 
+def test_openapi_describes_the_routes(client: Any) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {
+        "/healthz",
+        "/v1/models",
+        "/v1/models/{name}/predict",
+        "/v1/models/{name}/jobs",
+        "/v1/jobs/{job_id}",
+    } <= set(paths)
+    assert "file" in json.dumps(paths["/v1/models/{name}/predict"]["post"]["requestBody"])
+    assert client.get("/docs").status_code == 200
+
+
 def test_a_key_revoked_while_the_service_runs_is_refused_from_the_next_call(client: Any, keys: Keys) -> None:
     from medlens.serve.keys import add_key, revoke_key
 

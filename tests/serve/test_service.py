@@ -20,6 +20,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from conftest import missing
 from serving import Keys, Server, chromium_paths, free_port, make_keys, series_zip, start_server, zip_bytes
 
 HOST = "127.0.0.2"  # --host takes effect: the service is not on 127.0.0.1
@@ -107,6 +108,10 @@ def browser(setup: dict[str, Any]) -> Iterator[Any]:
     from selenium.webdriver.chrome.service import Service
 
     binary, driver = chromium_paths()
+    import medlens.serve
+
+    if not (Path(medlens.serve.__file__).parent / "static" / "viewer.js").is_file():
+        missing("the web viewer is not built (make viewer)")
     options = webdriver.ChromeOptions()
     options.binary_location = binary
     profile = tempfile.mkdtemp(prefix="medlens-chromium-")
