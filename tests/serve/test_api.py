@@ -77,7 +77,10 @@ def test_openapi_describes_the_routes(client: Any) -> None:
         "/v1/models/{name}/jobs",
         "/v1/jobs/{job_id}",
     } <= set(paths)
-    assert "file" in json.dumps(paths["/v1/models/{name}/predict"]["post"]["requestBody"])
+    body = paths["/v1/models/{name}/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    form = schemas[body["$ref"].rsplit("/", 1)[-1]] if "$ref" in body else body
+    assert form["required"] == ["file"] and "file" in form["properties"], form
     assert client.get("/docs").status_code == 200
 
 
