@@ -182,6 +182,37 @@ async def load(url: str, key: str, bodies: list[bytes], clients: int, seconds: f
     }
 
 
+def batch_totals(url: str) -> tuple[float, float]:
+    """(images, batches) the service's compute pool has predicted so far, from ``GET /metrics``."""
+    import httpx
+
+    totals = {"medlens_batch_size_sum": 0.0, "medlens_batch_size_count": 0.0}
+    for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in totals:
+            totals[name] += float(line.rsplit(" ", 1)[1])
+    return totals["medlens_batch_size_sum"], totals["medlens_batch_size_count"]
+
+
+def others(limit: int = 6) -> list[str]:
+    """The processes using the most CPU now, other than this benchmark and the service it started."""
+    mine = {os.getpid(), *(int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == os.getpid())}
+    out = subprocess.run(["ps", "-eo", "pid,pcpu,args", "--sort=-pcpu"], capture_output=True, text=True).stdout
+    rows = []
+    for line in out.splitlines()[1:]:
+        pid, cpu, args = line.split(None, 2)
+        if int(pid) not in mine and float(cpu) >= 5 and not args.startswith(("ps ", "[")):
+            rows.append(f"{cpu}% {args[:100]}")
+    return rows[:limit]
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
 def audit_count(db: Path) -> int:
     import sqlite3
 
@@ -205,7 +236,12 @@ def load_test(run: Path, data: Path, work: Path, args: argparse.Namespace) -> di
     rows = []
     try:
         for clients in args.clients:
+            images, batches = batch_totals(service.url)
             row = asyncio.run(load(service.url, key, bodies, clients, args.seconds, cap=200_000))
+            images_after, batches_after = batch_totals(service.url)
+            row["mean_batch_size"] = round((images_after - images) / max(batches_after - batches, 1), 1)
+            row["load_average_after"] = round(os.getloadavg()[0], 2)
+            row["others_running"] = others()
             rows.append(row)
             print(json.dumps(row), flush=True)
     finally:
@@ -324,12 +360,14 @@ def main() -> int:
     parser.add_argument("--segmenter", type=Path, help="a Hippocampus run (default: train one for 2 min)")
     parser.add_argument("--screenshot", type=Path, help="save a screenshot of the viewer here")
     parser.add_argument("--work", type=Path, default=ROOT / "work" / "serve")
+    parser.add_argument("--out", type=Path, default=OUT, help="the results JSON")
     args = parser.parse_args()
     if not os.environ.get("MEDLENS_DATA"):
         sys.exit("MEDLENS_DATA is not set")
     data = Path(os.environ["MEDLENS_DATA"])
     args.work.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
+    others_before = others()
     classifier = args.classifier or train_classifier(args.work, data)
     segmenter = args.segmenter or train_segmenter(args.work, data)
     result: dict[str, Any] = {"command": " ".join(["benchmarks/serve.py", *sys.argv[1:]])}
@@ -340,12 +378,15 @@ def main() -> int:
         screenshot(segmenter, data, args.work, args.screenshot)
     result["machine"] = {
         "cores": os.cpu_count(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
+        "others_running_before": others_before,
+        "others_running_after": others(),
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written to {OUT}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written to {args.out}")
     return 0
 
 

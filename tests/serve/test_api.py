@@ -205,6 +205,29 @@ def test_every_call_leaves_an_audit_row(client: Any, keys: Keys, database: str, 
     assert all(r["latency_ms"] > 0 and r["time"] is not None for r in rows)
 
 
+def test_a_failure_inside_is_a_500_without_detail_and_an_unwritable_audit_a_503(
+    client: Any, keys: Keys, database: str, pneumonia_png: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(model: Any, images: list[Any]) -> list[Any]:
+        raise RuntimeError("/secret/path in a library's own message")
+
+    monkeypatch.setattr("medlens.serve.compute._predict_together", broken)
+    failed = post(client, pneumonia_png, keys)
+    assert failed.status_code == 500 and failed.json()["detail"].startswith("internal error (request ")
+    assert "secret" not in failed.text and "Traceback" not in failed.text
+    assert audit_rows(client, database)[-1]["status"] == 500 and failed.headers["x-request-id"] in failed.text
+    monkeypatch.undo()
+    assert post(client, pneumonia_png, keys).status_code == 200  # the service goes on
+
+    async def refused(row: dict[str, Any]) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(client.app.state.service.audit, "write", refused)
+    unaudited = client.get("/v1/models", headers=keys.header())
+    assert unaudited.status_code == 503 and "audit trail" in unaudited.json()["detail"]
+    assert "models" not in unaudited.json() and unaudited.headers["x-request-id"]
+
+
 def test_metrics_count_requests_latency_queue_and_compute(client: Any, keys: Keys, pneumonia_png: bytes) -> None:
     for _ in range(3):
         assert post(client, pneumonia_png, keys).status_code == 200

@@ -6,6 +6,12 @@ predicts them together through ``bundle.predict_many``, which batches and isolat
 service answers each request at once, and a busy one batches as the library's own batch prediction does. A
 failure is handed back to its request alone; the worker goes on.
 
+A model is computed by one worker at a time: while its batch runs, the requests that arrive for it wait and go
+together in its next batch. Two workers splitting one model's queue would each predict half-size batches and
+fight for the GIL in the network's Python code (measured with ``benchmarks/serve.py``: at 16 clients on a 2-core
+machine, batches averaged 3 images and throughput was a third of ``predict_many``'s). The other workers serve
+the other models and the jobs meanwhile.
+
 PyTorch releases the GIL in its kernels, so threads share the cores; each worker's torch threads are set so that
 workers x threads matches the cores.
 """
@@ -61,6 +67,7 @@ class ComputePool:
         self._on_batch = on_batch
         self._waiting: OrderedDict[str, deque[_Work]] = OrderedDict()
         self._count = 0
+        self._busy: set[str] = set()  # models a worker is predicting now
         self._cond = threading.Condition()
         self._stopping = False
         self._threads = [
@@ -122,29 +129,35 @@ class ComputePool:
 
     def _take(self) -> list[_Work] | None:
         with self._cond:
-            while not self._count:
-                if self._stopping:
+            while not (free := [n for n in self._waiting if n not in self._busy]):
+                if self._stopping and not self._count:
                     return None
                 self._cond.wait()
-            # the model whose oldest request has waited longest
-            name = min(self._waiting, key=lambda n: self._waiting[n][0].queued if self._waiting[n] else float("inf"))
+            # of the models no worker is predicting, the one whose oldest request has waited longest
+            name = min(free, key=lambda n: self._waiting[n][0].queued)
             queue = self._waiting[name]
             batch = [queue.popleft() for _ in range(min(len(queue), queue[0].model.batch_size))]
             if not queue:
                 del self._waiting[name]
             self._count -= len(batch)
+            self._busy.add(name)
             return batch
 
     def _run(self) -> None:
         while (batch := self._take()) is not None:
+            name = batch[0].model.name
             start = time.perf_counter()
             try:
                 outcomes = predict_batch(batch[0].model, [w.image for w in batch])
             except BaseException as exc:
-                log.exception("compute failed for a batch of %d on %s", len(batch), batch[0].model.name)
+                log.exception("compute failed for a batch of %d on %s", len(batch), name)
                 outcomes = [exc] * len(batch)
+            finally:
+                with self._cond:
+                    self._busy.discard(name)
+                    self._cond.notify_all()
             if self._on_batch is not None:
-                self._on_batch(batch[0].model.name, len(batch), time.perf_counter() - start)
+                self._on_batch(name, len(batch), time.perf_counter() - start)
             for work, outcome in zip(batch, outcomes, strict=True):
                 try:
                     work.done(outcome)
