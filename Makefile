@@ -7,11 +7,10 @@ BIN := $(VENV)/bin
 ifneq ($(wildcard ../shared/data),)
 export MEDLENS_DATA ?= $(abspath ../shared/data)
 endif
-APT_PACKAGES := dcm2niix dcmtk dicom3tools
 DEMO_DIR ?= demo
 DEMO_BUDGET ?= 3m
 
-.PHONY: setup system-packages demo test lint bench clean
+.PHONY: setup system-packages viewer demo test lint bench clean
 
 $(BIN)/medlens: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,17 +19,29 @@ $(BIN)/medlens: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(BIN)/medlens
 
-# Debian tools the tests check against (dcm2niix, dciodvfy from dicom3tools, dcmtk). Installed when missing.
+# Debian packages, installed when missing: the tools the tests check against (dcm2niix, dciodvfy from dicom3tools,
+# dcmtk), the browser the viewer is tested in (chromium, chromium-driver), the database server the audit tests run
+# on (postgresql: initdb lives in /usr/lib/postgresql/VERSION/bin), and node with npm to build the viewer.
 system-packages:
-	@missing=""; for c in dcm2niix:dcm2niix dcmdump:dcmtk dciodvfy:dicom3tools; do \
+	@missing=""; for c in dcm2niix:dcm2niix dcmdump:dcmtk dciodvfy:dicom3tools chromium:chromium \
+	  chromedriver:chromium-driver node:nodejs npm:npm; do \
 	  command -v $${c%%:*} >/dev/null || missing="$$missing $${c##*:}"; done; \
+	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  echo "installing Debian packages:$$missing"; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-setup: $(BIN)/medlens system-packages
+# The web viewer of 'medlens serve': NiiVue from npm (versions pinned in viewer/package-lock.json), bundled by esbuild
+# into one static file the service serves. Built here, not committed.
+VIEWER_JS := src/medlens/serve/static/viewer.js
+$(VIEWER_JS): viewer/package.json viewer/package-lock.json viewer/src/main.js | system-packages
+	cd viewer && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent
+
+viewer: $(VIEWER_JS)
+
+setup: $(BIN)/medlens system-packages viewer
 
 demo: $(BIN)/medlens
 	@test -n "$$MEDLENS_DATA" || { echo "MEDLENS_DATA is not set and ../shared/data does not exist"; exit 1; }
@@ -57,6 +68,7 @@ bench: $(BIN)/medlens
 	$(BIN)/python benchmarks/classification.py
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/deid.py --files 10000 --workers 2
+	$(BIN)/python benchmarks/serve.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache viewer/node_modules $(VIEWER_JS)

@@ -215,3 +215,29 @@ def test_every_kind_and_uncertainty_has_sentences_in_every_language() -> None:
         text = render_text(report, language)
         assert numbers_not_in_report(text, report, language) == [], language
         assert "0.6667" in text and "[2.9, 3.52]" in text and "a.png" in text and "3.5" in text
+
+
+def test_predict_explain_writes_the_default_explanation_and_the_report_names_it(
+    pneumonia_run: Path, tmp_path: Path
+) -> None:
+    """predict --explain --report: the bundle's default method explains the input beside its prediction (overlay
+    PNG and map), the same map as ``medlens explain`` with that method, and the report names the method and files."""
+    import numpy as np
+
+    picture = sorted((pneumonia_run / "ds" / "images").glob("test_*.png"))[1]
+    folder = predict_report(pneumonia_run / "run", [picture], tmp_path / "out", "--explain")
+    report = check_texts(folder, picture.stem)
+    default = yaml.safe_load((pneumonia_run / "run" / "bundle" / "bundle.yaml").read_text())["explanation"]["default"]
+    explained = report["explanation"]
+    assert explained["method"] == explained["default"] == default
+    overlay, saved_map = f"{picture.stem}_{default}.png", f"{picture.stem}_{default}.npz"
+    assert set(explained["images"]) == {overlay, saved_map}
+    assert (tmp_path / "out" / overlay).read_bytes().startswith(b"\x89PNG")
+    assert main(["-q", "explain", str(pneumonia_run / "run"), str(picture), "--method", default,
+                 "--out", str(tmp_path / "explained")]) == 0  # fmt: skip
+    ours = np.load(tmp_path / "out" / saved_map)
+    theirs = np.load(next((tmp_path / "explained").rglob(saved_map)))
+    key = ours.files[0]
+    np.testing.assert_allclose(ours[key], theirs[key], atol=1e-5)
+    without = predict_report(pneumonia_run / "run", [picture], tmp_path / "plain")
+    assert json.loads((without / f"{picture.stem}.json").read_text())["explanation"]["method"] is None

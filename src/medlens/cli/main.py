@@ -53,6 +53,7 @@ def _root(
         "PIL",
         "matplotlib",
         "highdicom",
+        "alembic",
     ):
         logging.getLogger(noisy).setLevel(logging.WARNING if not debug else logging.INFO)
 
@@ -67,6 +68,7 @@ def _register() -> None:
         image_commands,
         model_commands,
         segmentation_commands,
+        serve_commands,
     )
 
     data_commands.register(app)
@@ -74,6 +76,7 @@ def _register() -> None:
     explain_commands.register(app)
     image_commands.register(app)
     deid_commands.register(app)
+    serve_commands.register(app)
 
 
 _register()
@@ -83,6 +86,7 @@ _register()
 AFTER_INTERRUPT = {
     "train": "checkpoints up to the last finished epoch are kept; continue with the same command and --resume",
     "deid": "the files written so far are whole and kept; run the same command again to resume",
+    "serve": "the service stopped after the calls in progress; queued jobs go on when it starts again",
 }
 
 

@@ -150,6 +150,13 @@ def predict_cmd(
     lang: str | None = typer.Option(
         None, "--lang", help="Languages of the report texts, comma-separated (default: en,zh). Needs --report."
     ),
+    explain: bool = typer.Option(
+        False,
+        "--explain",
+        help="Also explain each input with the model's default method (the most faithful on validation, chosen at "
+        "training): an overlay PNG, the map, a DICOM Secondary Capture for DICOM input; the report names them. "
+        "For other methods and faithfulness scores, see 'medlens explain'.",
+    ),
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Predict with a trained model; inputs that cannot be read or predicted are skipped with the reason."""
@@ -165,7 +172,7 @@ def predict_cmd(
         run = predict(
             run_dir, inputs, out, tta=tta, dicom_seg=dicom_seg, pictures=pictures, nonfinite=nonfinite,  # type: ignore[arg-type]
             report=report, dicom_sr=dicom_sr, languages=lang.split(",") if lang is not None else None,
-            overwrite=overwrite, progress=progress,
+            explain=explain, overwrite=overwrite, progress=progress,
         )  # fmt: skip
     console = Console(stderr=True)
     for source, reason in run.skipped:

@@ -6,7 +6,10 @@ files beside it (masks, overlays, DICOM SEG), ``predictions.csv`` (one row per i
 the reason for each input that could not be predicted. One bad file does not stop the others. With ``report``,
 ``reports/<name>.json`` and a text per language beside it (:mod:`medlens.reports.clinical`), and with ``dicom_sr``
 a DICOM SR (``reports/<name>.sr.dcm``) for DICOM input, referencing the DICOM SEG of a segmentation (written then
-without ``dicom_seg`` being asked).
+without ``dicom_seg`` being asked). With ``explain``, the bundle's default explanation of each input beside it (an
+overlay PNG, the map, and for DICOM input a Secondary Capture), which the report names.
+
+:func:`write_extras` is the one place these files that need the bundle are made; ``medlens serve`` calls it too.
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from medlens.core.errors import ConfigError, InputError, MedlensError
+from medlens.core.image import Image
 from medlens.core.outputs import output_folder
 from medlens.core.prediction import Prediction, SaveOptions
 from medlens.core.progress import ProgressFn
 from medlens.core.progress import report as report_progress
 from medlens.data.sources import is_image_file
-from medlens.models.bundle import NonFinite
+from medlens.models.bundle import Bundle, NonFinite, read_input
 from medlens.reports.clinical import DEFAULT_LANGUAGES, parse_languages, write_reports
 from medlens.tasks.base import load_bundle
 
@@ -89,6 +93,7 @@ def predict(
     report: bool = False,
     dicom_sr: bool = False,
     languages: Sequence[str] | None = None,
+    explain: bool = False,
     overwrite: bool = False,
     progress: ProgressFn | None = None,
 ) -> PredictionRun:
@@ -108,6 +113,7 @@ def predict(
             DICOM SEG is written too, for the SR to reference).
         languages: the texts' languages (default English and Chinese; see
             :func:`medlens.reports.clinical.known_languages`).
+        explain: also explain each input with the bundle's default method (chosen on validation at training).
         overwrite: replace an existing output folder that medlens made.
         progress: called per input.
 
@@ -146,8 +152,10 @@ def predict(
             try:
                 stem = _unique_stem(Path(prediction.source), used)
                 files = prediction.save(tmp, stem, options)
-                if report:
-                    files |= write_reports(prediction, bundle, tmp, stem, files, languages=chosen, dicom_sr=dicom_sr)
+                image = read_input(prediction.source, nonfinite) if explain else None
+                files |= write_extras(
+                    bundle, prediction, image, tmp, stem, files, report=report, languages=chosen, dicom_sr=dicom_sr
+                )
             except MedlensError as exc:
                 skip(prediction.source, exc)
                 continue
@@ -165,6 +173,51 @@ def predict(
         if result.skipped:
             _write_csv(tmp / "skipped.csv", [{"input": i, "reason": r} for i, r in result.skipped])
     return result
+
+
+def write_extras(
+    bundle: Bundle,
+    prediction: Prediction,
+    image: Image | None,
+    folder: Path,
+    stem: str,
+    files: dict[str, str],
+    *,
+    report: bool = False,
+    languages: Sequence[str] = DEFAULT_LANGUAGES,
+    dicom_sr: bool = False,
+) -> dict[str, str]:
+    """The files beside a saved prediction that need the bundle, by role: with an ``image``, its explanation by the
+    bundle's default method (``explanation``: the overlay PNG; ``explanation_map``, ``explanation_json`` and, for
+    DICOM input, ``explanation_dicom``); with ``report``, the clinical report and its texts (naming the explanation's
+    files) and with ``dicom_sr`` the SR.
+
+    Args:
+        bundle: the model that made ``prediction``.
+        prediction: the prediction, already saved into ``folder`` as ``stem`` (``files``: what that wrote).
+        image: the input as predicted, to explain; None: no explanation.
+        folder: where the prediction's files are.
+        stem: the name its files start with.
+        files: the prediction's files by role.
+        report: write ``reports/<stem>.json`` and the texts.
+        languages: the texts' languages.
+        dicom_sr: also the DICOM SR (DICOM input).
+    """
+    made: dict[str, str] = {}
+    explained = None
+    if image is not None:
+        from medlens.explanations import explain_image
+
+        explanation = explain_image(bundle, image)
+        saved = explanation.save(folder, stem)
+        made |= {"explanation" if role == "overlay" else f"explanation_{role}": name for role, name in saved.items()}
+        pictures = {role: name for role, name in saved.items() if role != "json"}  # what a reader looks at
+        explained = {"method": explanation.method, "files": pictures}
+    if report:
+        made |= write_reports(
+            prediction, bundle, folder, stem, files, languages=list(languages), dicom_sr=dicom_sr, explanation=explained
+        )
+    return made
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -1,0 +1,1 @@
+"""Alembic migrations of the service database (``medlens.serve.database.migrate`` runs them)."""
