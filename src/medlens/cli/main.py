@@ -65,6 +65,7 @@ def _register() -> None:
         detection_commands,
         image_commands,
         model_commands,
+        pacs_commands,
         segmentation_commands,
     )
 
@@ -72,6 +73,7 @@ def _register() -> None:
     model_commands.register(app)
     image_commands.register(app)
     deid_commands.register(app)
+    pacs_commands.register(app)
 
 
 _register()
@@ -81,6 +83,7 @@ _register()
 AFTER_INTERRUPT = {
     "train": "checkpoints up to the last finished epoch are kept; continue with the same command and --resume",
     "deid": "the files written so far are whole and kept; run the same command again to resume",
+    "listen": "every instance answered with success is in the spool; start the node again on it to finish them",
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,23 +25,45 @@ from medlens.core.outputs import atomic_file
 from medlens.pacs.rules import SeriesFacts
 
 log = logging.getLogger(__name__)
+PAGE = 500  # studies asked for per QIDO-RS request
 RETRIED_STATUSES = (408, 429, *range(500, 600))
 SERIES_FIELDS = ("Modality", "SeriesDescription", "BodyPartExamined", "NumberOfSeriesRelatedInstances", "SeriesNumber")
 
 
+QIDO_PARAMETERS = ("limit", "offset", "fuzzymatching", "includefield")
+# a name often written for ModalitiesInStudy (0008,0061), the attribute QIDO-RS matches a study's modalities on
+ALIASES = {"ModalityInStudy": "ModalitiesInStudy"}
+
+
 def parse_query(text: str | None) -> dict[str, str]:
-    """``"ModalityInStudy=MR&StudyDate=20240101-"`` as QIDO-RS search filters (keyword or tag to value).
+    """``"ModalitiesInStudy=MR&StudyDate=20240101-"`` as QIDO-RS search filters (keyword or tag to value).
+
+    Keys are DICOM keywords (``ModalityInStudy`` is read as ``ModalitiesInStudy``), tags as 8 hex digits, or
+    QIDO-RS parameters (``limit``, ``offset``, ``fuzzymatching``, ``includefield``). A server ignores a key it
+    does not know, which would turn a typo into "every study": such keys are refused here.
 
     Raises:
-        ConfigError: a part without ``=`` or with an empty key.
+        ConfigError: a part without ``=``, or a key that is none of the above (with the nearest keyword).
     """
+    import difflib
+
+    from pydicom.datadict import keyword_dict
+
     if not text:
         return {}
     try:
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True)
     except ValueError:
         raise ConfigError("--query", f"{text!r} is not KEY=VALUE pairs joined by '&'") from None
-    return dict(pairs)
+    filters = {}
+    for key, wanted in pairs:
+        key = ALIASES.get(key, key)
+        if key not in keyword_dict and key not in QIDO_PARAMETERS and not re.fullmatch(r"[0-9A-Fa-f]{8}", key):
+            near = difflib.get_close_matches(key, list(keyword_dict), n=1)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            raise ConfigError("--query", f"{key!r} is not a DICOM keyword, a tag or a QIDO-RS parameter{hint}")
+        filters[key] = wanted
+    return filters
 
 
 def value(item: dict[str, Any], keyword: str, default: str = "") -> str:
@@ -146,10 +169,14 @@ class DicomWebServer:
         search = dict(filters or {})
         if study:
             search["StudyInstanceUID"] = study
-        with self._request("QIDO-RS search for studies"):
-            found = self.client.search_for_studies(search_filters=search, get_remaining=True)
-        uids = [value(item, "StudyInstanceUID") for item in found]
-        return [u for u in uids if u]
+        uids: list[str] = []
+        while True:  # paged by hand: dicomweb-client's get_remaining never ends on a server that ignores offset
+            with self._request("QIDO-RS search for studies"):
+                page = self.client.search_for_studies(search_filters=search, limit=PAGE, offset=len(uids))
+            new = [u for u in (value(item, "StudyInstanceUID") for item in page) if u and u not in uids]
+            uids += new
+            if not new or len(page) < PAGE:
+                return uids
 
     def study_attributes(self, study: str, fields: Sequence[str] = ()) -> dict[str, str]:
         """Study-level attributes of one study (AccessionNumber, PatientID, ...) from QIDO-RS."""

@@ -113,6 +113,7 @@ class Node:
         from pynetdicom.sop_class import Verification
 
         self._resume()
+        self._warm_up()
         ae = AE(ae_title=self.config.ae_title)
         for context in AllStoragePresentationContexts:
             ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
@@ -158,6 +159,24 @@ class Node:
             if self._worker is not None and not self._worker.is_alive():
                 raise RuntimeError("the node's worker stopped")
             self._stop.wait(0.5)
+
+    def _warm_up(self) -> None:
+        """Load the networks and run one prediction on a blank image, so that the first series does not wait for
+        imports and weights (several seconds) and the node answers C-ECHO only once it is ready."""
+        import numpy as np
+
+        from medlens.core.image import Image, default_affine
+
+        plan = self.bundle.plan
+        shape = tuple(min(int(s), 64) for s in plan.data.input_size)
+        blank = Image(np.zeros((plan.data.channels, *shape), np.float32), default_affine(plan.spatial_dims))
+        started = time.perf_counter()
+        try:
+            self.bundle.predict(blank)
+        except MedlensError as exc:  # a model that refuses a blank image still predicts real ones
+            log.warning("warm-up prediction refused (%s); the first series will load the model", exc)
+            return
+        log.info("model %s ready (%.1f s)", self.bundle.name, time.perf_counter() - started)
 
     def _resume(self) -> None:
         """Take up every series the journal holds unfinished (see the module docstring)."""

@@ -64,8 +64,8 @@ def hippocampus_study(
     return files, seg
 
 
-def picture_study(pixels: np.ndarray, path: Path, *, accession: str, patient_id: str) -> Path:
-    """A 2D uint8 picture as a one-image DICOM study (a CR Secondary Capture-like image: modality CR)."""
+def picture_study(pixels: np.ndarray, path: Path, *, accession: str, patient_id: str, modality: str = "DX") -> Path:
+    """A 2D uint8 picture, grey ``(H, W)`` or colour ``(H, W, 3)``, as a one-image DICOM study."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 
@@ -80,10 +80,13 @@ def picture_study(pixels: np.ndarray, path: Path, *, accession: str, patient_id:
     ds.PatientID, ds.PatientName, ds.PatientBirthDate, ds.PatientSex = patient_id, f"Test^{patient_id}", "", ""
     ds.AccessionNumber, ds.StudyID, ds.StudyDate, ds.StudyTime = accession, "1", "20240102", "101010"
     ds.ReferringPhysicianName, ds.SeriesNumber, ds.InstanceNumber = "", 1, 1
-    ds.Modality, ds.ConversionType, ds.SeriesDescription = "CR", "WSD", "chest"
+    ds.Modality, ds.ConversionType, ds.SeriesDescription = modality, "WSD", "picture"
     ds.PatientOrientation = ""
-    ds.Rows, ds.Columns = (int(v) for v in pixels.shape)
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.Rows, ds.Columns = (int(v) for v in pixels.shape[:2])
+    if pixels.ndim == 3:
+        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    else:
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
     ds.PixelData = np.ascontiguousarray(pixels.astype(np.uint8)).tobytes()
     path.parent.mkdir(parents=True, exist_ok=True)

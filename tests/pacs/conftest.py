@@ -1,0 +1,165 @@
+"""Fixtures for the PACS tests: a real Orthanc (one per module), real dcmtk tools, real cases as DICOM studies, and
+``medlens listen`` nodes (in this process, or as a real subprocess for the kill -9 tests).
+
+Fixtures:
+    orthanc: an :class:`orthanc.Orthanc` started for the module (storage cleared by each test that needs it empty).
+    storescu, echoscu: the dcmtk tools' paths.
+    hippo_studies: ``hippo_studies(n)`` -> n real Hippocampus cases as DICOM MR studies with SEG labels (built
+        once per session in a temporary folder), each ``(series files, seg file, study uid)``.
+    node: ``node(run, spool, **config)`` -> a started in-process :class:`medlens.pacs.node.Node` (stopped after).
+    node_process: ``node_process(run, spool, *flags)`` -> a ``medlens listen`` subprocess, ready (answers C-ECHO).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+
+from conftest import missing, tool
+
+sys.path.insert(0, str(Path(__file__).parent))
+from pacs_cases import hippocampus_study  # noqa: E402
+from orthanc_server import Orthanc, find_binary, find_dicomweb_plugin, free_port  # noqa: E402
+
+NODE_AE = "MEDLENS"
+
+
+@pytest.fixture(scope="session")
+def storescu() -> str:
+    return tool("storescu", "dcmtk")
+
+
+@pytest.fixture(scope="session")
+def echoscu() -> str:
+    return tool("echoscu", "dcmtk")
+
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+    if find_binary() is None or find_dicomweb_plugin() is None:
+        missing("Orthanc and its DICOMweb plugin are not installed (Debian orthanc, orthanc-dicomweb; make setup)")
+    server = Orthanc(tmp_path_factory.mktemp("orthanc")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def hippo_studies(
+    hippocampus_root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[int], list[tuple[list[Path], Path, str]]]:
+    built: list[tuple[list[Path], Path, str]] = []
+    root = tmp_path_factory.mktemp("hippo_studies")
+
+    def make(n: int) -> list[tuple[list[Path], Path, str]]:
+        while len(built) < n:
+            i = len(built)
+            files, seg = hippocampus_study(hippocampus_root, 100 + i, root / f"case{i}")
+            assert seg is not None
+            built.append((files, seg, str(pydicom.dcmread(files[0]).StudyInstanceUID)))
+        return built[:n]
+
+    return make
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, every: float = 0.05) -> Any:
+    """Poll ``check`` until it returns something true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture()
+def node() -> Iterator[Callable[..., Any]]:
+    from medlens.pacs.node import Node, NodeConfig
+    from medlens.tasks.base import load_bundle
+
+    started: list[Node] = []
+
+    def start(run: Path, spool: Path, **config: Any) -> Node:
+        config.setdefault("port", free_port())
+        config.setdefault("series_timeout", 0.5)
+        config.setdefault("ae_title", NODE_AE)
+        instance = Node(load_bundle(run), NodeConfig(spool=spool, **config))
+        instance.start()
+        started.append(instance)
+        return instance
+
+    yield start
+    for instance in started:
+        instance.stop()
+
+
+class NodeProcess:
+    """A ``medlens listen`` subprocess on a free port."""
+
+    def __init__(self, args: list[str], port: int, log: Path) -> None:
+        self.port = port
+        self.log = log
+        self.process = subprocess.Popen(args, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+
+    def kill9(self) -> None:
+        self.process.kill()  # SIGKILL: no handler, no cleanup
+        self.process.wait()
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            return self.process.wait(60)
+        return int(self.process.returncode)
+
+
+@pytest.fixture()
+def node_process(medlens_script: Path, echoscu: str) -> Iterator[Callable[..., NodeProcess]]:
+    running: list[NodeProcess] = []
+
+    def start(run: Path, spool: Path, *flags: str, port: int | None = None) -> NodeProcess:
+        port = port or free_port()
+        args = [str(medlens_script), "listen", str(run), "--spool", str(spool), "--port", str(port), "--ae", NODE_AE]
+        process = NodeProcess([*args, *flags], port, spool.parent / f"{spool.name}.log")
+        running.append(process)
+
+        def ready() -> bool:
+            if process.process.poll() is not None:
+                raise AssertionError(f"medlens listen exited: {process.log.read_text()[-2000:]}")
+            return subprocess.run([echoscu, "-aec", NODE_AE, "127.0.0.1", str(port)], capture_output=True).returncode == 0
+
+        wait_until(ready, 120, "medlens listen to answer C-ECHO", every=0.2)
+        return process
+
+    yield start
+    for process in running:
+        if process.process.poll() is None:
+            process.process.kill()
+            process.process.wait()
+
+
+def send(storescu: str, port: int, files: list[Path], *, calling: str = "STORESCU") -> subprocess.CompletedProcess[str]:
+    """storescu of ``files`` to the node on ``port``."""
+    return subprocess.run(
+        [storescu, "-aet", calling, "-aec", NODE_AE, "127.0.0.1", str(port), *map(str, files)],
+        capture_output=True,
+        text=True,
+    )
+
+
+def journal_rows(spool: Path) -> list[Any]:
+    from medlens.pacs.journal import Journal
+
+    if not (spool / "journal.sqlite3").is_file():
+        return []
+    journal = Journal(spool, readonly=True)
+    try:
+        return journal.rows()
+    finally:
+        journal.close()

@@ -1,0 +1,141 @@
+"""``medlens listen``: dcmtk's storescu sends real series to the node, which forwards the results to a real Orthanc.
+
+What it proves: a series sent by storescu comes back into its study in Orthanc as a SEG, and the spool then holds
+nothing but the journal; C-ECHO answers; a malformed dataset, a refused modality and an unknown calling AE are
+refused with a DIMSE failure (or a rejected association) while the node goes on; without --forward the results
+are kept in SPOOL/out; a destination that stays down sends the series to failed/ with its reason after
+--send-tries; Orthanc stopped while the node sends, then started, gets the results exactly once; --status.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+
+from conftest import NODE_AE, journal_rows, send, wait_until
+from medlens.cli.main import main
+from orthanc_server import Orthanc, free_port
+
+pytestmark = pytest.mark.integration
+Studies = Callable[[int], list[tuple[list[Path], Path, str]]]
+
+
+def states(spool: Path) -> list[str]:
+    return [row.state for row in journal_rows(spool)]
+
+
+def only_journal_left(spool: Path) -> bool:
+    leftovers = [p for p in spool.rglob("*") if p.is_file() and not p.name.startswith("journal.sqlite3")]
+    return not leftovers
+
+
+def segs(orthanc: Orthanc, study: str) -> list[str]:
+    return [i["sop"] for i in orthanc.instances_of_study(study) if i["modality"] == "SEG"]
+
+
+def test_a_series_from_storescu_comes_back_to_orthanc_as_seg(
+    hippo_run: Path, orthanc: Orthanc, hippo_studies: Studies, storescu: str, echoscu: str, node: Any,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from medlens.pacs.sender import Destination
+
+    orthanc.clear()
+    (files, _, study), (files2, _, study2) = hippo_studies(2)
+    spool = tmp_path / "spool"
+    running = node(hippo_run / "run", spool, forward=Destination.parse(orthanc.address))
+    port = running.config.port
+    assert subprocess.run([echoscu, "-aec", NODE_AE, "127.0.0.1", str(port)], capture_output=True).returncode == 0
+    assert send(storescu, port, files).returncode == 0
+    assert send(storescu, port, files2).returncode == 0
+    wait_until(lambda: states(spool) == ["sent", "sent"], 60, "both series sent")
+    assert len(segs(orthanc, study)) == 1 and len(segs(orthanc, study2)) == 1
+    assert only_journal_left(spool)
+    rows = journal_rows(spool)
+    assert [r.instances for r in rows] == [len(files), len(files2)] and all(r.results == 1 for r in rows)
+    assert main(["listen", "--spool", str(spool), "--status"]) == 0
+    shown = capsys.readouterr().out
+    assert shown.count(" sent ") == 2 and str(pydicom.dcmread(files[0]).SeriesInstanceUID) in shown
+
+
+def test_refusals_do_not_stop_the_node(
+    hippo_run: Path, hippo_studies: Studies, storescu: str, node: Any, tmp_path: Path
+) -> None:
+    from pynetdicom import AE
+    from pynetdicom.sop_class import MRImageStorage
+
+    spool = tmp_path / "spool"
+    running = node(hippo_run / "run", spool, accept=["MR"])  # no --forward: results stay in SPOOL/out
+    port = running.config.port
+    files, _, _ = hippo_studies(1)[0]
+    broken = tmp_path / "broken.dcm"
+    raw = files[0].read_bytes()
+    broken.write_bytes(raw[: len(raw) // 3] + b"\xff\xfe\x00\xe0" * 64)  # the dataset cut and followed by garbage
+    ct = tmp_path / "ct.dcm"
+    ds = pydicom.dcmread(files[1])
+    ds.Modality = "CT"
+    ds.save_as(ct)
+
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(MRImageStorage)
+    assoc = ae.associate("127.0.0.1", port, ae_title=NODE_AE)
+    assert assoc.is_established
+    status = assoc.send_c_store(broken)
+    assert 0xC000 <= status.Status <= 0xCFFF  # cannot understand
+    status = assoc.send_c_store(ct)
+    assert status.Status == 0xA900 and "CT" in status.ErrorComment  # modality not accepted
+    status = assoc.send_c_store(files[0])
+    assert status.Status == 0x0000  # the node goes on
+    assoc.release()
+    assert send(storescu, port, files[1:]).returncode == 0
+    wait_until(lambda: states(spool) == ["stored"], 60, "the series predicted and kept")
+    (row,) = journal_rows(spool)
+    assert row.instances == len(files)  # the refused datasets were not written
+    assert [p.name for p in (spool / "out" / str(row.id)).iterdir()] == ["seg.dcm"]
+    assert not list((spool / "incoming").iterdir())
+
+
+def test_a_destination_that_stays_down_sends_the_series_to_failed(
+    hippo_run: Path, hippo_studies: Studies, storescu: str, node: Any, tmp_path: Path
+) -> None:
+    from medlens.pacs.sender import Destination
+
+    spool = tmp_path / "spool"
+    nowhere = Destination("NOBODY", "127.0.0.1", free_port())
+    running = node(hippo_run / "run", spool, forward=nowhere, send_tries=3, retry_wait=0.2)
+    files, _, _ = hippo_studies(1)[0]
+    started = time.monotonic()
+    assert send(storescu, running.config.port, files).returncode == 0
+    wait_until(lambda: states(spool) == ["failed"], 60, "the series to fail")
+    assert time.monotonic() - started >= 0.2 + 0.4  # two waits between three tries
+    (row,) = journal_rows(spool)
+    reason = (spool / "failed" / str(row.id) / "reason.txt").read_text()
+    assert "not sent after 3 tries" in reason and str(nowhere) in reason and "\n" not in reason.strip()
+    assert row.tries == 3 and len(list((spool / "failed" / str(row.id) / "instances").glob("*.dcm"))) == len(files)
+    assert (spool / "failed" / str(row.id) / "results" / "seg.dcm").is_file()
+
+
+def test_orthanc_down_then_up_gets_the_results_exactly_once(
+    hippo_run: Path, orthanc: Orthanc, hippo_studies: Studies, storescu: str, node: Any, tmp_path: Path
+) -> None:
+    from medlens.pacs.sender import Destination
+
+    orthanc.clear()
+    spool = tmp_path / "spool"
+    running = node(hippo_run / "run", spool, forward=Destination.parse(orthanc.address), retry_wait=0.3)
+    files, _, study = hippo_studies(1)[0]
+    orthanc.stop()
+    try:
+        assert send(storescu, running.config.port, files).returncode == 0
+        wait_until(lambda: any(r.tries >= 2 for r in journal_rows(spool)), 60, "two failed tries")
+        (row,) = journal_rows(spool)
+        assert row.state == "sending" and "connection refused" in row.reason
+    finally:
+        orthanc.start()
+    wait_until(lambda: states(spool) == ["sent"], 60, "the series sent once Orthanc is back")
+    assert len(segs(orthanc, study)) == 1 and only_journal_left(spool)
