@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 ifneq ($(wildcard ../shared/data),)
 export MEDLENS_DATA ?= $(abspath ../shared/data)
 endif
-APT_PACKAGES := dcm2niix dcmtk dicom3tools
+APT_PACKAGES := dcm2niix dcmtk dicom3tools orthanc orthanc-dicomweb
 DEMO_DIR ?= demo
 DEMO_BUDGET ?= 3m
 
@@ -20,10 +20,12 @@ $(BIN)/medlens: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(BIN)/medlens
 
-# Debian tools the tests check against (dcm2niix, dciodvfy from dicom3tools, dcmtk). Installed when missing.
+# Debian tools the tests check against or run (dcm2niix, dciodvfy from dicom3tools, dcmtk's storescu/echoscu, the
+# Orthanc PACS and its DICOMweb plugin). Installed when missing.
 system-packages:
-	@missing=""; for c in dcm2niix:dcm2niix dcmdump:dcmtk dciodvfy:dicom3tools; do \
-	  command -v $${c%%:*} >/dev/null || missing="$$missing $${c##*:}"; done; \
+	@missing=""; for c in dcm2niix:dcm2niix dcmdump:dcmtk storescu:dcmtk dciodvfy:dicom3tools \
+	  /usr/sbin/Orthanc:orthanc /usr/share/orthanc/plugins/libOrthancDicomWeb.so:orthanc-dicomweb; do \
+	  { command -v $${c%%:*} >/dev/null || test -e $${c%%:*}; } || missing="$$missing $${c##*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  echo "installing Debian packages:$$missing"; \

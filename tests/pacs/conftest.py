@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,10 +24,9 @@ import pytest
 from conftest import missing, tool
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pacs_cases import hippocampus_study  # noqa: E402
-from orthanc_server import Orthanc, find_binary, find_dicomweb_plugin, free_port  # noqa: E402
-
-NODE_AE = "MEDLENS"
+from orthanc_server import Orthanc, find_binary, find_dicomweb_plugin, free_port
+from pacs_cases import hippocampus_study
+from pacs_node import NODE_AE, NodeProcess, wait_until
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +43,7 @@ def echoscu() -> str:
 def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
     if find_binary() is None or find_dicomweb_plugin() is None:
         missing("Orthanc and its DICOMweb plugin are not installed (Debian orthanc, orthanc-dicomweb; make setup)")
-    server = Orthanc(tmp_path_factory.mktemp("orthanc")).start()
+    server = Orthanc(tmp_path_factory.mktemp("orthanc"), slow_seconds=6).start()
     yield server
     server.stop()
 
@@ -66,17 +64,6 @@ def hippo_studies(
         return built[:n]
 
     return make
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str, every: float = 0.05) -> Any:
-    """Poll ``check`` until it returns something true; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture()
@@ -100,25 +87,6 @@ def node() -> Iterator[Callable[..., Any]]:
         instance.stop()
 
 
-class NodeProcess:
-    """A ``medlens listen`` subprocess on a free port."""
-
-    def __init__(self, args: list[str], port: int, log: Path) -> None:
-        self.port = port
-        self.log = log
-        self.process = subprocess.Popen(args, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
-
-    def kill9(self) -> None:
-        self.process.kill()  # SIGKILL: no handler, no cleanup
-        self.process.wait()
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-            return self.process.wait(60)
-        return int(self.process.returncode)
-
-
 @pytest.fixture()
 def node_process(medlens_script: Path, echoscu: str) -> Iterator[Callable[..., NodeProcess]]:
     running: list[NodeProcess] = []
@@ -132,7 +100,9 @@ def node_process(medlens_script: Path, echoscu: str) -> Iterator[Callable[..., N
         def ready() -> bool:
             if process.process.poll() is not None:
                 raise AssertionError(f"medlens listen exited: {process.log.read_text()[-2000:]}")
-            return subprocess.run([echoscu, "-aec", NODE_AE, "127.0.0.1", str(port)], capture_output=True).returncode == 0
+            return (
+                subprocess.run([echoscu, "-aec", NODE_AE, "127.0.0.1", str(port)], capture_output=True).returncode == 0
+            )
 
         wait_until(ready, 120, "medlens listen to answer C-ECHO", every=0.2)
         return process
@@ -142,24 +112,3 @@ def node_process(medlens_script: Path, echoscu: str) -> Iterator[Callable[..., N
         if process.process.poll() is None:
             process.process.kill()
             process.process.wait()
-
-
-def send(storescu: str, port: int, files: list[Path], *, calling: str = "STORESCU") -> subprocess.CompletedProcess[str]:
-    """storescu of ``files`` to the node on ``port``."""
-    return subprocess.run(
-        [storescu, "-aet", calling, "-aec", NODE_AE, "127.0.0.1", str(port), *map(str, files)],
-        capture_output=True,
-        text=True,
-    )
-
-
-def journal_rows(spool: Path) -> list[Any]:
-    from medlens.pacs.journal import Journal
-
-    if not (spool / "journal.sqlite3").is_file():
-        return []
-    journal = Journal(spool, readonly=True)
-    try:
-        return journal.rows()
-    finally:
-        journal.close()

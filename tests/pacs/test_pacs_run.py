@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-
-from medlens.cli.main import main
 from orthanc_server import PASSWORD, TOKEN, USER, Orthanc, free_port
 from pacs_cases import picture_study
+
+from medlens.cli.main import main
 
 pytestmark = pytest.mark.integration
 Studies = Callable[[int], list[tuple[list[Path], Path, str]]]
@@ -109,7 +109,9 @@ def test_run_query_and_basic_auth_give_classification_pictures(
         assert stored["description"].startswith("run v")
 
 
-def test_run_detection_gives_a_picture_with_boxes(bccd_run: Path, orthanc: Orthanc, bccd_root: Path, tmp_path: Path) -> None:
+def test_run_detection_gives_a_picture_with_boxes(
+    bccd_run: Path, orthanc: Orthanc, bccd_root: Path, tmp_path: Path
+) -> None:
     from PIL import Image as PILImage
 
     orthanc.clear()

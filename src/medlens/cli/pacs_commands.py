@@ -18,7 +18,10 @@ TOKEN = typer.Option(
     None, "--token", envvar="MEDLENS_DICOMWEB_TOKEN", help="Bearer token for the DICOMweb server (or set the variable)."
 )
 USER = typer.Option(
-    None, "--user", envvar="MEDLENS_DICOMWEB_USER", help="USER:PASSWORD for HTTP basic authentication (or the variable)."
+    None,
+    "--user",
+    envvar="MEDLENS_DICOMWEB_USER",
+    help="USER:PASSWORD for HTTP basic authentication (or the variable).",
 )
 
 

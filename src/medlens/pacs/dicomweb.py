@@ -139,7 +139,9 @@ class DicomWebServer:
             session.auth = (name, password)
         headers = {"Authorization": f"Bearer {token}"} if token else None
         try:
-            self.client = DICOMwebClient(self.url, session=session, headers=headers, timeout=(min(timeout, 10.0), timeout))
+            self.client = DICOMwebClient(
+                self.url, session=session, headers=headers, timeout=(min(timeout, 10.0), timeout)
+            )
         except ValueError as exc:
             raise ConfigError("URL", str(exc)) from None
         self.client.set_http_retry_params(retry=False)  # urllib3 retries above, once, for every failure

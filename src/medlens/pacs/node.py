@@ -110,22 +110,24 @@ class Node:
     def start(self) -> None:
         """Resume what the spool holds, then listen and work (both in background threads)."""
         from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
-        from pynetdicom.sop_class import Verification
+        from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import by pynetdicom
 
-        self._resume()
         self._warm_up()
+        self._resume()
         ae = AE(ae_title=self.config.ae_title)
         for context in AllStoragePresentationContexts:
-            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+            if context.abstract_syntax is not None:
+                ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
         ae.maximum_associations = self.config.max_associations
         if self.config.calling_aes:
             ae.require_calling_aet = list(self.config.calling_aes)
         ae.network_timeout = ae.acse_timeout = ae.dimse_timeout = 60
-        handlers = [
+        handlers: list[Any] = [
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_C_ECHO, lambda event: 0x0000),
-            (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_ACCEPTED, self._on_accepted),
+            (evt.EVT_REJECTED, self._on_rejected),
         ]
         try:
             self._server = ae.start_server((self.config.host, self.config.port), block=False, evt_handlers=handlers)
@@ -133,6 +135,9 @@ class Node:
             raise InputError(
                 f"{self.config.host}:{self.config.port}", f"cannot listen here ({exc.strerror or exc})"
             ) from None
+        with self._lock:  # series taken up again wait for their silence from now, when senders can reach the node
+            for item in self._open.values():
+                item.last = time.monotonic()
         self._worker = threading.Thread(target=self._work, name="medlens-node-worker", daemon=True)
         self._worker.start()
         log.info(
@@ -202,9 +207,20 @@ class Node:
                     self._send_due[row.id] = now
 
     # ---- receiving -------------------------------------------------------------------------------------------
-    def _on_requested(self, event: Any) -> None:
+    def _on_accepted(self, event: Any) -> None:
         requestor = event.assoc.requestor
-        log.info("association requested by %s at %s:%s", requestor.ae_title, requestor.address, requestor.port)
+        log.info("association from %s at %s:%s", requestor.ae_title, requestor.address, requestor.port)
+
+    def _on_rejected(self, event: Any) -> None:
+        from medlens.pacs.sender import reject_reason
+
+        requestor, answer = event.assoc.requestor, event.assoc.acceptor.primitive
+        log.warning(
+            "association from %r at %s rejected (%s)",
+            str(requestor.ae_title).strip(),
+            requestor.address,
+            reject_reason(getattr(answer, "result_source", None), getattr(answer, "diagnostic", None)),
+        )
 
     def _on_store(self, event: Any) -> Any:
         calling = str(event.assoc.requestor.ae_title).strip()
@@ -214,7 +230,7 @@ class Node:
             sop, series = str(ds.SOPInstanceUID), str(ds.SeriesInstanceUID)
             study, modality = str(ds.get("StudyInstanceUID", "")), str(ds.get("Modality", "")).upper()
         except Exception as exc:  # pydicom raises many kinds on a malformed dataset; refuse it, keep going
-            return _failure(CANNOT_UNDERSTAND, f"cannot decode the dataset ({type(exc).__name__})", calling)
+            return _failure(CANNOT_UNDERSTAND, f"cannot decode the dataset or its UIDs ({type(exc).__name__})", calling)
         if not UID_PATTERN.match(series) or not UID_PATTERN.match(sop):
             return _failure(CANNOT_UNDERSTAND, "SOP Instance or Series Instance UID is not a UID", calling)
         if self.config.accept and modality not in self.config.accept:
@@ -226,7 +242,7 @@ class Node:
         with self._lock:
             current = self._open.get(series)
             if current is None:
-                current = _Open(self.journal.open_series(series, study, modality, calling), time.monotonic())
+                current = _Open(self._series_row(series, study, modality, calling), time.monotonic())
                 self._open[series] = current
             current.in_flight += 1
         try:
@@ -239,6 +255,15 @@ class Node:
                 current.last = time.monotonic()
                 current.instances += 1
         return 0x0000
+
+    def _series_row(self, series: str, study: str, modality: str, calling: str) -> int:
+        """The journal row new instances of ``series`` go to: one complete but not yet being predicted is receiving
+        again (the sender paused longer than the timeout, or the node restarted); otherwise a new row."""
+        waiting = [r for r in self.journal.rows(["received"]) if r.series_uid == series]
+        if waiting:
+            self.journal.set_state(waiting[0].id, "receiving", f"more instances from {calling}: receiving again")
+            return waiting[0].id
+        return self.journal.open_series(series, study, modality, calling)
 
     # ---- working ---------------------------------------------------------------------------------------------
     def _work(self) -> None:
@@ -253,31 +278,31 @@ class Node:
 
     def _close_silent(self) -> bool:
         now = time.monotonic()
-        with self._lock:
+        with self._lock:  # closed and journalled under the lock that new instances take to find their row
             done = [
                 (uid, o)
                 for uid, o in self._open.items()
                 if o.in_flight == 0 and now - o.last >= self.config.series_timeout
             ]
-            for uid, _ in done:
+            for uid, item in done:
                 del self._open[uid]
-        for uid, item in done:
-            count = len(self.spool.instance_files(item.series_id))
-            last = time.time() - (now - item.last)
-            self.journal.set_state(
-                item.series_id, "received", f"{count} instance(s), complete", instances=count, last_received=last
-            )
-            log.info("series %d (%s) complete: %d instance(s)", item.series_id, uid, count)
+                count = len(self.spool.instance_files(item.series_id))
+                last = time.time() - (now - item.last)
+                self.journal.set_state(
+                    item.series_id, "received", f"{count} instance(s), complete", instances=count, last_received=last
+                )
+                log.info("series %d (%s) complete: %d instance(s)", item.series_id, uid, count)
         return bool(done)
 
     def _predict_next(self) -> bool:
         from medlens.pacs.series import predict_series
 
-        waiting = self.journal.rows(["received"])
-        if not waiting:
-            return False
-        row = waiting[0]
-        self.journal.set_state(row.id, "predicting")
+        with self._lock:  # claimed under the lock that new instances take to reopen a complete series
+            waiting = self.journal.rows(["received"])
+            if not waiting:
+                return False
+            row = waiting[0]
+            self.journal.set_state(row.id, "predicting")
         files = self.spool.instance_files(row.id)
         folder = self.spool.partial_results(row.id)
         try:

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -52,7 +52,11 @@ class ResultContext:
     def description(self, kind: str) -> str:
         """SeriesDescription of a result series (64 characters at most): model, version, kind."""
         text = f"{self.model} v{self.version} {kind}"
-        return text if len(text) <= 64 else f"{self.model[: 64 - len(self.version) - len(kind) - 3]} v{self.version} {kind}"
+        return (
+            text
+            if len(text) <= 64
+            else f"{self.model[: 64 - len(self.version) - len(kind) - 3]} v{self.version} {kind}"
+        )
 
     @property
     def software_version(self) -> str:
@@ -194,9 +198,10 @@ def _register_sr() -> None:
 
     @register_result("sr")
     def sr_result(prediction: Prediction, context: ResultContext, folder: Path) -> Path | None:
-        from medlens.io import dicom_sr
+        import importlib
 
-        return dicom_sr.write_dicom_sr(  # type: ignore[attr-defined]
+        dicom_sr: Any = importlib.import_module("medlens.io.dicom_sr")
+        return dicom_sr.write_dicom_sr(  # type: ignore[no-any-return]
             prediction,
             list(context.files),
             folder / "sr.dcm",

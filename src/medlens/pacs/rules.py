@@ -119,7 +119,9 @@ class SeriesFacts:
 
     def summary(self) -> str:
         size = f", {self.rows} x {self.columns}" if self.rows else ""
-        return f"{self.series_uid} ({self.modality} {self.description or 'no description'!r}, {self.images} images{size})"
+        return (
+            f"{self.series_uid} ({self.modality} {self.description or 'no description'!r}, {self.images} images{size})"
+        )
 
 
 def choose_series(rules: SeriesRules, series: Sequence[SeriesFacts]) -> tuple[SeriesFacts | None, dict[str, str]]:

@@ -74,8 +74,8 @@ def send_files(destination: Destination, files: Sequence[Path], calling_ae: str,
     Raises:
         RemoteError: naming the destination and what went wrong.
     """
-    from pynetdicom import AE, evt
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+    from pynetdicom import AE, evt
 
     if not files:
         return
@@ -88,12 +88,15 @@ def send_files(destination: Destination, files: Sequence[Path], calling_ae: str,
     ae.connection_timeout = min(timeout, 10)
     for sop_class, syntaxes in contexts.items():
         ae.add_requested_context(sop_class, sorted(syntaxes | {ExplicitVRLittleEndian, ImplicitVRLittleEndian}))
-    answers: list[object] = []  # the destination's A-ASSOCIATE answer, for the reason of a rejection
+    answers: list[object] = []  # the connection, and the destination's A-ASSOCIATE answer (why it was rejected)
     assoc = ae.associate(
         destination.host,
         destination.port,
         ae_title=destination.ae_title,
-        evt_handlers=[(evt.EVT_ACSE_RECV, lambda event: answers.append(event.primitive))],
+        evt_handlers=[
+            (evt.EVT_CONN_OPEN, lambda event: answers.append("connected")),
+            (evt.EVT_ACSE_RECV, lambda event: answers.append(event.primitive)),
+        ],
     )
     if not assoc.is_established:
         raise RemoteError(str(destination), _why_not_established(assoc, answers))
@@ -115,11 +118,19 @@ def send_files(destination: Destination, files: Sequence[Path], calling_ae: str,
     log.info("sent %d instance(s) to %s", len(files), destination)
 
 
+def reject_reason(source: int | None, diagnostic: int | None) -> str:
+    """The reason of an A-ASSOCIATE-RJ in words."""
+    if source is None:
+        return "no reason given"
+    return _REJECT_REASONS.get((int(source), int(diagnostic or 0)), f"source {source}, reason {diagnostic}")
+
+
 def _why_not_established(assoc: object, answers: Sequence[object]) -> str:
+    if "connected" not in answers:
+        return "no connection (connection refused, or no answer)"
     if getattr(assoc, "is_rejected", False):
         answer = next((a for a in answers if getattr(a, "result", None) in (1, 2)), None)
-        source, reason = getattr(answer, "result_source", None), getattr(answer, "diagnostic", None)
-        why = _REJECT_REASONS.get((source, reason), f"source {source}, reason {reason}")  # type: ignore[arg-type]
+        why = reject_reason(getattr(answer, "result_source", None), getattr(answer, "diagnostic", None))
         return f"association rejected ({why})"
     if getattr(assoc, "is_aborted", False):
         return "association aborted by the destination (no presentation context accepted?)"

@@ -90,7 +90,8 @@ def import_dicomweb(
         progress: called as ``progress("retrieving studies", done, total)``.
 
     Example:
-        >>> import_dicomweb("http://pacs/dicom-web", "datasets/hippo", query="ModalityInStudy=MR", deid=True)  # doctest: +SKIP
+        >>> url = "http://pacs:8042/dicom-web"
+        >>> import_dicomweb(url, "datasets/hippo", query="ModalitiesInStudy=MR", deid=True)  # doctest: +SKIP
     """
     from medlens.pacs.dicomweb import DicomWebServer, parse_query
 
@@ -109,7 +110,9 @@ def import_dicomweb(
                 studies.append(study)
             report(progress, "retrieving studies", i + 1, len(uids))
         if not studies:
-            raise InputError(out, f"none of the {len(uids)} studies found has {'a SEG' if table is None else 'a label'}")
+            raise InputError(
+                out, f"none of the {len(uids)} studies found has {'a SEG' if table is None else 'a label'}"
+            )
         if deid:
             studies = _deidentified(studies, raw, Path(scratch) / "deid", key)
         with output_folder(out, kind="dataset", overwrite=overwrite) as tmp:
