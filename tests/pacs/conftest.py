@@ -91,18 +91,18 @@ def node() -> Iterator[Callable[..., Any]]:
 def node_process(medlens_script: Path, echoscu: str) -> Iterator[Callable[..., NodeProcess]]:
     running: list[NodeProcess] = []
 
-    def start(run: Path, spool: Path, *flags: str, port: int | None = None) -> NodeProcess:
+    def start(
+        run: Path, spool: Path, *flags: str, port: int | None = None, host: str = "127.0.0.1", ae: str = NODE_AE
+    ) -> NodeProcess:
         port = port or free_port()
-        args = [str(medlens_script), "listen", str(run), "--spool", str(spool), "--port", str(port), "--ae", NODE_AE]
-        process = NodeProcess([*args, *flags], port, spool.parent / f"{spool.name}.log")
+        args = [str(medlens_script), "listen", str(run), "--spool", str(spool), "--port", str(port), "--ae", ae]
+        process = NodeProcess([*args, "--host", host, *flags], port, spool.parent / f"{spool.name}.log")
         running.append(process)
 
         def ready() -> bool:
             if process.process.poll() is not None:
                 raise AssertionError(f"medlens listen exited: {process.log.read_text()[-2000:]}")
-            return (
-                subprocess.run([echoscu, "-aec", NODE_AE, "127.0.0.1", str(port)], capture_output=True).returncode == 0
-            )
+            return subprocess.run([echoscu, "-aec", ae, host, str(port)], capture_output=True).returncode == 0
 
         wait_until(ready, 120, "medlens listen to answer C-ECHO", every=0.2)
         return process

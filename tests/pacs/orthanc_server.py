@@ -170,6 +170,11 @@ class Orthanc:
         response.raise_for_status()
         return response.json()
 
+    def text(self, path: str) -> str:
+        response = requests.get(f"{self.url}{path}", auth=self.auth, timeout=30)
+        response.raise_for_status()
+        return response.text
+
     def clear(self) -> None:
         """Delete every patient (and so every study, series, instance)."""
         for patient in self.get("/patients"):

@@ -36,6 +36,11 @@ def only_journal_left(spool: Path) -> bool:
     return not leftovers
 
 
+def logged(log: Path) -> str:
+    """A node's log as one line of words (Rich wraps long lines when the log is a file)."""
+    return " ".join(log.read_text().split())
+
+
 def segs(orthanc: Orthanc, study: str) -> list[str]:
     return [i["sop"] for i in orthanc.instances_of_study(study) if i["modality"] == "SEG"]
 
@@ -141,3 +146,52 @@ def test_orthanc_down_then_up_gets_the_results_exactly_once(
     wait_until(lambda: states(spool) == ["sent"], 60, "the series sent once Orthanc is back")
     assert len(segs(orthanc, study)) == 1
     wait_until(lambda: only_journal_left(spool), 10, "the sent series removed from the spool")
+
+
+def test_listen_flags_in_a_real_process(
+    hippo_run: Path, orthanc: Orthanc, hippo_studies: Studies, storescu: str, echoscu: str, node_process: Any,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """--host, --ae, --accept, --calling-aes, --max-associations of ``medlens listen``, each by its effect."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+    orthanc.clear()
+    allowed = tmp_path / "calling_aes.txt"
+    allowed.write_text("# who may send\nECHOSCU\nSTORESCU\n\nTESTSCU  # the test's own association\n")
+    spool = tmp_path / "spool"
+    flags = ["--forward", orthanc.address, "--series-timeout", "1s", "--accept", "mr,ct", "--calling-aes", str(allowed),
+             "--max-associations", "1"]  # fmt: skip
+    node = node_process(hippo_run / "run", spool, *flags, host="127.0.0.2", ae="NODE2")
+
+    def echo(host: str, calling: str = "ECHOSCU") -> int:
+        called = ["-aet", calling, "-aec", "NODE2", host, str(node.port)]
+        return subprocess.run([echoscu, *called], capture_output=True).returncode
+
+    assert echo("127.0.0.2") == 0 and echo("127.0.0.1") != 0  # --host: listening on 127.0.0.2 only
+    assert echo("127.0.0.2", calling="INTRUDER") != 0  # --calling-aes
+    wait_until(lambda: "rejected (calling AE title not recognised)" in logged(node.log), 10, "the rejection logged")
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(Verification)
+    held = ae.associate("127.0.0.2", node.port, ae_title="NODE2")
+    assert held.is_established
+    try:
+        assert echo("127.0.0.2") != 0  # --max-associations 1: a second one is refused while the first is open
+        wait_until(lambda: "local limit exceeded" in logged(node.log), 10, "the limit logged")
+    finally:
+        held.release()
+    files, _, study = hippo_studies(1)[0]
+    xa = tmp_path / "xa.dcm"
+    ds = pydicom.dcmread(files[0])
+    ds.Modality = "XA"
+    ds.save_as(xa)
+    refused = subprocess.run([storescu, "-v", "-aec", "NODE2", "127.0.0.2", str(node.port), str(xa)],
+                             capture_output=True, text=True)  # fmt: skip
+    # --accept mr,ct: an XA image is refused with 0xA900 (dcmtk names that status, it does not print the number)
+    assert refused.returncode != 0 and "DataSetDoesNotMatchSOPClass" in refused.stdout + refused.stderr
+    wait_until(lambda: "refused (0xA900): modality XA is not accepted" in logged(node.log), 10, "the refusal logged")
+    done = subprocess.run([storescu, "-aec", "NODE2", "127.0.0.2", str(node.port), *map(str, files)])
+    assert done.returncode == 0
+    wait_until(lambda: states(spool) == ["sent"], 120, "the MR series predicted and sent")
+    (seg,) = [i for i in orthanc.instances_of_study(study) if i["modality"] == "SEG"]
+    assert orthanc.text(f"/instances/{seg['id']}/metadata/RemoteAET") == "NODE2"  # --ae: the node's own title
