@@ -12,7 +12,10 @@
 4. Throughput: instances per second received from ``storescu`` over a loop of 1,000 instances, by the node and by
    Orthanc (both fsync what they store), alternating, in the same run; the ratio node / Orthanc.
 
-    .venv/bin/python benchmarks/pacs.py [--cases 80] [--budget 4m] [--latency-series 20] [--instances 1000]
+5. Faults: the kill -9 and Orthanc-down tests of tests/pacs, run by pytest, their outcome recorded.
+
+    .venv/bin/python benchmarks/pacs.py [--parts loop,push,latency,throughput,faults] [--run RUN] [--cases 80]
+        [--budget 4m] [--latency-series 20] [--instances 1000] [--out benchmarks/results/pacs.json]
 """
 
 from __future__ import annotations
@@ -233,8 +236,57 @@ def throughput(args: argparse.Namespace, work: Path, data: Path, orthanc: Orthan
     }
 
 
+def faults(work: Path) -> dict[str, Any]:
+    """The fault tests of tests/pacs, run by pytest against their own real Orthanc and ``medlens listen`` processes:
+    kill -9 mid-series, mid-prediction and mid-send then restart (3 series, 2 kills); Orthanc stopped while the node
+    sends, then started. Each asserts one SEG per series in Orthanc (counted by SOP Instance UID) and nothing but the
+    journal left in the spool."""
+    import xml.etree.ElementTree as ET
+
+    report = work / "faults.xml"
+    tests = [
+        "tests/pacs/test_listen_faults.py",
+        "tests/pacs/test_listen.py::test_orthanc_down_then_up_gets_the_results_exactly_once",
+    ]
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", *tests, "-q", "-p", "no:cacheprovider", f"--junitxml={report}"],
+        cwd=ROOT.parent, capture_output=True, text=True,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    cases = []
+    for case in ET.parse(report).getroot().iter("testcase"):
+        failure = case.find("failure")
+        cases.append({
+            "test": case.get("name"),
+            "seconds": float(case.get("time", 0)),
+            "passed": failure is None and case.find("error") is None and case.find("skipped") is None,
+            "failure": None if failure is None else (failure.get("message") or "")[:500],
+        })  # fmt: skip
+    return {
+        "command": f"python -m pytest {' '.join(tests)}",
+        "seconds_with_setup": seconds,
+        "exit_code": done.returncode,
+        "tests": cases,
+        "checked": {
+            "kill_9": "3 series, 2 kills (mid-send and mid-series at once; mid-prediction), 3 starts: each study has "
+            "exactly 1 SEG in Orthanc (by SOP Instance UID), the one cut mid-send keeps its SOP Instance UID, "
+            "no MR copied, nothing but the journal left in the spool, journal history of the series cut "
+            "mid-prediction: receiving, received, predicting, received, predicting, predicted, sending, sent",
+            "orthanc_down_then_up": "the node retries with backoff while Orthanc is stopped; once it is started: "
+            "exactly 1 SEG in the study, nothing but the journal left in the spool",
+        },
+    }
+
+
+PARTS = ("loop", "push", "latency", "throughput", "faults")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
+    parser.add_argument("--run", type=Path, default=None,
+                        help="a trained Hippocampus run for push/latency/throughput without the loop")  # fmt: skip
     parser.add_argument("--cases", type=int, default=80, help="Hippocampus cases stored in Orthanc for the dataset")
     parser.add_argument("--budget", default="4m", help="training budget")
     parser.add_argument("--latency-series", type=int, default=20)
@@ -244,29 +296,43 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "pacs.json")
     parser.add_argument("--keep", type=Path, default=None, help="keep the work folder here")
     args = parser.parse_args()
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        parser.error(f"unknown part(s) {unknown}; choose from {PARTS}")
+    if "loop" not in parts and args.run is None and set(parts) & {"push", "latency", "throughput"}:
+        parser.error("push, latency and throughput need the loop's run, or --run RUN")
     data = Path(os.environ.get("MEDLENS_DATA", ROOT.parent.parent / "shared" / "data")) / "Task04_Hippocampus"
     work = args.keep or Path(tempfile.mkdtemp(prefix="medlens-pacs-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    orthanc = Orthanc(work / "orthanc").start()
+    # no Lua filter on received instances (the tests' "slow Orthanc"): Orthanc receives at its own speed
+    orthanc = Orthanc(work / "orthanc", can_be_slowed=False).start()
     results: dict[str, Any] = {
+        "command": " ".join(["python", "benchmarks/pacs.py", *sys.argv[1:]]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
         "orthanc": subprocess.run([orthanc.binary, "--version"], capture_output=True, text=True).stdout.split("\n")[0],
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "other_load_average_at_start": os.getloadavg()[0],
     }
+    run_dir = args.run or work / "run"
+    steps = [
+        ("whole_loop", "loop", lambda: whole_loop(args, work, data, orthanc)),
+        ("pacs_run_push", "push", lambda: pacs_run_push(work, data, orthanc, run_dir)),
+        ("latency", "latency", lambda: latency(args, work, data, orthanc, run_dir)),
+        ("throughput", "throughput", lambda: throughput(args, work, data, orthanc, run_dir)),
+        ("faults", "faults", lambda: faults(work)),
+    ]
     try:
-        results["whole_loop"] = whole_loop(args, work, data, orthanc)
-        print(json.dumps(results["whole_loop"], indent=1), flush=True)
-        run_dir = work / "run"
-        results["pacs_run_push"] = pacs_run_push(work, data, orthanc, run_dir)
-        print(json.dumps(results["pacs_run_push"], indent=1), flush=True)
-        results["latency"] = latency(args, work, data, orthanc, run_dir)
-        print(json.dumps(results["latency"], indent=1), flush=True)
-        results["throughput"] = throughput(args, work, data, orthanc, run_dir)
-        print(json.dumps(results["throughput"], indent=1), flush=True)
+        for key, part, step in steps:
+            if part in parts:
+                started = time.perf_counter()
+                results[key] = step()
+                results[key]["part_seconds"] = time.perf_counter() - started
+                print(json.dumps({key: results[key]}, indent=1), flush=True)
     finally:
         orthanc.stop()
         results["load_average_at_end"] = os.getloadavg()[0]
+        results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2) + "\n")
         if args.keep is None:

@@ -34,6 +34,8 @@ function IncomingHttpRequestFilter(method, uri, ip, username, httpHeaders)
   if auth == 'Bearer {token}' or auth == 'Basic {basic}' then return true end
   return false
 end
+"""
+SLOW_FILTER = """
 function ReceivedInstanceFilter(dicom, origin, info)
   local f = io.open('{slow}', 'r')
   if f ~= nil then
@@ -69,7 +71,16 @@ def free_port() -> int:
 class Orthanc:
     """One Orthanc server in ``work`` (configuration, storage, log)."""
 
-    def __init__(self, work: Path, *, modalities: dict[str, tuple[str, int]] | None = None, slow_seconds: float = 3):
+    def __init__(
+        self,
+        work: Path,
+        *,
+        modalities: dict[str, tuple[str, int]] | None = None,
+        slow_seconds: float = 3,
+        can_be_slowed: bool = True,
+    ) -> None:
+        """``can_be_slowed``: install the Lua ``ReceivedInstanceFilter`` that :meth:`slow` switches on (it runs for
+        every received instance, so a throughput benchmark goes without it)."""
         binary, plugin = find_binary(), find_dicomweb_plugin()
         if binary is None or plugin is None:
             raise FileNotFoundError("Orthanc or its DICOMweb plugin is not installed (make system-packages)")
@@ -80,6 +91,7 @@ class Orthanc:
         self.aet = "ORTHANC"
         self.modalities = dict(modalities or {})
         self.slow_seconds = slow_seconds
+        self.can_be_slowed = can_be_slowed
         self.process: subprocess.Popen[bytes] | None = None
         self.auth = (USER, PASSWORD)
 
@@ -100,7 +112,8 @@ class Orthanc:
         basic = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
         lua = self.work / "filter.lua"
         lua.write_text(
-            LUA.replace("{token}", TOKEN)
+            (LUA + (SLOW_FILTER if self.can_be_slowed else ""))
+            .replace("{token}", TOKEN)
             .replace("{basic}", basic)
             .replace("{slow}", str(self.work / "slow"))
             .replace("{seconds}", str(self.slow_seconds))
@@ -158,6 +171,8 @@ class Orthanc:
 
     def slow(self, on: bool) -> None:
         """Make every received instance take ``slow_seconds`` (or stop doing so)."""
+        if on and not self.can_be_slowed:
+            raise RuntimeError("this Orthanc was started without its slowing filter (can_be_slowed=False)")
         flag = self.work / "slow"
         if on:
             flag.write_text("slow")
