@@ -118,6 +118,8 @@ def whole_loop(args: argparse.Namespace, work: Path, data: Path, orthanc: Orthan
     out["held_out_cases"] = metrics.get("n_cases")
     out["held_out_dice"] = metrics.get("dice", {}).get("value") if isinstance(metrics.get("dice"), dict) else None
     out["held_out_dice_ci95"] = metrics.get("dice", {}).get("ci95") if isinstance(metrics.get("dice"), dict) else None
+    per_class = metrics.get("dice_per_class", {})
+    out["held_out_dice_per_class"] = {name: entry.get("value") for name, entry in per_class.items()}
     out["metrics_keys"] = sorted(k for k, v in metrics.items() if isinstance(v, dict) and "value" in v)
     # a new case, never stored in Orthanc: storescu -> medlens listen -> Orthanc
     new_index = len(hippocampus_entries(data)) - 1
@@ -177,9 +179,12 @@ def latency(args: argparse.Namespace, work: Path, data: Path, orthanc: Orthanc, 
         node.terminate()
         node.wait(60)
     seconds = [r.finished - r.last_received for r in rows]
+    uids = [r.series_uid for r in rows]
     timeout = float(args.latency_timeout.rstrip("s"))
     return {
         "series": len(rows),
+        "series_sent": len(set(uids)),
+        "series_split_in_two_or_more": sorted({u for u in uids if uids.count(u) > 1}),
         "series_timeout_seconds": timeout,
         "last_instance_to_stored_seconds": {
             "median": statistics.median(seconds),

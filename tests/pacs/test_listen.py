@@ -3,8 +3,9 @@
 What it proves: a series sent by storescu comes back into its study in Orthanc as a SEG, and the spool then holds
 nothing but the journal; C-ECHO answers; a malformed dataset, a refused modality and an unknown calling AE are
 refused with a DIMSE failure (or a rejected association) while the node goes on; without --forward the results
-are kept in SPOOL/out; a destination that stays down sends the series to failed/ with its reason after
---send-tries; Orthanc stopped while the node sends, then started, gets the results exactly once; --status.
+are kept in SPOOL/out; a pause longer than --series-timeout inside an open association does not split a series; a
+destination that stays down sends the series to failed/ with its reason after --send-tries; Orthanc stopped while
+the node sends, then started, gets the results exactly once; --status.
 """
 
 from __future__ import annotations
@@ -104,6 +105,34 @@ def test_refusals_do_not_stop_the_node(hippo_run: Path, hippo_studies: Studies, 
     assert row.instances == len(files)  # the refused datasets were not written
     assert [p.name for p in (spool / "out" / str(row.id)).iterdir()] == ["seg.dcm"]
     assert not list((spool / "incoming").iterdir())
+
+
+def test_a_pause_inside_an_open_association_does_not_split_the_series(
+    hippo_run: Path, hippo_studies: Studies, node: Any, tmp_path: Path
+) -> None:
+    """A sender that pauses mid-series for longer than --series-timeout (a slow disk, a busy machine) while its
+    association stays open gets one series and one result, made from every instance."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import MRImageStorage
+
+    spool = tmp_path / "spool"
+    running = node(hippo_run / "run", spool, series_timeout=0.3)  # no --forward: kept in SPOOL/out
+    files, _, _ = hippo_studies(1)[0]
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(MRImageStorage)
+    assoc = ae.associate("127.0.0.1", running.config.port, ae_title=NODE_AE)
+    assert assoc.is_established
+    half = len(files) // 2
+    for path in files[:half]:
+        assert assoc.send_c_store(path).Status == 0x0000
+    time.sleep(1.5)  # five series timeouts of silence, the association still open
+    assert states(spool) == ["receiving"]
+    for path in files[half:]:
+        assert assoc.send_c_store(path).Status == 0x0000
+    assoc.release()
+    wait_until(lambda: states(spool) == ["stored"], 60, f"the series predicted and kept: {journal_rows(spool)}")
+    (row,) = journal_rows(spool)
+    assert row.instances == len(files) and row.results == 1
 
 
 def test_a_destination_that_stays_down_sends_the_series_to_failed(

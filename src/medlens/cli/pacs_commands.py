@@ -139,7 +139,10 @@ def listen_cmd(
         None, "--forward", help="Send the results to AE@HOST:PORT (default: keep them in SPOOL/out)."
     ),
     series_timeout: str = typer.Option(
-        "10s", "--series-timeout", help="A series is complete after this long without a new instance (e.g. 10s)."
+        "10s",
+        "--series-timeout",
+        help="A series is complete after this long without a new instance (e.g. 10s), once the association "
+        "that sent it has ended.",
     ),
     accept: str | None = typer.Option(
         None, "--accept", help="Modalities accepted, e.g. MR,CT (others are refused with a failure status)."

@@ -6,7 +6,9 @@ the results on.
   lacks its UIDs, or is of a modality the node does not ``accept`` is answered with a DIMSE failure status and
   the node goes on. Calling AE titles can be restricted, and the number of simultaneous associations limited.
 - **Series**: instances are grouped by SeriesInstanceUID; a series is complete after ``series_timeout`` seconds
-  without a new instance of it.
+  without a new instance of it, once no association that sent instances of it is still open (a sender that pauses
+  mid-series, a slow disk or a busy machine, does not split the series in two; an idle association is ended by the
+  node's network timeout, 60 s).
 - **Predicting**: the bundle's rules decide whether the model takes the series (:mod:`.rules`); the prediction
   and its result objects (:mod:`.results`) are made once and kept in the spool before anything is sent, so the
   results keep their UIDs whatever happens next.
@@ -59,7 +61,8 @@ class NodeConfig:
         port: the DICOM port.
         spool: the spool folder (created; reused after a restart).
         forward: where results go (None: kept in ``SPOOL/out``).
-        series_timeout: seconds without a new instance after which a series is complete.
+        series_timeout: seconds without a new instance after which a series is complete (once no association
+            that sent instances of it is still open).
         accept: modalities accepted (others are answered with a failure status); empty: every modality.
         calling_aes: AE titles allowed to associate; empty: any.
         max_associations: simultaneous associations accepted.
@@ -88,6 +91,7 @@ class _Open:
     last: float
     in_flight: int = 0
     instances: int = 0
+    associations: set[int] = field(default_factory=set)
 
 
 class Node:
@@ -128,6 +132,9 @@ class Node:
             (evt.EVT_C_ECHO, lambda event: 0x0000),
             (evt.EVT_ACCEPTED, self._on_accepted),
             (evt.EVT_REJECTED, self._on_rejected),
+            (evt.EVT_RELEASED, self._on_association_end),
+            (evt.EVT_ABORTED, self._on_association_end),
+            (evt.EVT_CONN_CLOSE, self._on_association_end),
         ]
         try:
             self._server = ae.start_server((self.config.host, self.config.port), block=False, evt_handlers=handlers)
@@ -222,6 +229,13 @@ class Node:
             reject_reason(getattr(answer, "result_source", None), getattr(answer, "diagnostic", None)),
         )
 
+    def _on_association_end(self, event: Any) -> None:
+        """An association is released, aborted or its connection closed: its series may now be complete."""
+        ended = id(event.assoc)
+        with self._lock:
+            for item in self._open.values():
+                item.associations.discard(ended)
+
     def _on_store(self, event: Any) -> Any:
         calling = str(event.assoc.requestor.ae_title).strip()
         try:
@@ -245,6 +259,7 @@ class Node:
                 current = _Open(self._series_row(series, study, modality, calling), time.monotonic())
                 self._open[series] = current
             current.in_flight += 1
+            current.associations.add(id(event.assoc))
         try:
             self.spool.write_instance(current.series_id, sop, data)
         except OSError as exc:
@@ -282,7 +297,7 @@ class Node:
             done = [
                 (uid, o)
                 for uid, o in self._open.items()
-                if o.in_flight == 0 and now - o.last >= self.config.series_timeout
+                if o.in_flight == 0 and not o.associations and now - o.last >= self.config.series_timeout
             ]
             for uid, item in done:
                 del self._open[uid]
