@@ -19,13 +19,15 @@ $(BIN)/medlens: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(BIN)/medlens
 
-# Debian packages, installed when missing: the tools the tests check against (dcm2niix, dciodvfy from dicom3tools,
-# dcmtk), the browser the viewer is tested in (chromium, chromium-driver), the database server the audit tests run
-# on (postgresql: initdb lives in /usr/lib/postgresql/VERSION/bin), and node with npm to build the viewer.
+# Debian packages, installed when missing: the tools the tests check against or run (dcm2niix, dciodvfy from
+# dicom3tools, dcmtk's storescu/echoscu), the Orthanc PACS and its DICOMweb plugin, the browser the viewer is tested
+# in (chromium, chromium-driver), the database server the audit tests run on (postgresql: initdb lives in
+# /usr/lib/postgresql/VERSION/bin), and node with npm to build the viewer.
 system-packages:
-	@missing=""; for c in dcm2niix:dcm2niix dcmdump:dcmtk dciodvfy:dicom3tools chromium:chromium \
-	  chromedriver:chromium-driver node:nodejs npm:npm; do \
-	  command -v $${c%%:*} >/dev/null || missing="$$missing $${c##*:}"; done; \
+	@missing=""; for c in dcm2niix:dcm2niix dcmdump:dcmtk storescu:dcmtk dciodvfy:dicom3tools \
+	  /usr/sbin/Orthanc:orthanc /usr/share/orthanc/plugins/libOrthancDicomWeb.so:orthanc-dicomweb \
+	  chromium:chromium chromedriver:chromium-driver node:nodejs npm:npm; do \
+	  { command -v $${c%%:*} >/dev/null || test -e $${c%%:*}; } || missing="$$missing $${c##*:}"; done; \
 	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \

@@ -35,7 +35,6 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before anything imports torch
 import json
-import shutil
 import sys
 from collections.abc import Callable
 from functools import cache
@@ -45,25 +44,11 @@ import numpy as np
 import pytest
 
 from medlens.core.settings import get_settings
+from suite_support import build_msd, build_voc, missing, tool
 
 pytest_plugins = ["trained_runs"]
 
 SPLIT_NAMES = ("train", "val", "test")
-
-
-def in_ci() -> bool:
-    """True when the suite runs in continuous integration (``CI`` set to true, 1 or yes)."""
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
-def missing(reason: str) -> None:
-    """Missing data or a missing checking tool: a failure in CI (``CI=true``), a skip with the reason elsewhere.
-
-    In CI a test that cannot run is not evidence of anything, so it must not pass as a silent skip.
-    """
-    if in_ci():
-        pytest.fail(f"{reason} (CI=true: missing data or tools fail the run)", pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(autouse=True)
@@ -170,22 +155,6 @@ def hippocampus_case(hippocampus_root: Path) -> tuple[np.ndarray, np.ndarray]:
     return image, label
 
 
-def build_msd(hippocampus_root: Path, folder: Path, n: int) -> Path:
-    """A Decathlon folder holding the first ``n`` real cases (symbolic links to the real files)."""
-    raw = json.loads((hippocampus_root / "dataset.json").read_text())
-    for sub in ("imagesTr", "labelsTr"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-    raw["training"] = raw["training"][:n]
-    for entry in raw["training"]:
-        for key in ("image", "label"):
-            target = folder / entry[key]
-            if not target.exists():
-                os.symlink((hippocampus_root / entry[key]).resolve(), target)
-    raw["numTraining"] = n
-    (folder / "dataset.json").write_text(json.dumps(raw))
-    return folder
-
-
 @pytest.fixture()
 def small_msd(tmp_path: Path, hippocampus_root: Path) -> Callable[..., Path]:
     """Factory: ``small_msd(n=8, name="small_task")`` -> a task folder with the first ``n`` real cases."""
@@ -252,19 +221,6 @@ def bccd_root(real_data: Callable[[str], Path]) -> Path:
     return real_data("BCCD/Annotations").parent
 
 
-def build_voc(source: Path, target: Path, n_train: int, n_val: int) -> Path:
-    """A VOC folder with the first ``n_train`` / ``n_val`` BCCD images of each split list (copies)."""
-    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
-        (target / sub).mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", n_train), ("val", n_val)):
-        names = (source / "ImageSets/Main" / f"{split}.txt").read_text().split()[:n]
-        (target / "ImageSets/Main" / f"{split}.txt").write_text("\n".join(names) + "\n")
-        for name in names:
-            shutil.copy(source / "Annotations" / f"{name}.xml", target / "Annotations")
-            shutil.copy(source / "JPEGImages" / f"{name}.jpg", target / "JPEGImages")
-    return target
-
-
 @pytest.fixture
 def voc_tiny(bccd_root: Path, tmp_path: Path) -> Callable[..., Path]:
     """Factory: ``voc_tiny(n_train=6, n_val=3)`` -> a VOC folder of the first BCCD images of each split."""
@@ -292,13 +248,6 @@ def tiny_plan_overrides() -> list[str]:
 
 
 # ---- checking tools -----------------------------------------------------------------------------------------------
-def tool(name: str, package: str) -> str:
-    """The path of a checking tool."""
-    found = shutil.which(name)
-    if found is None:
-        missing(f"{name} is not installed (Debian {package}; run 'make system-packages')")
-    assert found is not None
-    return found
 
 
 @pytest.fixture(scope="session")

@@ -60,7 +60,7 @@ def importer_for(kind: str, work: Path, request: pytest.FixtureRequest) -> Impor
         table.write_text("image,label\n" + "\n".join(rows) + "\n")
         return Importer(kind, [table], [])
     if kind in ("voc", "coco", "yolo"):
-        from conftest import build_voc
+        from suite_support import build_voc
 
         voc = build_voc(request.getfixturevalue("bccd_root"), work / "src" / "voc", 3, 2)
         if kind == "voc":
@@ -95,7 +95,7 @@ def importer_for(kind: str, work: Path, request: pytest.FixtureRequest) -> Impor
             (root / "labels" / f"{image.stem}.txt").write_text("\n".join(lines) + "\n")
         (root / "data.yaml").write_text(yaml.safe_dump({"names": list(dataset.spec.classes)}))
         return Importer(kind, [root], [])
-    from conftest import build_msd
+    from suite_support import build_msd
 
     msd = build_msd(request.getfixturevalue("hippocampus_root"), work / "src" / "msd", 4)
     if kind == "msd":

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from conftest import missing
+from suite_support import missing
 
 
 def free_port() -> int:

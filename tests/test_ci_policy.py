@@ -16,7 +16,7 @@ import pytest
 TESTS = Path(__file__).resolve().parent
 
 THROWAWAY = """
-from conftest import tool
+from suite_support import tool
 
 
 def test_needs_the_data_root(data_root):

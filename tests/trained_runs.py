@@ -84,7 +84,7 @@ def pneumonia_run(
 @pytest.fixture(scope="session")
 def hippo_run(tmp_path_factory: pytest.TempPathFactory, hippocampus_root: Path) -> Path:
     """6 real hippocampus cases (``msd``, linked), imported (``ds``), planned and trained (``run``)."""
-    from conftest import build_msd
+    from suite_support import build_msd
 
     work = tmp_path_factory.mktemp("hippo_run")
     msd = build_msd(hippocampus_root, work / "msd", 6)
@@ -97,7 +97,7 @@ def hippo_run(tmp_path_factory: pytest.TempPathFactory, hippocampus_root: Path) 
 @pytest.fixture(scope="session")
 def bccd_run(tmp_path_factory: pytest.TempPathFactory, bccd_root: Path) -> Path:
     """4 train / 2 val real BCCD images (``voc``), imported (``ds``) and trained for 12 epochs (``run``)."""
-    from conftest import build_voc
+    from suite_support import build_voc
 
     work = tmp_path_factory.mktemp("bccd_run")
     voc = build_voc(bccd_root, work / "voc", 4, 2)

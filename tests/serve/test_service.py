@@ -20,8 +20,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from conftest import missing
 from serving import Keys, Server, chromium_paths, free_port, make_keys, series_zip, start_server, zip_bytes
+from suite_support import missing
 
 HOST = "127.0.0.2"  # --host takes effect: the service is not on 127.0.0.1
 

@@ -67,6 +67,7 @@ def _register() -> None:
         explain_commands,
         image_commands,
         model_commands,
+        pacs_commands,
         segmentation_commands,
         serve_commands,
     )
@@ -77,6 +78,7 @@ def _register() -> None:
     image_commands.register(app)
     deid_commands.register(app)
     serve_commands.register(app)
+    pacs_commands.register(app)
 
 
 _register()
@@ -87,6 +89,7 @@ AFTER_INTERRUPT = {
     "train": "checkpoints up to the last finished epoch are kept; continue with the same command and --resume",
     "deid": "the files written so far are whole and kept; run the same command again to resume",
     "serve": "the service stopped after the calls in progress; queued jobs go on when it starts again",
+    "listen": "every instance answered with success is in the spool; start the node again on it to finish them",
 }
 
 

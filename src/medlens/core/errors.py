@@ -57,3 +57,20 @@ def one_line(text: str) -> str:
     spaces, terminal colour codes (torch's) removed."""
     plain = re.sub(r"\x1b\[[0-9;]*m", "", str(text))
     return " ".join(line.strip() for line in plain.splitlines() if line.strip())
+
+
+class RemoteError(MedlensError):
+    """A remote service (a DICOMweb server, a DICOM node) refused or failed a request.
+
+    Args:
+        where: the service (a URL, or ``AE@HOST:PORT``).
+        problem: what went wrong, in one line (the status, the server's reason).
+    """
+
+    def __init__(self, where: str, problem: str) -> None:
+        self.where = where
+        self.problem = one_line(problem)
+        super().__init__(f"{where}: {self.problem}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return (type(self), (self.where, self.problem))

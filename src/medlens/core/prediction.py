@@ -11,9 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from medlens.core.outputs import json_text
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from medlens.core.image import Image
 
 
 @dataclass
@@ -55,6 +60,17 @@ class Prediction:
     def table_row(self) -> dict[str, Any]:
         """One flat row for ``predictions.csv`` (numbers and short strings only)."""
         return {"input": self.source}
+
+    def caption(self) -> list[str]:
+        """The result in a few words, for pictures a viewer shows (a Secondary Capture): from :meth:`table_row`."""
+        row = {k: v for k, v in self.table_row().items() if k != "input"}
+        words = [f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()]
+        return [", ".join(words)] if words else []
+
+    def picture(self, image: Image) -> np.ndarray | None:
+        """An RGB picture ``(H, W, 3)`` uint8 of the result drawn on ``image`` (the input), where the task draws one
+        (subclasses: a label map blended in, boxes); None: the image as it is, with the caption, shows the result."""
+        return None
 
     def save(self, folder: Path, stem: str, options: SaveOptions | None = None) -> dict[str, str]:
         """Write ``<stem>.json`` (and the task's files) into ``folder``; return the files written by role."""

@@ -16,7 +16,7 @@ import numpy as np
 import pydicom
 from pydicom.uid import SegmentationStorage
 
-from medlens.core.errors import InputError
+from medlens.core.errors import InputError, one_line
 from medlens.core.image import Image
 from medlens.core.outputs import atomic_file
 from medlens.io.dicom_geometry import LPS_TO_RAS
@@ -111,3 +111,49 @@ def write_dicom_seg(
     with atomic_file(path, "wb") as handle:
         handle.write(buffer.getvalue())  # type: ignore[attr-defined]
     return path
+
+
+def read_dicom_seg(path: Path, image: Image, files: Sequence[Path]) -> tuple[np.ndarray, list[str]]:
+    """A DICOM SEG as a label map ``(I, J, K)`` on the grid of the series it references, and its class names.
+
+    Frames are placed by the source instance each references (and that instance's slice by position, as
+    :func:`write_dicom_seg` does), so the map lies on ``image`` whatever the order of frames or files.
+
+    Args:
+        path: the SEG file.
+        image: the referenced series read as a volume.
+        files: the referenced series' files.
+
+    Returns:
+        The label map (segment numbers as class indices; 0 where no segment is) and the class names,
+        ``background`` first, then each segment's label in segment-number order.
+
+    Raises:
+        InputError: not a SEG, overlapping segments, segment numbers that are not 1..n, or a SEG that
+            references none of ``files``.
+    """
+    import highdicom as hd
+
+    try:
+        seg = hd.seg.segread(path)
+    except Exception as exc:  # pydicom/highdicom raise many kinds for a file that is not a SEG
+        raise InputError(path, f"not a readable DICOM SEG ({type(exc).__name__}: {one_line(str(exc))[:160]})") from None
+    numbers = sorted(int(n) for n in seg.segment_numbers)
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise InputError(path, f"segment numbers {numbers} are not 1..{len(numbers)}")
+    names = ["background"] + [str(seg.get_segment_description(n).segment_label) for n in numbers]
+    datasets, indices = source_slices(files, image)
+    uids = [str(ds.SOPInstanceUID) for ds in datasets]
+    referenced = {str(uid) for _, _, uid in seg.get_source_image_uids()}
+    if not referenced & set(uids):
+        raise InputError(path, "references none of the series' images")
+    try:
+        frames = seg.get_pixels_by_source_instance(
+            uids, combine_segments=True, relabel=False, assert_missing_frames_are_empty=True
+        )  # (n_source, rows, columns)
+    except RuntimeError as exc:  # highdicom: segments overlap, so one label per voxel is not defined
+        raise InputError(path, f"segments cannot be combined into one label map ({one_line(str(exc))[:160]})") from None
+    labels = np.zeros(image.spatial_shape, np.uint8)
+    for frame, k in zip(frames, indices, strict=True):
+        labels[:, :, k] = frame.T  # (rows=J, columns=I) -> (I, J)
+    return labels, names

@@ -56,8 +56,20 @@ def boxes_png(
     class_names: Sequence[str],
     truth: np.ndarray | None = None,
 ) -> bytes:
-    """A 2D picture (C, H, W) in any range with boxes in class colours (label and score written above each)
-    and, when given, true boxes (N, 4) dashed in white."""
+    """PNG of :func:`boxes_picture`."""
+    return array_png(boxes_picture(pixels, boxes, labels, scores, class_names, truth))
+
+
+def boxes_picture(
+    pixels: np.ndarray,
+    boxes: np.ndarray,
+    labels: Sequence[int],
+    scores: Sequence[float] | np.ndarray | None,
+    class_names: Sequence[str],
+    truth: np.ndarray | None = None,
+) -> np.ndarray:
+    """A 2D picture (C, H, W) in any range as RGB (H, W, 3) uint8 with boxes in class colours (label and score
+    written above each) and, when given, true boxes (N, 4) dashed in white."""
     from PIL import Image as PILImage
     from PIL import ImageDraw
 
@@ -83,11 +95,7 @@ def boxes_png(
         ink = colour(int(label))
         draw.rectangle([float(v) for v in box], outline=ink, width=2)
         draw.text((float(box[0]) + 2, float(box[1]) + 1), f"{class_names[int(label)]} {score:.2f}", fill=ink)
-    import io
-
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return np.asarray(picture.convert("RGB"))
 
 
 def _heat_plane(image: Image, heat: np.ndarray, axis: int | None, index: int | None, alpha: float) -> np.ndarray:
@@ -137,3 +145,24 @@ def _enlarged(picture: np.ndarray, min_size: int) -> np.ndarray:
 def heatmap_png(image: Image, heat: np.ndarray) -> bytes:
     """PNG of :func:`heatmap_overlay`."""
     return array_png(heatmap_overlay(image, heat))
+
+
+def captioned(picture: np.ndarray, lines: Sequence[str], min_width: int = 384) -> np.ndarray:
+    """``picture`` (H, W) grey or (H, W, 3) RGB uint8, enlarged (nearest neighbour) to at least ``min_width``
+    pixels wide, with ``lines`` of text written on a black band below it; RGB (H', W', 3) uint8."""
+    from PIL import Image as PILImage
+    from PIL import ImageDraw
+
+    rgb = np.repeat(picture[..., None], 3, axis=2) if picture.ndim == 2 else picture[..., :3]
+    scale = max(1, -(-min_width // rgb.shape[1]))
+    if scale > 1:
+        rgb = rgb.repeat(scale, axis=0).repeat(scale, axis=1)
+    height, width = rgb.shape[:2]
+    chars = max(8, width // 6)  # PIL's default bitmap font is about 6 pixels per character
+    wrapped = [chunk for line in lines for chunk in (line[i : i + chars] for i in range(0, max(len(line), 1), chars))]
+    band = np.zeros((14 * len(wrapped) + 6, width, 3), np.uint8)
+    canvas = PILImage.fromarray(np.ascontiguousarray(np.concatenate([rgb, band], axis=0)))
+    draw = ImageDraw.Draw(canvas)
+    for i, line in enumerate(wrapped):
+        draw.text((4, height + 3 + 14 * i), line, fill="white")
+    return np.asarray(canvas)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from medlens.core.outputs import write_json
 from medlens.core.progress import ProgressFn
 from medlens.data.dataset import Dataset
+from medlens.data.fingerprint import load_fingerprint
 from medlens.training.card import card_facts
 from medlens.training.members import Member, needed_cases
 from medlens.training.plan import Plan
@@ -99,6 +100,12 @@ def train_members(
         f"val_{monitor.removeprefix('val_')}_per_member": scores,
         **calibration.info,
     }
+    try:
+        fingerprint = load_fingerprint(dataset.root)
+    except (OSError, ValueError):  # a damaged cache: the rules fall back to their wider defaults
+        fingerprint = None
+    if fingerprint and isinstance(fingerprint.get("shape"), dict):  # the sizes a PACS node's series rules expect
+        info["image_shape"] = {k: fingerprint["shape"][k] for k in ("min", "max") if k in fingerprint["shape"]}
     explanation = choose_explanation(task, dataset, calibration, nets, members, out / "bundle", info, progress)
     if explanation:
         summary["explanation"] = {"default": explanation["default"], "why": explanation["why"]}

@@ -38,6 +38,7 @@ def list_importers() -> list[str]:
 def _load_builtin() -> None:
     from medlens.data.importers import (  # noqa: F401  (registration side effect)
         coco,
+        dicomweb,
         folder,
         medmnist,
         msd,
@@ -49,7 +50,8 @@ def _load_builtin() -> None:
 
 
 def import_dataset(name: str, *args: Any, **kwargs: Any) -> Any:
-    """Run importer ``name`` (``medmnist``, ``folder``, ``csv``, ``msd``, ``pairs``, ``voc``, ``coco``, ``yolo``...).
+    """Run importer ``name`` (``medmnist``, ``folder``, ``csv``, ``msd``, ``pairs``, ``voc``, ``coco``, ``yolo``,
+    ``dicomweb``...).
 
     Example:
         >>> import medlens

@@ -84,6 +84,17 @@ class DetectionPrediction(Prediction):
         counts = {f"n_{n}": int((labels == k).sum()) for k, n in enumerate(self.class_names)}
         return {"input": self.source, "n_boxes": len(labels), **counts}
 
+    def caption(self) -> list[str]:
+        labels = self.kept.labels
+        counts = [f"{name} {int((labels == k).sum())}" for k, name in enumerate(self.class_names)]
+        return [f"{len(labels)} boxes at score >= {self.score_threshold:.2f}: " + ", ".join(counts)]
+
+    def picture(self, image: Image) -> np.ndarray | None:
+        from medlens.reports.pictures import boxes_picture
+
+        k = self.kept
+        return boxes_picture(self.pixels, k.boxes, list(k.labels), k.scores, self.class_names)
+
     def save_files(self, folder: Path, stem: str, options: SaveOptions) -> dict[str, str]:
         if not options.pictures:
             return {}

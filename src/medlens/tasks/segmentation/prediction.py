@@ -94,6 +94,16 @@ class SegmentationPrediction(Prediction):
         sizes = {f"{name}_{unit}": v for name, v in self.sizes.items()}
         return {"input": self.source, **sizes, "uncertainty": self.uncertainty_score}
 
+    def caption(self) -> list[str]:
+        unit = "mL" if self.labels.spatial_dims == 3 else "mm2"
+        return [", ".join(f"{name} {v:.3g} {unit}" for name, v in self.sizes.items())]
+
+    def picture(self, image: Image) -> np.ndarray | None:
+        from medlens.reports.pictures import busiest_slice, label_overlay
+
+        array = self.labels.array[0]
+        return label_overlay(self.image, array, busiest_slice(array))
+
     def save_files(self, folder: Path, stem: str, options: SaveOptions) -> dict[str, str]:
         from medlens.io import write_image
         from medlens.reports.figures import array_png
