@@ -10,6 +10,7 @@ equal to or inside one of the command's inputs (or holding one of them) is refus
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime as dt
 import json
 import math
@@ -213,3 +214,25 @@ def json_text(value: Any, indent: int | None = 2) -> str:
 def write_json(target: str | Path, value: Any, indent: int | None = 2) -> None:
     """Write ``value`` as standard JSON to ``target``, atomically."""
     write_text_atomic(target, json_text(value, indent) + "\n")
+
+
+def unique_stem(path: Path, used: set[str]) -> str:
+    """The name an input's outputs start with: its file name up to the first dot, numbered when ``used`` has it
+    (``scan``, ``scan_1``, ...); recorded in ``used``."""
+    stem = path.name.split(".")[0] or "input"
+    candidate, i = stem, 1
+    while candidate in used:
+        candidate, i = f"{stem}_{i}", i + 1
+    used.add(candidate)
+    return candidate
+
+
+def write_table(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """A CSV of ``rows`` whose columns are every key, in the order first seen (a row may lack some)."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)

@@ -13,7 +13,6 @@ the time per image of each method as a ratio to one prediction, the rule and why
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from medlens.core.errors import ConfigError, InputError, MedlensError
-from medlens.core.outputs import output_folder, write_json
+from medlens.core.outputs import output_folder, unique_stem, write_json, write_table
 from medlens.core.progress import ProgressFn, report
 from medlens.explanations.explanation import check_method, default_method, explain_image
 from medlens.explanations.faithfulness import RULE, STEPS, Faithfulness, score_methods
@@ -85,7 +84,7 @@ def explain(
         for i, path in enumerate(paths, start=1):
             try:
                 explanation = explain_image(bundle, read_input(path), name, target)
-                files = explanation.save(tmp, _unique_stem(path, used))
+                files = explanation.save(tmp, unique_stem(path, used))
             except MedlensError as exc:
                 reason = exc.problem if isinstance(exc, InputError) and str(exc.path) == str(path) else str(exc)
                 result.skipped.append((str(path), reason))
@@ -98,9 +97,9 @@ def explain(
         if not result.explanations:
             first = result.skipped[0]
             raise InputError(first[0], f"nothing could be explained ({len(result.skipped)} skipped; first: {first[1]})")
-        _write_csv(tmp / "explanations.csv", rows)
+        write_table(tmp / "explanations.csv", rows)
         if result.skipped:
-            _write_csv(tmp / "skipped.csv", [{"input": p, "reason": r} for p, r in result.skipped])
+            write_table(tmp / "skipped.csv", [{"input": p, "reason": r} for p, r in result.skipped])
     return result
 
 
@@ -193,22 +192,3 @@ def score(
 
 
 score_explanations = score
-
-
-def _unique_stem(path: Path, used: set[str]) -> str:
-    stem = path.name.split(".")[0] or "input"
-    candidate, i = stem, 1
-    while candidate in used:
-        candidate, i = f"{stem}_{i}", i + 1
-    used.add(candidate)
-    return candidate
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)

@@ -14,7 +14,6 @@ overlay PNG, the map, and for DICOM input a Secondary Capture), which the report
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from typing import Any
 
 from medlens.core.errors import ConfigError, InputError, MedlensError
 from medlens.core.image import Image
-from medlens.core.outputs import output_folder
+from medlens.core.outputs import output_folder, unique_stem, write_table
 from medlens.core.prediction import Prediction, SaveOptions
 from medlens.core.progress import ProgressFn
 from medlens.core.progress import report as report_progress
@@ -150,7 +149,7 @@ def predict(
         report_progress(progress, "predicting", 0, len(paths))
         for prediction in bundle.predict_many(paths, tta=tta, nonfinite=nonfinite, on_error=skip):
             try:
-                stem = _unique_stem(Path(prediction.source), used)
+                stem = unique_stem(Path(prediction.source), used)
                 files = prediction.save(tmp, stem, options)
                 image = read_input(prediction.source, nonfinite) if explain else None
                 files |= write_extras(
@@ -169,9 +168,9 @@ def predict(
                 first[0], f"nothing could be predicted ({len(result.skipped)} input(s) skipped; first: {first[1]})"
             )
         bundle.task.finish_predictions(tmp, made)
-        _write_csv(tmp / "predictions.csv", rows)
+        write_table(tmp / "predictions.csv", rows)
         if result.skipped:
-            _write_csv(tmp / "skipped.csv", [{"input": i, "reason": r} for i, r in result.skipped])
+            write_table(tmp / "skipped.csv", [{"input": i, "reason": r} for i, r in result.skipped])
     return result
 
 
@@ -218,22 +217,3 @@ def write_extras(
             prediction, bundle, folder, stem, files, languages=list(languages), dicom_sr=dicom_sr, explanation=explained
         )
     return made
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _unique_stem(path: Path, used: set[str]) -> str:
-    stem = path.name.split(".")[0] or "input"
-    candidate, i = stem, 1
-    while candidate in used:
-        candidate, i = f"{stem}_{i}", i + 1
-    used.add(candidate)
-    return candidate
