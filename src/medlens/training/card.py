@@ -128,7 +128,8 @@ def render_card(spec: dict[str, Any], evaluation: dict[str, Any] | None = None) 
         f"- Bundle: format {spec.get('format', 'unknown')}, created {spec.get('created', 'unknown')}",
         f"- Task: {spec.get('task')}, {plan.get('spatial_dims', '?')}D, "
         + (f"classes: {', '.join(map(str, classes))}" if classes else "one continuous value"),
-        f"- Network: {model.get('name')} {model.get('kwargs') or ''}, input {data.get('input_size')} x "
+        f"- Network: {' '.join(str(v) for v in (model.get('name'), model.get('kwargs')) if v)}, "
+        f"input {data.get('input_size')} x "
         f"{data.get('channels')} channel(s), "
         + (f"from {model.get('pretrained')}" if model.get("pretrained") else "trained from scratch"),
         "",
