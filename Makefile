@@ -52,9 +52,11 @@ demo: $(BIN)/medlens
 	$(BIN)/medlens plan $(DEMO_DIR)/dataset
 	$(BIN)/medlens train $(DEMO_DIR)/dataset --out $(DEMO_DIR)/run --budget $(DEMO_BUDGET)
 	$(BIN)/medlens evaluate $(DEMO_DIR)/run --split test --out $(DEMO_DIR)/eval
-	$(BIN)/medlens predict $(DEMO_DIR)/run $(DEMO_DIR)/dataset/images/test_0000?.png --out $(DEMO_DIR)/predictions
-	@echo; echo "predictions: $$(pwd)/$(DEMO_DIR)/predictions/predictions.csv"
-	@echo "report:      $$(pwd)/$(DEMO_DIR)/eval/report.html"
+	$(BIN)/medlens predict $(DEMO_DIR)/run $(DEMO_DIR)/dataset/images/test_0000?.png --out $(DEMO_DIR)/predictions \
+	  --report --explain
+	@echo; echo "predictions:     $$(pwd)/$(DEMO_DIR)/predictions/predictions.csv"
+	@echo "evaluation:      $$(pwd)/$(DEMO_DIR)/eval/report.html"
+	@echo "clinical report: $$(pwd)/$(DEMO_DIR)/predictions/reports/test_00000.en.txt (explanation beside it)"
 
 # pytest exits 5 when it collects no test: say so plainly instead of failing with a bare make error.
 test: setup
