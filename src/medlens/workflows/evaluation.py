@@ -27,7 +27,7 @@ from medlens.core.outputs import output_folder, write_json, write_text_atomic
 from medlens.core.progress import ProgressFn
 from medlens.data.dataset import Case, Dataset, load_dataset
 from medlens.metrics.subgroups import Subgroups
-from medlens.models.bundle import CARD_FILE, EVALUATION_FILE
+from medlens.models.bundle import CARD_FILE, EVALUATION_FILE, Bundle
 from medlens.tasks.base import get_task, load_bundle
 from medlens.training.card import evaluation_record, render_card, write_model_card
 
@@ -69,17 +69,7 @@ def evaluate(
     run_dir = Path(run_dir)
     bundle = load_bundle(run_dir)
     bundle.networks()
-    dataset_dir = Path(dataset) if dataset else run_dataset(run_dir)
-    data = load_dataset(dataset_dir)
-    if get_task(data.spec.task) is not bundle.task or data.spec.classes != bundle.class_names:
-        raise InputError(
-            dataset_dir,
-            f"{data.spec.task} with classes {data.spec.classes}; "
-            f"the model is {bundle.plan.task} with {bundle.class_names}",
-        )
-    cases = data.split(split)
-    if not cases:
-        raise InputError(dataset_dir, f"no cases in split {split!r}")
+    data, cases = split_for(bundle, run_dir, dataset, split)
     groups = subgroups_by(data, cases, by) if by else None
     title = f"{data.spec.name}: {split} set ({len(cases)} cases)"
     inputs = [("run folder", run_dir), ("dataset", data.root)]
@@ -96,6 +86,26 @@ def evaluate(
         write_model_card(bundle.root, evaluation=record)
         log.info("recorded the evaluation in %s and its model card", bundle.root)
     return metrics
+
+
+def split_for(bundle: Bundle, run_dir: Path, dataset: str | Path | None, split: str) -> tuple[Dataset, list[Case]]:
+    """The dataset (``dataset``, or the run's own) and its ``split``, checked to be of the bundle's task and classes.
+
+    Raises:
+        InputError: naming the dataset, when its task or classes are not the model's or the split is empty.
+    """
+    dataset_dir = Path(dataset) if dataset else run_dataset(run_dir)
+    data = load_dataset(dataset_dir)
+    if get_task(data.spec.task) is not bundle.task or data.spec.classes != bundle.class_names:
+        raise InputError(
+            dataset_dir,
+            f"{data.spec.task} with classes {data.spec.classes}; "
+            f"the model is {bundle.plan.task} with {bundle.class_names}",
+        )
+    cases = data.split(split)
+    if not cases:
+        raise InputError(dataset_dir, f"no cases in split {split!r}")
+    return data, cases
 
 
 def subgroups_by(data: Dataset, cases: list[Case], column: str) -> Subgroups:

@@ -25,7 +25,7 @@ from medlens.core.progress import ProgressFn, report
 from medlens.explanations.explanation import check_method, default_method, explain_image
 from medlens.explanations.faithfulness import RULE, STEPS, Faithfulness, score_methods
 from medlens.models.bundle import read_input
-from medlens.tasks.base import get_task, load_bundle
+from medlens.tasks.base import load_bundle
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +137,8 @@ def score(
         >>> result.scores["default"]  # doctest: +SKIP
         'integrated-gradients'
     """
-    from medlens.data.dataset import load_dataset
     from medlens.training.images import case_images
-    from medlens.workflows.evaluation import run_dataset
+    from medlens.workflows.evaluation import split_for
 
     if n_images < 1:
         raise ConfigError("--images", f"must be at least 1, got {n_images}")
@@ -147,17 +146,7 @@ def score(
     bundle = load_bundle(run_dir)
     bundle.networks()
     chosen_methods = [check_method(bundle, m) for m in (methods or bundle.task.explain_methods)]
-    dataset_dir = Path(dataset) if dataset else run_dataset(run_dir)
-    data = load_dataset(dataset_dir)
-    if get_task(data.spec.task) is not bundle.task or data.spec.classes != bundle.class_names:
-        raise InputError(
-            dataset_dir,
-            f"{data.spec.task} with classes {data.spec.classes}; "
-            f"the model is {bundle.plan.task} with {bundle.class_names}",
-        )
-    cases = data.split(split)
-    if not cases:
-        raise InputError(dataset_dir, f"no cases in split {split!r}")
+    data, cases = split_for(bundle, run_dir, dataset, split)
     cases = cases[:: max(1, len(cases) // n_images)][:n_images]
     guarded = [("run folder", run_dir), ("dataset", data.root)]
     with output_folder(out, kind="faithfulness", overwrite=overwrite, inputs=guarded) as tmp:
