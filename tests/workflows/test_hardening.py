@@ -181,7 +181,9 @@ def test_an_interrupted_train_keeps_resumable_state(sig: signal.Signals, work: P
     second = {
         int(r["epoch"]) for r in csv.DictReader(open(run / "seed_0/logs/session_1/metrics.csv")) if r.get("val_auc")
     }
-    assert first and second and max(first) <= epochs_before and min(second) > max(first)  # nothing trained twice
+    assert second and min(second) >= epochs_before  # the resumed session went on from the checkpoint's epoch
+    if first:  # the killed session's CSV log may end before its last epoch (the logger writes in batches)
+        assert max(first) <= epochs_before and min(second) > max(first)  # nothing trained twice
 
 
 # 3. Non-finite pixels -------------------------------------------------------------------------------------------
