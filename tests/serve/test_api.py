@@ -286,3 +286,29 @@ def make_keys_for(client: Any) -> str:
 
     service = client.app.state.service
     return add_key(service.config.keys, f"other-{np.random.default_rng().integers(1 << 30)}")
+
+
+def test_the_service_removes_only_its_own_upload_folders(pneumonia_run: Path, keys: Keys, tmp_path: Path) -> None:
+    """Starting the service clears the upload folders a killed run left in HOME/tmp, and nothing a user put there;
+    remove_upload refuses any other path."""
+    from medlens.serve.service import UPLOAD_PREFIX
+
+    home = tmp_path / "home"
+    stale = home / "tmp" / f"{UPLOAD_PREFIX}x1y2"
+    (stale / "sub").mkdir(parents=True)
+    (stale / "sub" / "scan.png").write_bytes(b"half an upload")
+    mine = home / "tmp" / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    (home / "tmp" / "notes.txt").write_text("keep")
+    outside = tmp_path / f"{UPLOAD_PREFIX}elsewhere"
+    outside.mkdir()
+    with app_client(pneumonia_run / "run", home, keys, "xray") as client:
+        assert not stale.exists()
+        assert (mine / "notes.txt").read_text() == "keep" and (home / "tmp" / "notes.txt").read_text() == "keep"
+        service = client.app.state.service
+        service.remove_upload(outside)  # the prefix, but not in the service's tmp folder
+        service.remove_upload(mine)  # in the tmp folder, but not an upload
+        assert outside.is_dir() and (mine / "notes.txt").is_file()
+        assert post(client, b"not an image", keys).status_code == 415  # a refused upload's folder is removed
+        assert sorted(p.name for p in (home / "tmp").iterdir()) == ["mine", "notes.txt"]

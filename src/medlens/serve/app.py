@@ -19,7 +19,6 @@ read the upload (:mod:`.uploads`), hand the image to the compute pool (:mod:`.co
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -240,7 +239,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
                 request.state.audit["upload_sha256"] = upload.sha256
                 return folder, upload, read_upload(upload, service.config.max_upload_bytes)
             except BaseException:
-                shutil.rmtree(folder, ignore_errors=True)
+                service.remove_upload(folder)
                 raise
 
         return await run_in_threadpool(work)
@@ -285,13 +284,13 @@ def _add_routes(app: FastAPI, service: Service) -> None:
             try:
                 return publish(prediction, image, service.results, result_id, viewer, model.bundle, extras)
             finally:
-                shutil.rmtree(folder, ignore_errors=True)
+                service.remove_upload(folder)
 
         try:
             try:
                 prediction = await service.pool.predict(model, image)
             except BaseException:
-                await run_in_threadpool(shutil.rmtree, folder, True)
+                await run_in_threadpool(service.remove_upload, folder)
                 raise
             result = await run_in_threadpool(finish, prediction)  # the result saved and the upload removed at once
         except MedlensError as exc:
@@ -316,7 +315,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
             options = {"explain": explain, "report": report}
             await run_in_threadpool(service.jobs.submit, job_id, model, key, upload.sha256, image, options)
         finally:
-            await run_in_threadpool(shutil.rmtree, folder, True)
+            await run_in_threadpool(service.remove_upload, folder)
         request.state.audit["summary"] = f'{{"job":"{job_id}"}}'
         link = f"/v1/jobs/{job_id}"
         return JSONResponse({"id": job_id, "state": "queued", "links": {"self": link}}, 202, {"Location": link})

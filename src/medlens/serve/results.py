@@ -58,8 +58,9 @@ def publish(
         if files:
             os.chmod(tmp, 0o755)
             tmp.rename(root / result_id)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    finally:  # the folder this call made (mkdtemp above); gone already when it was kept as root/result_id
+        if tmp.exists():
+            shutil.rmtree(tmp)
     out = prediction.to_dict()
     if files:
         out["files"] = {role: f"/v1/results/{result_id}/{name}" for role, name in files.items()}

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+#: the name every upload folder in ``HOME/tmp`` starts with: only such folders are ever removed there
+UPLOAD_PREFIX = "upload-"
+
+
 def service_home() -> Path:
     """The service's own folder: ``MEDLENS_HOME/serve`` (database, keys, spool, results)."""
     return get_settings().home / "serve"
@@ -75,8 +79,8 @@ class Service:
         for folder in (self.spool, self.results, self.tmp):
             folder.mkdir(parents=True, exist_ok=True)
             folder.chmod(0o700)
-        shutil.rmtree(self.tmp, ignore_errors=True)  # uploads of a previous run that died mid-request
-        self.tmp.mkdir(mode=0o700, exist_ok=True)
+        for stale in self.tmp.glob(f"{UPLOAD_PREFIX}*"):  # uploads of a previous run that died mid-request
+            self.remove_upload(stale)
         self.engine = connect(database_url(config.db, config.home))
         self.revision = migrate(self.engine)
         self.pool: Any = None
@@ -117,10 +121,18 @@ class Service:
         self.engine.dispose()
 
     def new_folder(self) -> Path:
-        """A private temporary folder for one upload (removed by the caller)."""
+        """A private temporary folder for one upload (removed by the caller with :meth:`remove_upload`)."""
         import tempfile
 
-        return Path(tempfile.mkdtemp(dir=self.tmp))
+        return Path(tempfile.mkdtemp(prefix=UPLOAD_PREFIX, dir=self.tmp))
+
+    def remove_upload(self, folder: Path) -> None:
+        """Remove an upload folder :meth:`new_folder` made, and nothing else: a path that is not directly in the
+        service's ``tmp`` folder with the upload prefix is left where it is (and logged)."""
+        if folder.parent.resolve() != self.tmp.resolve() or not folder.name.startswith(UPLOAD_PREFIX):
+            log.error("not removing %s: not an upload folder of this service", folder)
+            return
+        shutil.rmtree(folder, ignore_errors=True)
 
     def finish_job(
         self, job_id: str, model: Any, prediction: Prediction, image: Image, options: dict[str, Any]
