@@ -27,6 +27,9 @@ SETS = {
 }
 
 
+CALIBRATION_KEYS = ("ece", "ece_uncalibrated", "aurc", "conformal_level", "conformal_coverage", "conformal_set_size")
+
+
 def run(cmd: list[str]) -> None:
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
@@ -37,7 +40,10 @@ def main() -> int:
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--work", type=Path, default=ROOT / "work")
+    parser.add_argument("--out", type=Path, help="results JSON of one set (default: results/classification_SET.json)")
     args = parser.parse_args()
+    if args.out and len(args.sets) > 1:
+        parser.error("--out names one results file: give one set")
     data = os.environ.get("MEDLENS_DATA")
     if not data:
         sys.exit("MEDLENS_DATA is not set (make bench sets it to ../shared/data)")
@@ -78,6 +84,7 @@ def main() -> int:
             "test_acc_operating_sd": seeds["accuracy"]["sd"],
             "ensemble_auc": metrics["auc"],
             "ensemble_accuracy": metrics["accuracy"],
+            "calibration": {k: metrics[k] for k in CALIBRATION_KEYS if k in metrics},
             "train_seconds_per_seed": summary["train_seconds_per_member"],
             "train_wall_seconds_all_seeds": round(wall, 1),
             "per_seed": seeds["per_seed"],
@@ -86,9 +93,10 @@ def main() -> int:
             ),
             "target": target,
             "machine": f"{platform.node()} {os.cpu_count()} cores",
-            "command": f".venv/bin/python benchmarks/classification.py --sets {name} --seeds {args.seeds}",
+            "command": f".venv/bin/python benchmarks/classification.py --sets {name} --seeds {args.seeds}"
+            + (f" --out {args.out}" if args.out else ""),
         }
-        out = ROOT / "results" / f"classification_{name}.json"
+        out = args.out or ROOT / "results" / f"classification_{name}.json"
         out.parent.mkdir(exist_ok=True)
         out.write_text(json.dumps(result, indent=2))
         per_seed_min = [round(s / 60, 1) for s in summary["train_seconds_per_member"]]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from pydantic import Field, model_validator
 
 from medlens.training.plan import Plan, Section
+
+if TYPE_CHECKING:
+    from medlens.models.bundle import Bundle
 
 
 class ClassificationOptions(Section):
@@ -64,3 +67,8 @@ class ClassificationPlan(Plan):
     @property
     def multilabel(self) -> bool:
         return self.task == "multilabel"
+
+
+def plan_of(bundle: Bundle) -> ClassificationPlan:
+    """A classifier bundle's plan as this task's plan type (the registry handed the bundle to this task)."""
+    return cast(ClassificationPlan, bundle.plan)

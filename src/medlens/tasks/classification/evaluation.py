@@ -15,6 +15,7 @@ import numpy as np
 from medlens.core.outputs import write_json
 from medlens.core.progress import ProgressFn
 from medlens.data.dataset import Case, Dataset
+from medlens.tasks.classification.config import plan_of
 from medlens.tasks.classification.prediction import ClassificationPrediction, metric_task
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ def evaluate(
     uncalibrated = np.array([[p.uncalibrated_probabilities[n] for n in names] for p in predictions])  # (N, K)
     per_member = np.stack([p.member_probabilities for p in predictions], axis=1)  # (M, N, K)
     y = targets_of(dataset, cases).numpy()
-    task = metric_task(names, bundle.plan.task == "multilabel")
+    task = metric_task(names, plan_of(bundle).multilabel)
     threshold = bundle.threshold if task == "binary" else None
     member_thresholds = bundle.info.get("member_thresholds") or [threshold] * len(per_member)
     patients = [c.patient_id for c in cases]

@@ -16,6 +16,7 @@ from torch import nn
 from medlens.core.errors import ConfigError
 from medlens.core.image import Image
 from medlens.explanations.explainer import Explainer
+from medlens.tasks.classification.config import plan_of
 
 if TYPE_CHECKING:
     from medlens.models.bundle import Bundle
@@ -43,7 +44,7 @@ def explainer(bundle: Bundle, image: Image, target: str | None = None) -> Explai
 
     name = target_class(bundle, image, target)
     k = bundle.class_names.index(name)
-    multilabel = bundle.plan.task == "multilabel"
+    multilabel = plan_of(bundle).multilabel
 
     def score(nets: Sequence[nn.Module], batch: torch.Tensor) -> torch.Tensor:
         return torch.stack([probabilities(net(batch).float(), multilabel)[:, k] for net in nets]).mean(0)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from medlens.tasks.base import Graph
+from medlens.tasks.classification.config import plan_of
 
 if TYPE_CHECKING:
     from medlens.models.bundle import Bundle
@@ -23,7 +24,7 @@ class EnsembleClassifier(nn.Module):
 
         super().__init__()
         self.nets = nn.ModuleList(bundle.networks())
-        self.data, self.multilabel = bundle.plan.data, bundle.plan.task == "multilabel"
+        self.data, self.multilabel = bundle.plan.data, plan_of(bundle).multilabel
         self.temperature = float(calibration_of(bundle).temperature)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ import torch
 
 from medlens.core.image import Image
 from medlens.core.prediction import Prediction
+from medlens.tasks.classification.config import plan_of
 
 if TYPE_CHECKING:
     from medlens.models.bundle import Bundle
@@ -136,7 +137,7 @@ def member_probabilities(bundle: Bundle, x: torch.Tensor, batch_size: int = 64, 
 
     logits = member_logits(bundle, x, batch_size, tta=tta)
     t = calibration_of(bundle).temperature
-    return scaled_probabilities(logits, t, multilabel=bundle.plan.task == "multilabel").astype(np.float32)
+    return scaled_probabilities(logits, t, multilabel=plan_of(bundle).multilabel).astype(np.float32)
 
 
 def predictions_from_probabilities(
@@ -159,7 +160,7 @@ def predictions_from_probabilities(
     )
 
     names = bundle.class_names
-    multilabel = bundle.plan.task == "multilabel"
+    multilabel = plan_of(bundle).multilabel
     task = metric_task(names, multilabel)
     calibration = calibration_of(bundle)
     prob = per_member.mean(axis=0)  # (N, K)
@@ -209,7 +210,7 @@ def predict_images(bundle: Bundle, images: Sequence[Image], *, tta: bool = False
 
     arrays = [to_input(image, bundle.plan.data) for image in images]
     logits = member_logits(bundle, torch.from_numpy(np.stack(arrays)), tta=tta)  # (P, N, K)
-    multilabel = bundle.plan.task == "multilabel"
+    multilabel = plan_of(bundle).multilabel
     per_member = scaled_probabilities(logits, calibration_of(bundle).temperature, multilabel=multilabel)
     uncalibrated = scaled_probabilities(logits, 1.0, multilabel=multilabel).mean(axis=0)
     sources = [str(image.meta.get("source", "<memory>")) for image in images]
