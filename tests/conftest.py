@@ -212,6 +212,7 @@ DETECTION_TINY = [
     "train.max_epochs=1",
     "train.budget_minutes=null",
     "train.batch_size=3",
+    "train.explain_images=0",  # explanation scoring has its own tests
 ]
 
 

@@ -86,7 +86,7 @@ def hippocampus_run(tmp_path_factory: pytest.TempPathFactory, fuzz_sources: Sour
     spec = {"name": "Hippocampus", "labels": {"0": "background", "1": "Anterior", "2": "Posterior"}}
     (task / "dataset.json").write_text(json.dumps(spec | {"modality": {"0": "MRI"}, "training": training}))
     _ok(["import", "msd", str(task), "--out", str(work / "ds"), "--val-fraction", "0.2", "--test-fraction", "0.2"])
-    settings = ["--set", "train.max_epochs=1", "--set", "train.budget_minutes=null"]
+    settings = ["--set", "train.max_epochs=1", "--set", "train.budget_minutes=null", "--set", "train.explain_images=0"]
     small = ["--set", "segmentation.iterations_per_epoch=2", "--set", "segmentation.filters=[4,8,16,32]"]
     _ok(["train", str(work / "ds"), "--out", str(work / "run"), *settings, *small])
     return work / "run"

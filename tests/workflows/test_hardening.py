@@ -22,7 +22,8 @@ from medlens.cli.main import main
 
 pytestmark = pytest.mark.xdist_group("hardening")
 MEDLENS = str(Path(sys.executable).with_name("medlens"))
-TINY = ["--set", "train.max_epochs=1", "--set", "train.budget_minutes=null", "--set", "model.kwargs.widen_factor=0.25"]
+TINY = ["--set", "train.max_epochs=1", "--set", "train.budget_minutes=null", "--set", "model.kwargs.widen_factor=0.25",
+        "--set", "train.explain_images=0"]  # fmt: skip
 
 
 class Payload:

@@ -135,21 +135,28 @@ def choose_explanation(
     info: dict[str, Any],
     progress: ProgressFn | None = None,
 ) -> dict[str, Any] | None:
-    """The bundle's default explanation method, scored on at most ``task.explain_images`` validation cases of the
-    first member (spread over its validation split), with the trained networks before the bundle is written.
+    """The bundle's default explanation method, scored on at most ``train.explain_images`` (by default
+    ``task.explain_images``) validation cases of the first member (spread over its validation split), with the
+    trained networks before the bundle is written.
 
-    A failure here does not lose the training: the task's first method is recorded, with the reason.
+    A failure here does not lose the training: the task's first method is recorded, with the reason; so is a plan
+    that asks for no scoring (``train.explain_images=0``).
     """
-    if not task.explain_methods or task.explain_images <= 0:
+    asked = calibration.plan.train.explain_images
+    wanted = task.explain_images if asked is None else asked
+    if not task.explain_methods:
         return None
+    if wanted <= 0:
+        why = "the task's first method: not scored on validation (train.explain_images=0)"
+        return {"default": task.explain_methods[0], "why": why, "scores": {}}
     from medlens.core.errors import MedlensError
     from medlens.explanations.selection import choose_on_validation
     from medlens.models.bundle import Bundle
     from medlens.training.images import case_images
 
     val = list(members[0].val)
-    step = max(1, len(val) // task.explain_images)
-    cases = val[::step][: task.explain_images]
+    step = max(1, len(val) // wanted)
+    cases = val[::step][:wanted]
     names = [f"member_{i}.safetensors" for i in range(len(nets))]
     bundle = Bundle(
         root, calibration.plan, names, task, calibration.threshold, info, calibration=dict(calibration.applied),

@@ -107,6 +107,13 @@ class TrainPlan(Section):
     num_workers: int = Field(0, ge=0, le=256)
     seed: int = Field(0, ge=0)
     val_every_epochs: int = Field(1, ge=1)
+    explain_images: int | None = Field(
+        None,
+        ge=0,
+        le=10000,
+        description="validation images on which training scores the explanation methods to choose the bundle's "
+        "default; none = the task's own number, 0 = not scored (the task's first method, said so)",
+    )
 
 
 class Plan(Section):

@@ -81,7 +81,8 @@ KIND_COMMANDS: dict[str, tuple[str, ...]] = {
 }
 SKIPPING_COMMANDS = ("predict", "deid")
 # Plan overrides that make training take seconds (one epoch of a quarter-width network).
-TINY = ["--set", "train.max_epochs=1", "--set", "train.budget_minutes=null", "--set", "model.kwargs.widen_factor=0.25"]
+TINY = ["--set", "train.max_epochs=1", "--set", "train.budget_minutes=null", "--set", "model.kwargs.widen_factor=0.25",
+        "--set", "train.explain_images=0"]  # fmt: skip
 
 
 def mutation(

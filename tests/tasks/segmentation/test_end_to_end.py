@@ -18,6 +18,7 @@ TINY = [
     "--set", "train.max_epochs=1",
     "--set", "train.batch_size=2",
     "--set", "data.input_size=[16,16,16]",
+    "--set", "train.explain_images=0",  # explanation scoring has its own tests
 ]  # fmt: skip
 
 
@@ -83,8 +84,9 @@ def test_kfold_members_and_their_onnx_export(small_msd: Callable[..., Path], tmp
     assert main(["import", "msd", str(small_msd(6)), "--out", str(dataset), "--test-fraction", "0.2"]) == 0
     tiny = [*TINY, "--set", "segmentation.check_largest_component=false"]
     assert main(["train", str(dataset), "--out", str(run), "--folds", "2", *tiny]) == 0
-    members = yaml.safe_load((run / "bundle" / "bundle.yaml").read_text())["members"]
-    assert len(members) == 2 and (run / "fold_1" / "summary.json").is_file()
+    spec = yaml.safe_load((run / "bundle" / "bundle.yaml").read_text())
+    assert len(spec["members"]) == 2 and (run / "fold_1" / "summary.json").is_file()
+    assert "not scored on validation (train.explain_images=0)" in spec["explanation"]["why"]  # the plan said so
     assert main(["export", str(run), "--out", str(tmp_path / "onnx")]) == 0
     spec = json.loads((tmp_path / "onnx" / "export.json").read_text())
     assert spec["task"] == "segmentation" and spec["members"] == 2 and spec["inputs"][0]["name"] == "patch"
