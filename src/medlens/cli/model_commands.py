@@ -202,7 +202,9 @@ def export_cmd(
     ),
     force: bool = typer.Option(False, "--force", help="Write the int8 graph even when it loses more than --max-drop."),
     dataset: Path | None = typer.Option(
-        None, "--dataset", help="Dataset whose validation split calibrates and scores the int8 graph (default: the run's)."
+        None,
+        "--dataset",
+        help="Dataset whose validation split calibrates and scores the int8 graph (default: the run's).",
     ),
     overwrite: bool = OVERWRITE,
 ) -> None:

@@ -110,7 +110,7 @@ def export_onnx(
 
             limit = DEFAULT_MAX_DROP if max_drop is None else max_drop
             _, spec["quantization"] = quantize_graph(
-                path, tmp, check, max_drop=limit, force=force, progress=progress
+                path, tmp, check, max_drop=limit, force=force, target=Path(out), progress=progress
             )  # raises (and the folder is not written) when the int8 graph loses too much
         write_json(tmp / "export.json", spec)
     log.info("exported %s (%d member(s)) to %s", bundle.plan.task, len(bundle.members), Path(out) / "model.onnx")

@@ -87,10 +87,12 @@ def quantize_graph(
     *,
     max_drop: float = DEFAULT_MAX_DROP,
     force: bool = False,
+    target: Path | None = None,
     progress: ProgressFn | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Quantise ``fp32`` to int8 into ``folder`` (``model_int8.onnx``) and return its path and the record for
-    ``export.json`` (``metric``, ``fp32``, ``int8``, ``throughput_ratio`` and how the graph was made).
+    ``export.json`` (``metric``, ``fp32``, ``int8``, ``throughput_ratio`` and how the graph was made); ``target``
+    is the folder named in a refusal (the export's own, not the temporary one being written).
 
     Raises:
         QuantizationRefused: when the kept graph's metric is more than ``max_drop`` below fp32's and ``force`` is
@@ -107,7 +109,7 @@ def quantize_graph(
     prepared = folder / ".model_prepared.onnx"
     try:
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=False)
-    except Exception as exc:  # noqa: BLE001  (the pre-processing is an optimisation; quantise the graph as it is)
+    except Exception as exc:
         log.info("ONNX Runtime's quantisation pre-processing failed (%s); quantising the exported graph", exc)
         prepared = fp32
     report("int8: fp32 metric", 0, 3)
@@ -150,9 +152,7 @@ def quantize_graph(
         "calibration_batches": min(len(check.inputs), CALIBRATION_BATCHES),
         "validation_batches": len(check.inputs),
         "threads": 1,
-        "candidates": [
-            {k: c[k] for k in ("per_channel", "int8", "int8_per_second")} for c in candidates
-        ],
+        "candidates": [{k: c[k] for k in ("per_channel", "int8", "int8_per_second")} for c in candidates],
         "file": "model_int8.onnx",
         "fp32_bytes": fp32.stat().st_size,
         "int8_bytes": chosen["path"].stat().st_size,
@@ -166,9 +166,9 @@ def quantize_graph(
     if drop > max_drop and not force:
         out.unlink(missing_ok=True)
         raise QuantizationRefused(
-            f"{fp32}: the int8 graph's validation {check.metric} is {chosen['int8']:.4f} against {fp32_score:.4f} "
-            f"in fp32, a loss of {drop:.4f} > the tolerance {max_drop:g}; nothing written (--max-drop to allow "
-            "more, --force to keep it anyway)"
+            f"{target or folder}: the int8 graph's validation {check.metric} is {chosen['int8']:.4f} against "
+            f"{fp32_score:.4f} in fp32, a loss of {drop:.4f} > the tolerance {max_drop:g}; nothing written "
+            "(--max-drop to allow more, --force to keep it anyway)"
         )
     log.info("int8 %s %.4f (fp32 %.4f), %.2fx fp32 throughput", check.metric, chosen["int8"], fp32_score,
              record["throughput_ratio"])  # fmt: skip

@@ -14,6 +14,7 @@ computed once, on the un-augmented images; the student sees them with the plan's
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
