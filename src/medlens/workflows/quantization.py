@@ -10,9 +10,10 @@ refuses it (and writes nothing) when it loses more than ``max_drop`` unless forc
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,18 @@ class _Reader:
 
     def rewind(self) -> None:
         self.i = 0
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """ONNX Runtime's quantisation tools log their notes (shape inference, per-channel axes) on the root logger."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def session(path: Path, threads: int = 1) -> Any:
@@ -108,7 +121,8 @@ def quantize_graph(
     name = sess_fp32.get_inputs()[0].name
     prepared = folder / ".model_prepared.onnx"
     try:
-        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=False)
+        with _quiet_root_logger():
+            quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=False)
     except Exception as exc:
         log.info("ONNX Runtime's quantisation pre-processing failed (%s); quantising the exported graph", exc)
         prepared = fp32
@@ -118,16 +132,17 @@ def quantize_graph(
     candidates: list[dict[str, Any]] = []
     for i, per_channel in enumerate((False, True)):
         path = folder / f".model_int8_{'per_channel' if per_channel else 'per_tensor'}.onnx"
-        quantize_static(
-            str(prepared),
-            str(path),
-            _Reader(name, check.inputs[:CALIBRATION_BATCHES]),
-            quant_format=QuantFormat.QDQ,
-            per_channel=per_channel,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-        )
+        with _quiet_root_logger():  # ORT warns on the root logger for every 1-D weight per-channel cannot split
+            quantize_static(
+                str(prepared),
+                str(path),
+                _Reader(name, check.inputs[:CALIBRATION_BATCHES]),
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
         sess = session(path)
         score = float(check.score(runner(sess)))
         speed = images_per_second(runner(sess), check.inputs)
