@@ -59,8 +59,10 @@ def prune_network(net: nn.Module, input_shape: list[int], ratio: float, num_clas
         pruner.step()
         with torch.no_grad():
             pruned(example)
-    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
-        raise ConfigError("--ratio", f"torch-pruning cannot prune this network ({type(exc).__name__}: {exc})") from None
+    except (RuntimeError, ValueError, KeyError, IndexError, TypeError) as exc:  # its graph tracing gave up
+        raise ConfigError(
+            "model.name", f"torch-pruning cannot prune this {type(net).__name__} network ({type(exc).__name__}: {exc})"
+        ) from None
     return pruned
 
 

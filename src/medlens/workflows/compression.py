@@ -84,7 +84,7 @@ def student_plan(
             if student:
                 raise
             continue  # a default student this data's dimensionality cannot build
-        if student or teacher_gflops / max(gflops, 1e-12) >= MIN_FLOPS_RATIO:
+        if student or teacher_gflops / max(gflops, 1e-12) >= MIN_FLOPS_RATIO * (1 - 1e-6):  # one member: 3x of 3
             chosen = (candidate, gflops)
             break
     if chosen is None:
