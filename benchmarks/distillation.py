@@ -43,7 +43,8 @@ def main() -> int:
     medlens = str(Path(sys.executable).with_name("medlens"))
     work = args.work
     shutil.rmtree(work, ignore_errors=True)
-    run([medlens, "-q", "import", "medmnist", str(Path(data) / "medmnist/pneumoniamnist.npz"), "--out", str(work / "ds")])
+    archive = str(Path(data) / "medmnist/pneumoniamnist.npz")
+    run([medlens, "-q", "import", "medmnist", archive, "--out", str(work / "ds")])
     run([medlens, "-q", "plan", str(work / "ds")])
     teacher_wall = run([medlens, "-q", "train", str(work / "ds"), "--out", str(work / "teacher"), "--seeds", "3",
                         "--budget", args.teacher_budget])  # fmt: skip

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 DEFAULT_TEMPERATURE = 4.0
 DEFAULT_SOFT_WEIGHT = 0.7
 MIN_FLOPS_RATIO = 3.0
+STEM_KWARGS = ("stem_stride", "stem_pool")  # a MONAI ResNet student keeps its teacher's stem (the input's scale)
 # Default students, largest first: the first with at most a third of the teacher ensemble's FLOPs is chosen.
 STUDENTS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "image": [
@@ -42,6 +43,7 @@ STUDENTS: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("monai_resnet18", {"widen_factor": 0.25}),
         ("monai_resnet10", {"widen_factor": 0.25}),
         ("monai_resnet10", {"widen_factor": 0.125}),
+        ("monai_resnet10", {"widen_factor": 0.0625}),
     ],
 }
 
@@ -60,7 +62,8 @@ def student_plan(
     """The student's plan (the teacher's data, augmentation and training sections; the student's network), its
     forward GFLOPs and the teacher ensemble's.
 
-    Without ``student``, the largest of :data:`STUDENTS` with at most a third of the teacher's FLOPs is chosen.
+    Without ``student``, the largest of :data:`STUDENTS` with at most a third of the teacher's FLOPs is chosen; a
+    MONAI ResNet student of a MONAI ResNet teacher keeps the teacher's stem (stride and pooling).
 
     Raises:
         ConfigError: when no default student is that small (name one with ``--student``).
@@ -74,8 +77,10 @@ def student_plan(
     if not candidates:
         raise ConfigError("--student", f"no default student for {plan.task} models; name one (see 'medlens models')")
     chosen: tuple[Plan, float] | None = None
+    stem = {k: v for k, v in plan.model.kwargs.items() if k in STEM_KWARGS}
     for name, kwargs in candidates:
-        model = ModelPlan(name=name, kwargs=dict(kwargs), dropout=plan.model.dropout, why="")
+        same_family = name.startswith("monai_resnet") and plan.model.name.startswith("monai_resnet")
+        model = ModelPlan(name=name, kwargs={**(stem if same_family else {}), **kwargs}, dropout=plan.model.dropout)
         candidate = plan.model_copy(update={"model": model})
         candidate = apply_overrides(candidate, [f"train.budget_minutes={budget_minutes}", *overrides])
         try:
