@@ -61,7 +61,9 @@ def test_distill_writes_a_smaller_student_that_tracks_its_teacher(
     assert main(args) == 1 and "not empty" in capsys.readouterr().err  # no overwrite without --overwrite
     assert main(["-q", *args, "--overwrite", "--student", "monai_resnet10", "--set", "model.kwargs.widen_factor=0.125",
                  "--set", "train.max_epochs=1"]) == 0  # fmt: skip
-    assert load_bundle(out).plan.model.kwargs == {"widen_factor": 0.125}
+    chosen = load_bundle(out).plan.model
+    assert chosen.name == "monai_resnet10" and chosen.kwargs["widen_factor"] == 0.125
+    assert chosen.kwargs["stem_stride"] == 1  # the teacher's stem, kept
 
 
 def test_int8_export_records_the_quantization_and_agrees_with_fp32(pneumonia_run: Path, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from torch import nn
 
 from medlens.core.errors import ConfigError, InputError
 from medlens.core.image import Image
-from medlens.core.outputs import output_folder
+from medlens.core.outputs import check_output_folder, output_folder
 from medlens.core.progress import ProgressFn, tracked
 from medlens.data.dataset import load_dataset
 from medlens.models.bundle import Bundle
@@ -176,6 +176,7 @@ def distill(
     task = teacher.task
     dataset = load_dataset(run_dataset(Path(run_dir)))
     inputs = [("teacher run folder", Path(run_dir)), ("dataset", dataset.root), *(("unlabeled", p) for p in unlabeled)]
+    check_output_folder(out, overwrite=overwrite, inputs=inputs)  # refused before any work; checked again on writing
     plan, gflops, teacher_gflops = student_plan(teacher, student, budget_minutes, overrides)
     with output_folder(out, kind="run", overwrite=overwrite, inputs=inputs) as tmp:
         member = plan_members(dataset, seeds=1, seed=plan.train.seed)[0]
@@ -247,6 +248,7 @@ def prune(
     bundle = load_bundle(run_dir)
     task = bundle.task
     dataset = load_dataset(run_dataset(Path(run_dir)))
+    check_output_folder(out, overwrite=overwrite, inputs=[("run folder", Path(run_dir))])
     plan = apply_overrides(bundle.plan.without_pretrained(), [f"train.budget_minutes={finetune_minutes}", *overrides])
     shape = [plan.data.channels, *plan.data.input_size]
     before = sum(parameter_count(net) for net in bundle.networks())
