@@ -225,7 +225,8 @@ def prune(
 ) -> dict[str, Any]:
     """Remove ``ratio`` of the channels of every member of the run's bundle (torch-pruning, L2 magnitude of each
     coupled group of channels, the output layer kept whole), fine-tune each pruned member briefly with the task's own
-    training, and write an ordinary run whose bundle records the pruned shapes.
+    training, and write an ordinary run whose bundle records the pruned shapes. The members are fine-tuned on the
+    dataset's fixed train and val splits (seeds 0, 1, ...), also when the run's members were folds.
 
     Args:
         run_dir: the run folder (or its bundle; the dataset comes from the run's ``run.yaml``).
