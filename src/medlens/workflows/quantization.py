@@ -124,8 +124,8 @@ def quantize_graph(
     prepared = folder / ".model_prepared.onnx"
     try:
         with _quiet_root_logger():
-            # ONNX's shape inference and ORT's graph optimisation; not ORT's symbolic shape inference, which (meant for
-            # transformers) gives up on the segmenter's dynamic spatial axes and then leaves a file in the working folder
+            # ONNX's shape inference and ORT's graph optimisation; not ORT's symbolic shape inference, which (meant
+            # for transformers) gives up on the segmenter's dynamic spatial axes and leaves a file in the working folder
             quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
     except Exception as exc:
         log.info("ONNX Runtime's quantisation pre-processing failed (%s); quantising the exported graph", exc)
