@@ -61,6 +61,7 @@ def _root(
 def _register() -> None:
     # detection_commands and segmentation_commands add voc/coco/yolo and msd/pairs to 'medlens import' on import
     from medlens.cli import (  # noqa: F401
+        compression_commands,
         data_commands,
         deid_commands,
         detection_commands,
@@ -79,6 +80,7 @@ def _register() -> None:
     deid_commands.register(app)
     serve_commands.register(app)
     pacs_commands.register(app)
+    compression_commands.register(app)
 
 
 _register()

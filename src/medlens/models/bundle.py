@@ -120,6 +120,10 @@ class Bundle:
                 raise InputError(self.root / BUNDLE_FILE, f"invalid plan: {exc}") from None
             try:
                 state = load_file(str(self.root / member))
+                if self.info.get("pruned"):  # channels removed after training: layers take the weights' shapes
+                    from medlens.models.pruning import fit_shapes
+
+                    fit_shapes(net, state)
                 net.load_state_dict(state)
             except (SafetensorError, OSError, RuntimeError) as exc:
                 problem = one_line(str(exc))[:300]  # torch names the keys on the lines after the first

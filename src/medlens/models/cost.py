@@ -37,3 +37,18 @@ def training_gflops(
     with FlopCounterMode(display=False) as counter:
         net(x).sum().backward()
     return counter.get_total_flops() / 2 / 1e9
+
+
+def forward_gflops(net: torch.nn.Module, input_shape: list[int] | tuple[int, ...]) -> float:
+    """GFLOPs of one forward pass of ``net`` (in eval mode) for one input of ``input_shape`` (C, *spatial), counted
+    by ``torch.utils.flop_counter`` (multiply-adds count as two)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            net(torch.zeros(1, *input_shape))
+    finally:
+        net.train(was_training)
+    return counter.get_total_flops() / 1e9

@@ -73,6 +73,30 @@ class Graph:
     more_examples: list[torch.Tensor] = field(default_factory=list)
 
 
+@dataclass
+class GraphCheck:
+    """How a task scores its ONNX graph on validation (used to accept or refuse a quantised graph): validation
+    inputs in the graph's input form (``inputs``, each one batch; they calibrate the quantiser and time the graphs),
+    the metric's name, and ``score``, which runs a graph (given as a function from an input batch to its first
+    output) over the validation cases and returns the metric (higher is better)."""
+
+    metric: str
+    inputs: list[Any]
+    score: Callable[[Callable[[Any], Any]], float]
+
+
+@dataclass
+class Distillation:
+    """What a task gives to train a student on a teacher bundle: the loaders (the training batches carry the
+    teacher's softened outputs) and the Lightning module of the student (built from the budget schedule), with the
+    loss in words for the model card."""
+
+    train: DataLoader[Any]
+    val: DataLoader[Any]
+    module: Callable[[BudgetSchedule], pl.LightningModule]
+    loss: str
+
+
 class implemented_in:
     """A task hook whose implementation is a function (or class) in a module of the task's package, imported on
     first use: ``build_network = implemented_in("medlens.tasks.segmentation.module:build_network")``.
@@ -195,6 +219,27 @@ class Task(ABC):
     @abstractmethod
     def export_graph(self, bundle: Bundle) -> Graph:
         """What ONNX export traces, with an example input and what goes in and out."""
+
+    def graph_check(self, bundle: Bundle, dataset: Dataset, cases: Sequence[Case]) -> GraphCheck:
+        """Validation inputs and the metric that score :meth:`export_graph`'s graph (``export --quantize``)."""
+        raise ConfigError("--quantize", f"the {self.name} task has no validation check for a quantised graph yet")
+
+    # ---- compression ----------------------------------------------------------------------------------------
+    def distiller(
+        self,
+        teacher: Bundle,
+        plan: Plan,
+        prepared: Any,
+        member: Member,
+        unlabeled: Sequence[Image],
+        *,
+        temperature: float,
+        soft_weight: float,
+    ) -> Distillation:
+        """Loaders and module that train ``plan``'s network (the student) on ``teacher``'s softened outputs for the
+        member's training cases and the ``unlabeled`` images (weight ``soft_weight``), plus the hard labels
+        (weight ``1 - soft_weight``); ``prepared`` is :meth:`prepare`'s result for the member's cases."""
+        raise ConfigError("distill", f"the {self.name} task cannot distil a bundle into a student yet")
 
     # ---- reports --------------------------------------------------------------------------------------------
     @abstractmethod

@@ -5,6 +5,11 @@ users write as little as possible by hand. The export is checked: ONNX Runtime a
 and must agree within the task's tolerance (``verification`` in ``export.json``), else nothing is written.
 torch's TorchScript-based exporter is used (``dynamo=False``): torchvision's detectors, with their
 data-dependent NMS, export through it, and it needs no onnxscript.
+
+With ``quantize="int8"`` an int8 graph (``model_int8.onnx``) is written beside the fp32 one, calibrated and scored on
+the run's validation cases (:mod:`medlens.workflows.quantization`); ``export.json`` records both graphs' validation
+metric and the int8 throughput over fp32's under ``quantization``, and the export is refused (nothing written) when
+the int8 graph loses more than ``max_drop`` unless ``force``.
 """
 
 from __future__ import annotations
@@ -17,16 +22,40 @@ from typing import Any
 import numpy as np
 import torch
 
-from medlens.core.errors import MedlensError
+from medlens.core.errors import ConfigError, MedlensError
 from medlens.core.outputs import output_folder, write_json
+from medlens.core.progress import ProgressFn
 from medlens.tasks.base import Graph, load_bundle
 
 log = logging.getLogger(__name__)
 OPSET = 17
 
 
-def export_onnx(run_dir: str | Path, out: str | Path, *, opset: int = OPSET, overwrite: bool = False) -> dict[str, Any]:
+def export_onnx(
+    run_dir: str | Path,
+    out: str | Path,
+    *,
+    opset: int = OPSET,
+    overwrite: bool = False,
+    quantize: str | None = None,
+    max_drop: float | None = None,
+    force: bool = False,
+    dataset: str | Path | None = None,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
     """Write ``out/model.onnx`` and ``out/export.json`` for the bundle in ``run_dir``; return the export spec.
+
+    Args:
+        run_dir: a run folder or a bundle folder.
+        out: the folder to create.
+        opset: the ONNX opset.
+        overwrite: replace an existing output folder that medlens made.
+        quantize: ``int8`` to also write ``model_int8.onnx`` (ONNX Runtime static quantisation, calibrated on
+            validation images of the run's dataset).
+        max_drop: the largest loss of the validation metric the int8 graph may have (default 0.01).
+        force: write the int8 graph even when it loses more than ``max_drop``.
+        dataset: the dataset whose validation split calibrates and scores the int8 graph (default: the run's).
+        progress: reports the quantisation's steps.
 
     Example:
         >>> import medlens
@@ -34,7 +63,12 @@ def export_onnx(run_dir: str | Path, out: str | Path, *, opset: int = OPSET, ove
         >>> spec["inputs"][0]["name"]  # doctest: +SKIP
         'image'
     """
+    from medlens.workflows.quantization import DEFAULT_MAX_DROP
+
+    if quantize not in (None, "int8"):
+        raise ConfigError("--quantize", f"{quantize!r} is not a known quantisation (int8)")
     bundle = load_bundle(run_dir)
+    check = _graph_check(bundle, run_dir, dataset) if quantize else None
     graph = bundle.task.export_graph(bundle)
     graph.module.eval()
     with (
@@ -71,9 +105,28 @@ def export_onnx(run_dir: str | Path, out: str | Path, *, opset: int = OPSET, ove
             "verification": verification,
             "bundle": str(bundle.root.resolve()),
         }
+        if check is not None:
+            from medlens.workflows.quantization import quantize_graph
+
+            limit = DEFAULT_MAX_DROP if max_drop is None else max_drop
+            _, spec["quantization"] = quantize_graph(
+                path, tmp, check, max_drop=limit, force=force, target=Path(out), progress=progress
+            )  # raises (and the folder is not written) when the int8 graph loses too much
         write_json(tmp / "export.json", spec)
     log.info("exported %s (%d member(s)) to %s", bundle.plan.task, len(bundle.members), Path(out) / "model.onnx")
     return spec
+
+
+def _graph_check(bundle: Any, run_dir: str | Path, dataset: str | Path | None) -> Any:
+    """The task's validation check of its graph, on the validation split of ``dataset`` (default: the run's)."""
+    from medlens.data.dataset import load_dataset
+    from medlens.workflows.evaluation import run_dataset
+
+    data = load_dataset(dataset if dataset is not None else run_dataset(Path(run_dir)))
+    cases = data.split("val")
+    if not cases:
+        raise MedlensError(f"{data.root}: no validation cases to calibrate and score the int8 graph on")
+    return bundle.task.graph_check(bundle, data, cases)
 
 
 def verify(path: Path, graph: Graph) -> dict[str, Any]:

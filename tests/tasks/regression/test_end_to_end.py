@@ -180,3 +180,22 @@ def test_a_non_numeric_value_is_named(tmp_path: Path, capsys: pytest.CaptureFixt
                  "--out", str(tmp_path / "ds")]) == 1  # fmt: skip
     err = capsys.readouterr().err
     assert "line 3" in err and "'large' is not a finite number" in err and not (tmp_path / "ds").exists()
+
+
+def test_distill_gives_a_smaller_regressor_that_predicts_in_the_unit(regression_run: Path, tmp_path: Path) -> None:
+    """Regression provides the distillation hook: the teacher's values are the soft target (no temperature)."""
+    import medlens
+
+    out = tmp_path / "small"
+    args = ["-q", "distill", str(regression_run / "run"), "--out", str(out), "--budget", "1m",
+            "--set", "train.max_epochs=1"]  # fmt: skip
+    assert main(args) == 0
+    student, teacher = medlens.load_bundle(out), medlens.load_bundle(regression_run / "run")
+    made = student.info["made_from"]
+    assert made["flops_ratio"] >= 3 and "no temperature" in made["loss"]
+    count = [sum(p.numel() for n in b.networks() for p in n.parameters()) for b in (student, teacher)]
+    assert count[0] < count[1]
+    with open(regression_run / "volumes.csv", newline="") as handle:
+        path = next(csv.DictReader(handle))["image"]
+    value = student.predict(path).to_dict()
+    assert value["unit"] == "mL" and np.isfinite(value["value"])

@@ -93,5 +93,7 @@ class ClassificationTask(Task):
     predict = implemented_in("medlens.tasks.classification.prediction:predict_images")
     evaluate = implemented_in("medlens.tasks.classification.evaluation:evaluate")
     export_graph = implemented_in("medlens.tasks.classification.export:export_graph")
+    graph_check = implemented_in("medlens.tasks.classification.compression:graph_check")
+    distiller = implemented_in("medlens.tasks.classification.compression:distiller")
     findings = implemented_in("medlens.tasks.classification.findings:classification_findings")
     explainer = implemented_in("medlens.tasks.classification.explain:explainer")

@@ -88,5 +88,6 @@ class RegressionTask(Task):
 
     evaluate = implemented_in("medlens.tasks.regression.evaluation:evaluate")
     export_graph = implemented_in("medlens.tasks.regression.export:export_graph")
+    distiller = implemented_in("medlens.tasks.regression.compression:distiller")
     findings = implemented_in("medlens.tasks.regression.findings:regression_findings")
     explainer = implemented_in("medlens.tasks.regression.explain:explainer")

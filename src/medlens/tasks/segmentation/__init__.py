@@ -52,5 +52,6 @@ class SegmentationTask(Task):
     predict = implemented_in("medlens.tasks.segmentation.prediction:predict_images")
     evaluate = implemented_in("medlens.tasks.segmentation.evaluation:evaluate")
     export_graph = implemented_in("medlens.tasks.segmentation.export:export_graph")
+    graph_check = implemented_in("medlens.tasks.segmentation.compression:graph_check")
     findings = implemented_in("medlens.tasks.segmentation.findings:segmentation_findings")
     explainer = implemented_in("medlens.tasks.segmentation.explain:explainer")

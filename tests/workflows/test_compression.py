@@ -1,0 +1,195 @@
+"""Smaller models from trained runs, end to end on real data: ``distill`` (a student that tracks its teacher
+ensemble), ``prune`` (fewer parameters, still a working bundle) and ``export --quantize int8`` (the quantisation
+record, an int8 graph that agrees with fp32, and a refusal that leaves nothing behind), for classification and
+segmentation."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+from sklearn.metrics import roc_auc_score
+
+from medlens.cli.main import main
+from medlens.core.errors import ConfigError
+from medlens.tasks.base import get_task, load_bundle
+
+
+def _parameters(bundle: object) -> int:
+    return sum(p.numel() for net in bundle.networks() for p in net.parameters())  # type: ignore[attr-defined]
+
+
+def _test_probabilities(bundle: object, work: Path) -> np.ndarray:
+    from medlens.data.dataset import load_dataset
+    from medlens.training.images import case_images
+
+    data = load_dataset(work / "ds")
+    predictions = bundle.predict_many(case_images(data, data.split("test")))  # type: ignore[attr-defined]
+    return np.array([p.probabilities["pneumonia"] for p in predictions])
+
+
+def test_distill_writes_a_smaller_student_that_tracks_its_teacher(
+    pneumonia_run: Path, tmp_path: Path, real_data: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The 2-seed teacher into a default student with >= 3x fewer FLOPs, with 6 unlabeled real images from a folder;
+    the student's test probabilities rank the cases as the teacher's do, and the card names the teacher."""
+    from PIL import Image as PILImage
+
+    raw = np.load(real_data("medmnist/pneumoniamnist.npz"))
+    unlabeled = tmp_path / "unlabeled"
+    unlabeled.mkdir()
+    for i, pixels in enumerate(raw["train_images"][1000:1006]):  # not among the run's 80 training images
+        PILImage.fromarray(pixels).save(unlabeled / f"u{i}.png")
+    out = tmp_path / "small"
+    args = ["distill", str(pneumonia_run / "run"), "--out", str(out), "--unlabeled", str(unlabeled), "--budget", "1m",
+            "--set", "train.max_epochs=4"]  # fmt: skip
+    assert main(["-q", *args]) == 0
+    teacher, student = load_bundle(pneumonia_run / "run"), load_bundle(out)
+    made = student.info["made_from"]
+    assert made["method"] == "distillation" and made["unlabeled_images"] == 6 and made["teacher_members"] == 2
+    assert made["flops_ratio"] >= 3 and made["student_gflops"] * 3 <= made["teacher_gflops"]
+    assert _parameters(student) < _parameters(teacher) and len(student.members) == 1
+    assert "Distilled from run (2-member" in (out / "bundle" / "model_card.md").read_text()
+    want, got = _test_probabilities(teacher, pneumonia_run), _test_probabilities(student, pneumonia_run)
+    assert spearmanr(want, got).statistic > 0.5  # an untrained student ranks the 40 test cases at random (about 0)
+    capsys.readouterr()
+    assert main(args) == 1 and "not empty" in capsys.readouterr().err  # no overwrite without --overwrite
+    assert main(["-q", *args, "--overwrite", "--student", "monai_resnet10", "--set", "model.kwargs.widen_factor=0.125",
+                 "--set", "train.max_epochs=1"]) == 0  # fmt: skip
+    chosen = load_bundle(out).plan.model
+    assert chosen.name == "monai_resnet10" and chosen.kwargs["widen_factor"] == 0.125
+    assert chosen.kwargs["stem_stride"] == 1  # the teacher's stem, kept
+
+
+def test_int8_export_records_the_quantization_and_agrees_with_fp32(pneumonia_run: Path, tmp_path: Path) -> None:
+    """export --quantize int8: the record's fp32 AUC is scikit-learn's on the bundle's own validation predictions,
+    and the int8 graph's probabilities stay near the fp32 graph's on real test images."""
+    import onnxruntime as ort
+
+    from medlens.data.dataset import load_dataset
+    from medlens.training.images import case_images, read_input
+
+    out = tmp_path / "onnx"
+    assert main(["-q", "export", str(pneumonia_run / "run"), "--out", str(out), "--quantize", "int8"]) == 0
+    q = json.loads((out / "export.json").read_text())["quantization"]
+    assert q["metric"] == "auc" and q["file"] == "model_int8.onnx" and q["throughput_ratio"] > 0
+    assert q["fp32"] - q["int8"] <= q["max_drop"] == 0.01 and not q["forced"]
+    assert q["int8_bytes"] < q["fp32_bytes"] / 2  # int8 weights: a quarter of the bytes, plus the graph
+    bundle = load_bundle(pneumonia_run / "run")
+    data = load_dataset(pneumonia_run / "ds")
+    val = data.split("val")
+    truth = [data.class_index(c) for c in val]
+    mine = [p.probabilities["pneumonia"] for p in bundle.predict_many(case_images(data, val))]
+    assert q["fp32"] == pytest.approx(roc_auc_score(truth, mine), abs=1e-4)
+    x = np.stack([read_input(data, c, bundle.plan.data) for c in data.split("test")]).astype(np.float32)
+    runs = [ort.InferenceSession(str(out / f), providers=["CPUExecutionProvider"]) for f in ("model.onnx", q["file"])]
+    fp32, int8 = (s.run(None, {"image": x})[0] for s in runs)
+    assert int8.shape == fp32.shape == (40, 2) and np.abs(int8 - fp32).max() < 0.05
+
+
+def test_an_int8_graph_that_loses_too_much_is_refused_and_nothing_is_written(
+    pneumonia_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A negative tolerance cannot be met (int8 would have to gain AUC): the export fails, the folder never appears,
+    and no partial folder is left beside it."""
+    out = tmp_path / "exports" / "refused"
+    args = ["export", str(pneumonia_run / "run"), "--out", str(out), "--quantize", "int8", "--max-drop", "-1"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "tolerance -1" in err and str(out) in err and "nothing written" in err
+    assert not out.exists() and not list((tmp_path / "exports").iterdir())
+    assert main(["-q", *args, "--force"]) == 0  # told to: written, and the record says so
+    assert json.loads((out / "export.json").read_text())["quantization"]["forced"] is True
+
+
+def test_int8_segmentation_export_scores_dice_as_pytorch_does(hippo_run: Path, tmp_path: Path) -> None:
+    """Hippocampus: the record's fp32 Dice is the Dice of the exported PyTorch module on the same validation case
+    (MONAI's sliding window, network grid), and the int8 graph's patch probabilities stay near fp32's."""
+    import onnxruntime as ort
+    from monai.inferers import sliding_window_inference
+
+    from medlens.data.dataset import load_dataset
+    from medlens.tasks.segmentation.metrics import dice_per_class
+    from medlens.tasks.segmentation.training import PreparedCases
+
+    out = tmp_path / "onnx"
+    args = ["-q", "export", str(hippo_run / "run"), "--out", str(out), "--quantize", "int8", "--max-drop", "1"]
+    assert main(args) == 0
+    q = json.loads((out / "export.json").read_text())["quantization"]
+    assert q["metric"] == "dice" and 0 <= q["int8"] <= 1 and q["throughput_ratio"] > 0
+    bundle = load_bundle(hippo_run / "run")
+    data = load_dataset(hippo_run / "ds")
+    graph, seg = bundle.task.export_graph(bundle), bundle.plan.segmentation  # type: ignore[attr-defined]
+    dice = []
+    for case in data.split("val"):
+        prepared = PreparedCases(data, bundle.plan, [], None).read(case)  # type: ignore[arg-type]
+        with torch.no_grad():  # PyTorch's own graph module (probabilities per window) in MONAI's sliding window
+            pred = sliding_window_inference(
+                torch.from_numpy(prepared["image"])[None], bundle.plan.data.input_size, seg.sw_batch_size,
+                graph.module.eval(), overlap=seg.sw_overlap, mode=seg.sw_mode,
+            )[0]  # fmt: skip
+        dice.append(dice_per_class(pred.argmax(0).numpy(), prepared["label"][0], len(bundle.class_names)))
+    assert q["fp32"] == pytest.approx(float(np.nanmean(np.stack(dice))), abs=1e-3)
+    patch = np.random.default_rng(0).normal(size=(1, 1, *bundle.plan.data.input_size)).astype(np.float32)
+    runs = [ort.InferenceSession(str(out / f), providers=["CPUExecutionProvider"]) for f in ("model.onnx", q["file"])]
+    fp32, int8 = (s.run(None, {"patch": patch})[0] for s in runs)
+    assert int8.shape == fp32.shape and float(np.abs(int8 - fp32).mean()) < 0.05
+
+
+def test_prune_removes_channels_and_the_bundle_still_predicts(
+    pneumonia_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Half the channels of each layer out: about a quarter of the parameters left; the pruned bundle loads from its
+    safetensors, predicts, exports, and tracks the unpruned model."""
+    out = tmp_path / "pruned"
+    args = ["prune", str(pneumonia_run / "run"), "--out", str(out), "--ratio", "0.5", "--finetune-budget", "1m",
+            "--set", "train.max_epochs=1"]  # fmt: skip
+    assert main(["-q", *args]) == 0
+    original, pruned = load_bundle(pneumonia_run / "run"), load_bundle(out)
+    made = pruned.info["made_from"]
+    assert pruned.info["pruned"] is True and made["parameters_after"] == _parameters(pruned)
+    assert _parameters(pruned) < 0.4 * _parameters(original) and len(pruned.members) == 2
+    probabilities = _test_probabilities(pruned, pneumonia_run)
+    assert probabilities.shape == (40,) and np.isfinite(probabilities).all()
+    assert spearmanr(probabilities, _test_probabilities(original, pneumonia_run)).statistic > 0.3
+    assert main(["-q", "export", str(out), "--out", str(tmp_path / "onnx")]) == 0
+    capsys.readouterr()
+    assert main(args) == 1 and "not empty" in capsys.readouterr().err
+
+
+def test_pruned_shapes_are_rebuilt_from_the_weights_alone() -> None:
+    """fit_shapes turns the plan's network into the pruned one: same outputs, from a plain state dict."""
+    from medlens.models import create_model
+    from medlens.models.pruning import fit_shapes, prune_network
+
+    def build() -> torch.nn.Module:
+        return create_model("monai_resnet10", output="image", spatial_dims=2, in_channels=1, num_classes=3,
+                            input_size=[28, 28], widen_factor=0.25).eval()  # fmt: skip
+
+    pruned = prune_network(build(), [1, 28, 28], 0.5, 3).eval()
+    state = {k: v.clone() for k, v in pruned.state_dict().items()}
+    rebuilt = fit_shapes(build(), state)
+    rebuilt.load_state_dict(state)
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(rebuilt.eval()(x), pruned(x), atol=1e-5)
+    with pytest.raises(RuntimeError):
+        build().load_state_dict(state)  # without fitting, the weights do not fit (a bundle refuses them)
+
+
+def test_a_task_without_distillation_says_so_in_one_line() -> None:
+    with pytest.raises(ConfigError, match="the segmentation task cannot distil"):
+        get_task("segmentation").distiller(None, None, None, None, [], temperature=4, soft_weight=0.7)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="the detection task has no validation check"):
+        get_task("detection").graph_check(None, None, [])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("command", ["distill", "prune"])
+def test_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([command, "--help"]) == 0
+    assert "--overwrite" in capsys.readouterr().out
