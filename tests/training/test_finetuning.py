@@ -118,6 +118,7 @@ def test_layer_decay_gives_each_depth_its_rate() -> None:
     groups = parameter_groups(net, OptimPlan(lr=1.0, weight_decay=0.1, layer_decay=0.5))
     ids, deepest = layer_ids(net)
     assert deepest == 5 == len(stages(net))  # stem, layer1..4; the head is deepest
+    assert (ids["conv1.weight"], ids["bn1.bias"], ids["layer2.1.conv2.weight"], ids["fc.weight"]) == (0, 0, 2, 5)
     rate = {id(p): g["lr"] for g in groups for p in g["params"]}
     named = dict(net.named_parameters())
     assert rate[id(named["fc.weight"])] == 1.0
@@ -214,3 +215,14 @@ def test_a_lora_run_writes_a_plain_bundle_that_predicts_and_exports(
     assert abs(sum(prediction.probabilities.values()) - 1) < 1e-5
     assert main(["-q", "export", str(run), "--out", str(tmp_path / "onnx")]) == 0
     assert (tmp_path / "onnx" / "model.onnx").is_file()
+
+
+def test_the_plan_says_what_auto_will_choose(pneumonia_dataset) -> None:  # type: ignore[no-untyped-def]
+    from medlens.workflows.planning import make_plan
+
+    plan = make_plan(pneumonia_dataset)
+    assert plan.train.finetune == "auto"
+    assert any("fine-tuning auto" in n and "here 40 -> linear" in n for n in plan.notes)
+    assert choose_mode(plan, None)[0] == "full"  # no pretrained weights
+    dense = plan.model_copy(update={"model": plan.model.model_copy(update={"pretrained": "x.pt"})})
+    assert choose_mode(dense, None)[0] == "full"  # labels per voxel or box: the image-count rule does not apply

@@ -66,7 +66,7 @@ def train_members(
                 out / member.name,
                 name=member.name,
                 progress=progress,
-                n_labels=len(member.train),
+                n_labels=len(member.train) if task.model_output == "image" else None,  # one label per image
             )
         )
         states.append(plain_weights(best_weights(out / member.name), seeded, lambda: task.build_network(bare)))

@@ -78,8 +78,8 @@ class Finetuning:
 def choose_mode(plan: Plan, n_labels: int | None) -> tuple[str, str]:
     """The fine-tuning mode of ``plan`` (``train.finetune``, or the rule when it is ``auto``) and why.
 
-    The rule, only for a network that starts from weights (``model.pretrained`` or ``model.init``); from
-    scratch every layer must learn, so it trains in full:
+    The rule, only for a network that starts from weights (``model.pretrained`` or ``model.init``) and a task
+    with one label per image (``n_labels`` given); from scratch every layer must learn, so it trains in full:
 
     - fewer than 100 labels: ``linear``. A head on frozen features has K x D weights, which tens of labels can
       pin down; anything more (even LoRA's ~5% of the network) fits the noise of so few.
@@ -95,7 +95,10 @@ def choose_mode(plan: Plan, n_labels: int | None) -> tuple[str, str]:
     if not start:
         return "full", "auto: trained from scratch (no model.pretrained or model.init), so every layer learns"
     if n_labels is None:
-        return "full", "auto: the number of labelled training images is unknown, so every layer learns"
+        return "full", (
+            "auto: the labels are not one per image (a segmentation labels every voxel, a detection every box), "
+            "so the rule by labelled images does not apply: every layer learns"
+        )
     if n_labels < LINEAR_BELOW:
         return "linear", (
             f"auto: {n_labels} labelled training images (< {LINEAR_BELOW}) on pretrained weights: a linear head on "
@@ -344,3 +347,18 @@ def _has_module(net: nn.Module, name: str) -> bool:
     except AttributeError:
         return False
     return True
+
+
+def rule_note(n_labels: int) -> str:
+    """The plan's note on ``train.finetune=auto`` for ``n_labels`` labelled training images."""
+    if n_labels < LINEAR_BELOW:
+        pick = "linear"
+    elif n_labels < LORA_BELOW:
+        pick = "lora"
+    else:
+        pick = "full"
+    return (
+        f"fine-tuning auto: from scratch every layer trains (full); from model.pretrained/init the number of labelled "
+        f"images decides: linear below {LINEAR_BELOW} (a head is what tens of labels can fit), lora below "
+        f"{LORA_BELOW} (adapters, a few percent of the weights), full from {LORA_BELOW}: here {n_labels} -> {pick}"
+    )
