@@ -131,7 +131,7 @@ class TrainPlan(Section):
         None, ge=0, le=1000, description="partial: stages frozen from the input on; none = half of them"
     )
     lora_rank: int = Field(8, ge=1, le=1024, description="lora: rank of the adapters")
-    lora_alpha: float = Field(16.0, gt=0, le=4096, description="lora: the adapters' scale is lora_alpha / lora_rank")
+    lora_alpha: int = Field(16, ge=1, le=4096, description="lora: the adapters' scale is lora_alpha / lora_rank")
 
 
 class Plan(Section):
