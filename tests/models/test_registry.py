@@ -48,7 +48,7 @@ def test_list_models_matches_registry(listed: dict[str, dict]) -> None:
         assert row["spatial_dims"] == list(entry.spatial_dims)
         assert row["output"] == "image"  # one vector per image: classification, multi-label, regression
         assert row["description"]
-    assert {r["name"] for r in list_models(output="pixel")} == {"dynunet"}
+    assert {r["name"] for r in list_models(output="pixel")} == {"dynunet", "unetr", "swinunetr"}
     assert {"retinanet", "fcos", "fasterrcnn"} <= {r["name"] for r in list_models(output="boxes")}
 
 
@@ -66,7 +66,8 @@ def test_forward(name: str, dims: int, channels: int, listed: dict[str, dict]) -
     assert out.shape == (2, k)
     assert torch.isfinite(out).all()
     assert not torch.allclose(out[0], out[1])  # the logits depend on the input
-    if channels == 1 and dims == listed[name]["spatial_dims"][0]:
+    positional = any("pos" in n for n, _ in model.named_parameters())  # grows with the input: 32 here, 64 listed
+    if channels == 1 and dims == listed[name]["spatial_dims"][0] and not positional:
         # list_models counts a 2-class, 1-channel build: ours differs by the head's extra outputs only
         head = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
         extra = (k - 2) * (head.in_features + (head.bias is not None))
@@ -116,3 +117,29 @@ def test_3d_model_asked_for_2d(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_wrong_output_kind() -> None:
     with pytest.raises(ConfigError, match="pixel"):
         create_model("resnet18", output="pixel", spatial_dims=2, in_channels=1, num_classes=2, input_size=[28, 28])
+
+
+@pytest.mark.parametrize(("size", "patch"), [([28, 28], 4), ([64, 64], 8), ([224, 224], 16), ([28, 28, 28], 4)])
+def test_transformers_are_built_at_the_input_size(size: list[int], patch: int) -> None:
+    from medlens.models.classifiers import patch_size_for
+
+    assert patch_size_for(size) == patch
+    if len(size) == 2 and size[0] <= 64:
+        vit = create_model("vit_tiny", output="image", spatial_dims=2, in_channels=1, num_classes=2, input_size=size)
+        assert vit.patch_embed.grid_size == (8 if size[0] == 64 else 7,) * 2  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("name", "size"), [("unetr", [32, 32]), ("swinunetr", [64, 64]), ("unetr", [16, 16, 16])])
+def test_transformer_segmenters_answer_per_pixel(name: str, size: list[int]) -> None:
+    torch.manual_seed(0)
+    net = create_model(name, output="pixel", spatial_dims=len(size), in_channels=1, num_classes=3, input_size=size)
+    net.eval()
+    with torch.no_grad():
+        out = net(torch.randn(1, 1, *size))
+    assert out.shape == (1, 3, *size) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize(("name", "size"), [("unetr", [24, 24]), ("swinunetr", [32, 32])])
+def test_transformer_segmenters_refuse_sizes_they_cannot_take(name: str, size: list[int]) -> None:
+    with pytest.raises(ConfigError, match="divisible"):
+        create_model(name, output="pixel", spatial_dims=2, in_channels=1, num_classes=2, input_size=size)

@@ -1,9 +1,13 @@
-"""Classification networks: timm 2D backbones and MONAI 2D/3D networks, with small-image stems."""
+"""Classification networks: timm 2D backbones (ResNets, ConvNeXt, ViT) and MONAI 2D/3D networks (ResNets,
+DenseNet, ViT), with small-image stems and patch sizes fitted to small inputs."""
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any
 
+import torch
 from torch import nn
 
 from medlens.models.registry import register_model
@@ -64,7 +68,8 @@ for _name, _desc in [
     ("resnet50", "ResNet-50 (timm)"),
     ("efficientnet_b0", "EfficientNet-B0 (timm)"),
     ("densenet121", "DenseNet-121 (timm)"),
-    ("convnext_nano", "ConvNeXt-Nano (timm)"),
+    ("convnext_atto", "ConvNeXt-Atto (timm, 3.4M parameters); small-image stem (stride-1 3x3) up to 64 px"),
+    ("convnext_nano", "ConvNeXt-Nano (timm, 15M parameters); small-image stem (stride-1 3x3) up to 64 px"),
     ("mobilenetv3_large_100", "MobileNetV3-Large (timm)"),
 ]:
     _register_timm(_name, _desc)
@@ -142,5 +147,111 @@ def _densenet121(
         in_channels=in_channels,
         out_channels=num_classes,
         dropout_prob=dropout,
+        **kw,
+    )
+
+
+def patch_size_for(input_size: list[int]) -> int:
+    """A transformer's patch side: about 8 patches along the shortest axis, a power of two from 2 to 16 (16 is the
+    ImageNet ViTs' choice at 224 px; 28 px gives 4 px patches and a 7x7 grid, 64 px gives 8 px patches)."""
+    side = min(input_size) / 8
+    return int(min(16, max(2, 2 ** round(math.log2(max(side, 1.0))))))
+
+
+# embed width, blocks, heads of the ViT sizes of Dosovitskiy et al. / DeiT (timm's vit_tiny_*, vit_small_*)
+VIT_SIZES = {"tiny": (192, 12, 3), "small": (384, 12, 6)}
+
+
+def _register_timm_vit(size: str) -> None:
+    width, blocks, heads = VIT_SIZES[size]
+
+    @register_model(
+        f"vit_{size}",
+        output="image",
+        spatial_dims=(2,),
+        source="timm",
+        description=f"ViT-{size.capitalize()} (timm vit_{size}_patch16_224 layout: {width} wide, {blocks} blocks, "
+        f"{heads} heads) built at the input size, patch side about 1/8 of the image (4 px at 28 px); depth= sets "
+        "the blocks",
+    )
+    def build(
+        spatial_dims: int,
+        in_channels: int,
+        num_classes: int,
+        input_size: list[int],
+        depth: int = blocks,
+        patch_size: int | None = None,
+        dropout: float = 0.0,
+        **kw: Any,
+    ) -> nn.Module:
+        import timm
+
+        patch = patch_size or patch_size_for(input_size)
+        return timm.create_model(
+            f"vit_{size}_patch16_224",
+            pretrained=False,
+            in_chans=in_channels,
+            num_classes=num_classes,
+            img_size=tuple(input_size),
+            patch_size=patch,
+            depth=depth,
+            drop_rate=dropout,
+            dynamic_img_pad=any(s % patch for s in input_size),
+            **kw,
+        )
+
+
+for _size in VIT_SIZES:
+    _register_timm_vit(_size)
+
+
+@functools.cache
+def _vit_logits() -> type[nn.Module]:
+    """MONAI's ViT answering logits alone (MONAI's returns them with every block's hidden states); made on first
+    use so that MONAI is imported only when the network is built."""
+    from monai.networks.nets import ViT
+
+    class ViTLogits(ViT):  # type: ignore[misc]
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x)[0]  # type: ignore[no-any-return]
+
+    return ViTLogits
+
+
+@register_model(
+    "monai_vit",
+    output="image",
+    spatial_dims=(3, 2),
+    source="monai",
+    description="ViT (MONAI) with a class-token head, 2D or 3D; ViT-Tiny width (192, 3 heads), 6 blocks by default "
+    "(num_layers=), patch side about 1/8 of the input",
+)
+def _monai_vit(
+    spatial_dims: int,
+    in_channels: int,
+    num_classes: int,
+    input_size: list[int],
+    hidden_size: int = 192,
+    num_layers: int = 6,
+    num_heads: int = 3,
+    mlp_ratio: int = 4,
+    patch_size: int | None = None,
+    dropout: float = 0.0,
+    **kw: Any,
+) -> nn.Module:
+    return _vit_logits()(
+        classification=True,
+        post_activation=None,
+        in_channels=in_channels,
+        img_size=input_size,
+        patch_size=patch_size or patch_size_for(input_size),
+        hidden_size=hidden_size,
+        mlp_dim=hidden_size * mlp_ratio,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        num_classes=num_classes,
+        dropout_rate=dropout,
+        spatial_dims=spatial_dims,
+        qkv_bias=True,
         **kw,
     )

@@ -1,4 +1,5 @@
-"""Segmentation networks: MONAI's DynUNet, the configurable U-Net nnU-Net plans (kernels and strides per axis)."""
+"""Segmentation networks: MONAI's DynUNet, the configurable U-Net nnU-Net plans (kernels and strides per axis), and
+the transformer-encoder U-Nets UNETR and SwinUNETR."""
 
 from __future__ import annotations
 
@@ -91,3 +92,72 @@ def _drop_aliases(net: nn.Module) -> None:
 
     net.register_state_dict_post_hook(on_save)
     net.register_load_state_dict_pre_hook(on_load)
+
+
+@register_model(
+    "unetr",
+    output="pixel",
+    spatial_dims=(3, 2),
+    source="monai",
+    description="MONAI UNETR: a ViT encoder (16-voxel patches; input sides divisible by 16) with a convolutional "
+    "decoder; ViT-Tiny width (192, 3 heads) by default for CPU budgets (MONAI's 768 is 16x the cost), 12 blocks",
+)
+def unetr(
+    spatial_dims: int,
+    in_channels: int,
+    num_classes: int,
+    input_size: list[int],
+    hidden_size: int = 192,
+    num_heads: int = 3,
+    feature_size: int = 16,
+    dropout: float = 0.0,
+    **kw: Any,
+) -> nn.Module:
+    from monai.networks.nets import UNETR
+
+    if any(s % 16 for s in input_size):
+        raise ValueError(f"UNETR needs input sides divisible by 16, got {input_size}")
+    return UNETR(
+        in_channels=in_channels,
+        out_channels=num_classes,
+        img_size=input_size,
+        feature_size=feature_size,
+        hidden_size=hidden_size,
+        mlp_dim=4 * hidden_size,
+        num_heads=num_heads,
+        dropout_rate=dropout,
+        spatial_dims=spatial_dims,
+        qkv_bias=True,
+        **kw,
+    )
+
+
+@register_model(
+    "swinunetr",
+    output="pixel",
+    spatial_dims=(3, 2),
+    source="monai",
+    description="MONAI SwinUNETR: a Swin transformer encoder (windows of 7, four stages) with a convolutional "
+    "decoder; input sides divisible by 32, at least 64; feature_size=12 by default (MONAI's 24 is 4x the cost)",
+)
+def swinunetr(
+    spatial_dims: int,
+    in_channels: int,
+    num_classes: int,
+    input_size: list[int],
+    feature_size: int = 12,
+    dropout: float = 0.0,
+    **kw: Any,
+) -> nn.Module:
+    from monai.networks.nets import SwinUNETR
+
+    if any(s % 32 or s < 64 for s in input_size):  # at 32 the deepest map is one voxel: instance norm refuses it
+        raise ValueError(f"SwinUNETR needs input sides divisible by 32 and at least 64, got {input_size}")
+    return SwinUNETR(
+        in_channels=in_channels,
+        out_channels=num_classes,
+        feature_size=feature_size,
+        drop_rate=dropout,
+        spatial_dims=spatial_dims,
+        **kw,
+    )

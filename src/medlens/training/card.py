@@ -55,6 +55,7 @@ def card_facts(
         "n_test": len(dataset.split("test")),
         "task_lines": list(task_lines),
         "worst_val_cases": list(worst_cases),
+        "finetune": summary.get("finetune"),
     }
 
 
@@ -132,6 +133,7 @@ def render_card(spec: dict[str, Any], evaluation: dict[str, Any] | None = None) 
         f"input {data.get('input_size')} x "
         f"{data.get('channels')} channel(s), "
         + (f"from {model.get('pretrained')}" if model.get("pretrained") else "trained from scratch"),
+        *_finetune_lines(facts.get("finetune")),
         "",
         "## Data",
         "",
@@ -166,6 +168,17 @@ def render_card(spec: dict[str, Any], evaluation: dict[str, Any] | None = None) 
         "",
     ]
     return "\n".join(lines)
+
+
+def _finetune_lines(tuning: Any) -> list[str]:
+    """The fine-tuning mode and how many of the network's parameters trained (the run summary's ``finetune``)."""
+    if not isinstance(tuning, dict) or not tuning.get("total_parameters"):
+        return []
+    trained, total = int(tuning.get("trainable_parameters") or 0), int(tuning["total_parameters"])
+    return [
+        f"- Fine-tuning: {tuning.get('mode')} ({tuning.get('why')}); {trained:,} of {total:,} parameters trained "
+        f"({100 * trained / total:.1f}%)"
+    ]
 
 
 def _validation_lines(spec: dict[str, Any], facts: dict[str, Any]) -> list[str]:

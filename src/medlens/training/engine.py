@@ -47,9 +47,11 @@ def train_members(
     checkpoint. Returns the run summary (also ``out/train_summary.json``).
     """
     from medlens.models.bundle import save_bundle
+    from medlens.training.finetuning import plain_weights
     from medlens.training.fitting import best_weights, fit_member
 
     prepared = task.prepare(dataset, plan, needed_cases(dataset, members), progress)
+    bare = plan.without_pretrained()
     summaries: list[dict[str, Any]] = []
     states = []
     for member in members:
@@ -64,11 +66,11 @@ def train_members(
                 out / member.name,
                 name=member.name,
                 progress=progress,
+                n_labels=len(member.train) if task.model_output == "image" else None,  # one label per image
             )
         )
-        states.append(best_weights(out / member.name))
+        states.append(plain_weights(best_weights(out / member.name), seeded, lambda: task.build_network(bare)))
     nets = []
-    bare = plan.without_pretrained()
     for state in states:
         net = task.build_network(bare)
         net.load_state_dict(state)
@@ -87,6 +89,7 @@ def train_members(
         "val_monitor_mean": statistics.fmean(defined) if defined else None,
         "val_monitor_sd": statistics.stdev(defined) if len(defined) > 1 else 0.0,
         "train_seconds_per_member": [s["train_seconds"] for s in summaries],
+        "finetune": summaries[0].get("finetune"),
         "member_summaries": summaries,
         **calibration.summary,
     }

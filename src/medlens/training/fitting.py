@@ -40,6 +40,7 @@ def fit_member(
     *,
     name: str = "",
     progress: ProgressFn | None = None,
+    n_labels: int | None = None,
 ) -> dict[str, Any]:
     """Train one model into ``seed_dir``; return its summary (also written to ``seed_dir/summary.json``).
 
@@ -54,10 +55,12 @@ def fit_member(
         seed_dir: the member's folder.
         name: the member's name (``seed_0``, ``fold_2``) for progress and logs.
         progress: called as batches are trained (stage ``training <name>``).
+        n_labels: labelled training images, for ``train.finetune=auto`` (:mod:`medlens.training.finetuning`).
     """
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
+    from medlens.training.finetuning import apply_finetuning
     from medlens.training.throughput import Throughput
 
     quiet_lightning()
@@ -80,9 +83,10 @@ def fit_member(
     steps = len(train_loader) * t.max_epochs
     budget = BudgetSchedule(steps, t.budget_minutes, plan.optim.warmup_fraction)
     module = make_module(budget)
+    tuning = apply_finetuning(module, plan, n_labels)
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=t.monitor, mode=monitor_mode, save_last=True)
     speed = Throughput()
-    callbacks: list[Any] = [best, budget, speed]
+    callbacks: list[Any] = [best, budget, speed, *([tuning.callback] if tuning.callback else [])]
     if t.early_stopping_patience:
         callbacks.append(EarlyStopping(monitor=t.monitor, mode=monitor_mode, patience=t.early_stopping_patience))
     if progress is not None:
@@ -127,6 +131,7 @@ def fit_member(
         "train_seconds": round(budget.state_dict()["elapsed"], 1),
         "train_images_per_second": round(speed.images_per_second or 0.0, 2),
         "batch_size": t.batch_size,
+        "finetune": tuning.report(),
         "wall_seconds_this_session": round(time.monotonic() - start, 1),
         "stopped_by": "budget"
         if budget.progress >= 1 and budget.budget and budget.step < steps

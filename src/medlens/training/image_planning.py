@@ -90,6 +90,9 @@ def plan_image_model(
     if budget and cost is not None:
         model = _fit_width(model, n_train, input_size, budget, cost, notes)
 
+    from medlens.training.finetuning import rule_note
+
+    notes.append(rule_note(n_train))
     steps_per_epoch = max(1, n_train // batch)
     max_epochs = int(min(200, max(30, 20000 // steps_per_epoch)))
     notes.append(f"up to {max_epochs} epochs (about 20k steps for this data size, between 30 and 200)")

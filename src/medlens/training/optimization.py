@@ -12,17 +12,16 @@ from medlens.training.plan import OptimPlan
 
 
 def configure_optimizer(net: nn.Module, plan: OptimPlan, budget: BudgetSchedule | None) -> Any:
-    """AdamW or Nesterov SGD with weight decay on weights only (not on norms or biases), and, when a
-    budget tracker is given, the warm-up + cosine schedule it drives, stepped every batch.
+    """AdamW or Nesterov SGD over the trainable parameters, with weight decay on weights only (not on norms or
+    biases) and layer-wise learning rates when ``plan.layer_decay`` is set
+    (:func:`medlens.training.finetuning.parameter_groups`), and, when a budget tracker is given, the warm-up +
+    cosine schedule it drives, stepped every batch.
 
     Returns what a LightningModule's ``configure_optimizers`` returns.
     """
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    for name, p in net.named_parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
-    groups = [{"params": decay, "weight_decay": plan.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    from medlens.training.finetuning import parameter_groups
+
+    groups = parameter_groups(net, plan)
     if plan.name == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(groups, lr=plan.lr, momentum=plan.momentum, nesterov=True)
     else:

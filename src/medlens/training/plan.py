@@ -94,6 +94,13 @@ class OptimPlan(Section):
     momentum: float = Field(0.9, ge=0, lt=1)
     schedule: Literal["cosine", "constant"] = "cosine"
     warmup_fraction: float = Field(0.03, ge=0, lt=1)
+    layer_decay: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="layer-wise learning-rate decay: a stage d stages before the head learns at lr * layer_decay^d; "
+        "none = one rate for all",
+    )
 
 
 class TrainPlan(Section):
@@ -114,6 +121,17 @@ class TrainPlan(Section):
         description="validation images on which training scores the explanation methods to choose the bundle's "
         "default; none = the task's own number, 0 = not scored (the task's first method, said so)",
     )
+    finetune: Literal["auto", "full", "linear", "partial", "lora"] = Field(
+        "auto",
+        description="which weights learn: full, linear (the head only), partial (the first freeze_stages stages "
+        "frozen), lora (peft adapters, merged before saving); auto: full from scratch, else chosen from the number "
+        "of labelled training images (medlens.training.finetuning.choose_mode)",
+    )
+    freeze_stages: int | None = Field(
+        None, ge=0, le=1000, description="partial: stages frozen from the input on; none = half of them"
+    )
+    lora_rank: int = Field(8, ge=1, le=1024, description="lora: rank of the adapters")
+    lora_alpha: int = Field(16, ge=1, le=4096, description="lora: the adapters' scale is lora_alpha / lora_rank")
 
 
 class Plan(Section):
