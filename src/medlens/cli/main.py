@@ -68,6 +68,7 @@ def _register() -> None:
         image_commands,
         model_commands,
         pacs_commands,
+        pretrain_commands,
         segmentation_commands,
         serve_commands,
     )
@@ -79,6 +80,7 @@ def _register() -> None:
     deid_commands.register(app)
     serve_commands.register(app)
     pacs_commands.register(app)
+    pretrain_commands.register(app)
 
 
 _register()
