@@ -152,7 +152,8 @@ def init_weights_file(path: str | Path) -> Path:
 def check_init(path: str | Path, *, spatial_dims: int, channels: int) -> None:
     """Refuse a ``model.init`` whose spatial dimensions or input channels do not fit the task, naming the file.
 
-    A pretrain folder says them in ``pretrain.yaml``; a plain weights file by its first convolution's shape.
+    A pretrain folder says them in ``pretrain.yaml``; a plain weights file by its convolutions' shapes (their
+    number of spatial axes, and whether one of them takes ``channels`` inputs).
     """
     path = Path(path)
     weights = init_weights_file(path)
@@ -163,11 +164,10 @@ def check_init(path: str | Path, *, spatial_dims: int, channels: int) -> None:
         info = yaml.safe_load(meta.read_text(encoding="utf-8")) or {}
         where, dims, chans = meta, info.get("spatial_dims"), info.get("channels")
     else:
-        state = read_state_dict(weights)
-        conv = next((v for v in state.values() if v.ndim >= 4), None)
-        where, dims, chans = weights, (conv.ndim - 2 if conv is not None else None), None
-        if conv is not None and conv.shape[1] != channels:
-            chans = int(conv.shape[1])
+        convs = [v for v in read_state_dict(weights).values() if v.ndim >= 4]  # (out, in, *kernel)
+        where, dims, chans = weights, (convs[0].ndim - 2 if convs else None), None
+        if convs and all(v.shape[1] != channels for v in convs):  # the input convolution is none of them
+            chans = min(int(v.shape[1]) for v in convs)
     if dims is not None and int(dims) != spatial_dims:
         raise InputError(where, f"pretrained in {dims}D; this task is {spatial_dims}D (model.init)")
     if chans is not None and int(chans) != channels:
@@ -198,7 +198,7 @@ def load_init(model: nn.Module, path: str | Path, *, spatial_dims: int, channels
         else:
             take[key] = value
             report.loaded.append(key)
-    if not take:
+    if not any(v.is_floating_point() for v in take.values()):  # batch-norm step counters alone are no encoder
         raise InputError(weights, "model.init: no tensor matches the network by name and shape (another backbone?)")
     model.load_state_dict(take, strict=False)
     report.kept = [k for k in own if k not in take]

@@ -1,7 +1,8 @@
 """Self-supervised pretraining of a task's encoder without labels: SimCLR, BYOL or DINO (lightly's heads and losses).
 
 The encoder is the task's own network from the model registry with its last linear layer (the classifier head)
-replaced by an identity, so its tensors keep the names and shapes the task's network has and load into it by
+replaced by an identity, or a U-Net's contracting path (:func:`build_encoder`), so its tensors keep the names and
+shapes the task's network has and load into it by
 ``model.init`` (:func:`medlens.models.checkpoints.load_init`). lightly's losses take any embedding, so a 2D or 3D
 MONAI or timm encoder serves alike.
 
@@ -34,29 +35,56 @@ METHODS: tuple[str, ...] = ("simclr", "byol", "dino")
 def build_encoder(
     name: str, kwargs: dict[str, Any], *, spatial_dims: int, channels: int, input_size: list[int]
 ) -> tuple[nn.Module, int]:
-    """The registered image network ``name`` without its head: (encoder, embedding size).
+    """The registered network ``name`` as an encoder: (encoder, embedding size).
+
+    An image network (classification, regression) loses its last linear layer (the head); a U-Net (DynUNet, the
+    segmentation network) keeps its contracting path (``input_block``, ``downsamples``, ``bottleneck``) with its
+    output averaged over space. Either way the tensors keep the names they have in the task's network.
 
     Raises:
-        ConfigError: ``name`` is not an image network of the registry, or has no linear head to remove.
+        ConfigError: ``name`` is not registered, or is neither an image network with a linear head nor a U-Net.
     """
     from medlens.models import create_model
+    from medlens.models.registry import get_entry
 
+    output = get_entry(name).output
     net = create_model(
         name,
-        output="image",
+        output=output,
         spatial_dims=spatial_dims,
         in_channels=channels,
         num_classes=2,
         input_size=input_size,
         **kwargs,
     )
+    if all(hasattr(net, part) for part in ("input_block", "downsamples", "bottleneck")):
+        encoder = _UNetEncoder(net)
+        with torch.no_grad():
+            dim = int(encoder.eval()(torch.zeros(2, channels, *input_size)).shape[1])
+        return encoder.train(), dim
     linears = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ConfigError("--backbone", f"{name} has no linear head to replace by the pretraining head")
+    if output != "image" or not linears:
+        raise ConfigError("--backbone", f"{name} is neither an image network with a linear head nor a U-Net")
     head_name, head = linears[-1]
     parent, _, leaf = head_name.rpartition(".")
     setattr(net.get_submodule(parent) if parent else net, leaf, nn.Identity())
     return net, int(head.in_features)
+
+
+class _UNetEncoder(nn.Module):
+    """The contracting path of a DynUNet, averaged over space: one vector per image."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.input_block = net.input_block
+        self.downsamples = net.downsamples
+        self.bottleneck = net.bottleneck
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.input_block(x)
+        for block in self.downsamples:  # type: ignore[union-attr]
+            x = block(x)
+        return self.bottleneck(x).flatten(2).mean(2)
 
 
 class _SimCLR(nn.Module):
@@ -94,11 +122,15 @@ class _Teacher(nn.Module):
         update_momentum(self.encoder, self.teacher_encoder, m)
         update_momentum(self.head, self.teacher_head, m)
 
-    def freeze_teacher(self) -> None:
+    def freeze_teacher(self, teacher_head: nn.Module | None = None) -> None:
+        """Make the momentum copies (``teacher_head``: a new head to copy into, for heads that cannot be deep-copied,
+        such as DINO's weight-normalised one)."""
         from lightly.models.utils import deactivate_requires_grad
 
         self.teacher_encoder = copy.deepcopy(self.encoder)
-        self.teacher_head = copy.deepcopy(self.head)
+        if teacher_head is not None:
+            teacher_head.load_state_dict(self.head.state_dict())
+        self.teacher_head = teacher_head if teacher_head is not None else copy.deepcopy(self.head)
         deactivate_requires_grad(self.teacher_encoder)
         deactivate_requires_grad(self.teacher_head)
 
@@ -137,7 +169,7 @@ class _DINO(_Teacher):
         self.encoder = encoder
         self.head = DINOProjectionHead(dim, 512, 64, 2048, freeze_last_layer=1)
         self.criterion = DINOLoss(output_dim=2048, warmup_teacher_temp_epochs=1)
-        self.freeze_teacher()
+        self.freeze_teacher(DINOProjectionHead(dim, 512, 64, 2048))
 
     def loss(self, a: torch.Tensor, b: torch.Tensor, fraction: float) -> torch.Tensor:
         student = [self.head(self.encoder(a)), self.head(self.encoder(b))]
