@@ -76,18 +76,32 @@ class _UNetEncoder(nn.Module):
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
-        self.input_block = net.input_block
-        self.downsamples = net.downsamples
-        self.bottleneck = net.bottleneck
+        self.input_block = net.get_submodule("input_block")
+        self.downsamples = net.get_submodule("downsamples")
+        self.bottleneck = net.get_submodule("bottleneck")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.input_block(x)
-        for block in self.downsamples:  # type: ignore[union-attr]
+        for block in self.downsamples.children():
             x = block(x)
         return self.bottleneck(x).flatten(2).mean(2)
 
 
-class _SimCLR(nn.Module):
+class _Method(nn.Module):
+    """A self-supervised method: an encoder, a projection head, and the loss of two views of a batch."""
+
+    encoder: nn.Module
+    head: nn.Module
+
+    def loss(self, a: torch.Tensor, b: torch.Tensor, fraction: float) -> torch.Tensor:
+        """The loss of two views ``a`` and ``b`` of the same images, ``fraction`` of the budget spent."""
+        raise NotImplementedError
+
+    def after_step(self, fraction: float) -> None:
+        """Update after an optimiser step (the momentum networks of BYOL and DINO)."""
+
+
+class _SimCLR(_Method):
     """SimCLR: NT-Xent between the projections of two views of each image."""
 
     def __init__(self, encoder: nn.Module, dim: int) -> None:
@@ -102,14 +116,14 @@ class _SimCLR(nn.Module):
     def loss(self, a: torch.Tensor, b: torch.Tensor, fraction: float) -> torch.Tensor:
         return self.criterion(self.head(self.encoder(a)), self.head(self.encoder(b)))
 
-    def after_step(self, fraction: float) -> None:
-        pass
 
-
-class _Teacher(nn.Module):
+class _Teacher(_Method):
     """A method with a momentum (exponential moving average) copy of the encoder and projection head."""
 
     base_momentum = 0.99
+    predictor: nn.Module
+    teacher_encoder: nn.Module
+    teacher_head: nn.Module
 
     def momentum(self, fraction: float) -> float:
         """Cosine from ``base_momentum`` to 1 over the budget (BYOL's and DINO's schedule)."""
@@ -178,7 +192,7 @@ class _DINO(_Teacher):
         return self.criterion(teacher, student, epoch=int(fraction > 0.1))
 
 
-_METHODS: dict[str, type[nn.Module]] = {"simclr": _SimCLR, "byol": _BYOL, "dino": _DINO}
+_METHODS: dict[str, type[_Method]] = {"simclr": _SimCLR, "byol": _BYOL, "dino": _DINO}
 
 
 @dataclass

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,7 @@ def pretraining_plan(inputs: list[Path], pool: Dataset) -> tuple[DataPlan, Model
 
 
 def pretrain(
-    inputs: list[str | Path] | str | Path,
+    inputs: Sequence[str | Path] | str | Path,
     out: str | Path,
     *,
     method: str = "simclr",
