@@ -96,3 +96,30 @@ def test_cli_folder_import_takes_label_fraction(tmp_path: Path, small_pneumonia_
     train, unlabeled = len(dataset.split("train")), len(dataset.unlabeled())
     assert unlabeled > 0 and abs(train - unlabeled) <= 2  # half of the training patients, per class
     assert dataset.spec.labels is not None and dataset.spec.labels.seed == 2
+
+
+@pytest.mark.parametrize("kind", ["csv", "voc", "coco", "yolo", "msd", "pairs"])
+def test_every_importer_takes_label_fraction(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """import csv/voc/coco/yolo/msd/pairs --label-fraction: the same val and test as a full import, the training
+    cases split into labelled and unlabeled, the fraction and seed recorded."""
+    from import_inputs import importer_for
+    from medlens.cli.main import main
+
+    importer = importer_for(kind, tmp_path, request)
+    assert main(importer.args(tmp_path / "full", "--seed", "1")) == 0
+    assert main(importer.args(tmp_path / "few", "--label-fraction", "0.5", "--seed", "1")) == 0
+    full, few = load_dataset(tmp_path / "full"), load_dataset(tmp_path / "few")
+    assert few.spec.labels is not None and few.spec.labels.fraction == 0.5
+    for split in ("val", "test"):
+        assert [c.case_id for c in few.split(split)] == [c.case_id for c in full.split(split)]
+    assert len(few.split("train")) + len(few.unlabeled()) == len(full.split("train"))
+    assert 1 <= len(few.split("train")) <= len(full.split("train"))
+
+
+def test_dicomweb_import_lists_label_fraction(capsys: pytest.CaptureFixture[str]) -> None:
+    """import dicomweb --label-fraction is offered (its effect is the shared apply_label_fraction tested above; a
+    DICOMweb server is needed to run the importer itself)."""
+    from medlens.cli.main import main
+
+    main(["import", "dicomweb", "--help"])
+    assert "--label-fraction" in capsys.readouterr().out

@@ -50,8 +50,15 @@ def test_pretrain_on_a_dataset_and_a_folder_writes_the_folder(
     # an existing output is refused without --overwrite, and replaced with it
     assert main(["-q", "pretrain", str(folder), "--out", str(out), *TINY]) != 0
     assert "--overwrite" in capsys.readouterr().err
-    assert main(["-q", "pretrain", str(folder), "--out", str(out), *TINY, "--overwrite", "--method", "byol"]) == 0
-    assert yaml.safe_load((out / "pretrain.yaml").read_text())["method"] == "byol"
+    flags = ["--overwrite", "--method", "byol", "--backbone", "monai_resnet10", "--lr", "0.002", "--seed", "3"]
+    assert main(["-q", "pretrain", str(folder), "-o", str(out), *TINY, *flags]) == 0
+    record = yaml.safe_load((out / "pretrain.yaml").read_text())
+    assert (record["method"], record["backbone"]["name"], record["lr"], record["seed"]) == (
+        "byol",
+        "monai_resnet10",
+        0.002,
+        3,
+    )
 
 
 def test_pretrain_refuses_mixed_dimensions_and_empty_inputs(
