@@ -37,6 +37,7 @@ _LAZY = {
     "create_model": "medlens.models.registry",
     "list_models": "medlens.models.registry",
     "import_dataset": "medlens.data.importers",
+    "pretrain": "medlens.workflows.pretraining",
 }
 __all__ = [
     "MedlensError",
@@ -52,6 +53,7 @@ __all__ = [
     "load_bundle",
     "plan",
     "predict",
+    "pretrain",
     "read_image",
     "score_explanations",
     "train",

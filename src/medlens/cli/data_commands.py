@@ -10,7 +10,18 @@ from medlens.data.dataset import Dataset
 
 OUT = typer.Option(..., "--out", "-o", help="Dataset folder to create (dataset.yaml + manifest.csv).")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing dataset folder.")
-SEED = typer.Option(0, "--seed", help="Seed of the patient-level split (data without splits).")
+SEED = typer.Option(
+    0, "--seed", help="Seed of the patient-level split (data without splits) and of the --label-fraction choice."
+)
+LABEL_FRACTION = typer.Option(
+    1.0,
+    "--label-fraction",
+    min=0.0,
+    max=1.0,
+    help="Keep the labels of this share of the TRAINING cases (stratified by label, whole patients, at least one "
+    "per class, seeded by --seed); the other training images stay unlabeled, for 'medlens pretrain'. Validation "
+    "and test keep every label.",
+)
 VAL = typer.Option(0.1, "--val-fraction", help="Share of patients for validation (data without splits).")
 TEST = typer.Option(0.2, "--test-fraction", help="Share of patients for testing (data without splits).")
 
@@ -24,6 +35,8 @@ import_app = typer.Typer(
 def import_medmnist_cmd(
     path: Path = typer.Argument(..., help="A MedMNIST .npz archive (2D or 3D, any size, e.g. pneumoniamnist.npz)."),
     out: Path = OUT,
+    label_fraction: float = LABEL_FRACTION,
+    seed: int = typer.Option(0, "--seed", help="Seed of the --label-fraction choice."),
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Import a MedMNIST archive, keeping its official train/val/test splits."""
@@ -31,7 +44,9 @@ def import_medmnist_cmd(
     from medlens.data.importers import get_importer
 
     with progress_bars() as progress:
-        dataset = get_importer("medmnist")(path, out, overwrite=overwrite, progress=progress)
+        dataset = get_importer("medmnist")(
+            path, out, overwrite=overwrite, label_fraction=label_fraction, seed=seed, progress=progress
+        )
     report_dataset(dataset)
 
 
@@ -42,13 +57,20 @@ def import_folder_cmd(
     val_fraction: float = VAL,
     test_fraction: float = TEST,
     seed: int = SEED,
+    label_fraction: float = LABEL_FRACTION,
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Import class subfolders of PNG, JPEG, TIFF, DICOM or NIfTI images."""
     from medlens.data.importers import get_importer
 
     dataset = get_importer("folder")(
-        folder, out, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, overwrite=overwrite
+        folder,
+        out,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+        label_fraction=label_fraction,
+        overwrite=overwrite,
     )
     report_dataset(dataset)
 
@@ -71,6 +93,7 @@ def import_csv_cmd(
     val_fraction: float = VAL,
     test_fraction: float = TEST,
     seed: int = SEED,
+    label_fraction: float = LABEL_FRACTION,
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Import a CSV table of image paths and labels (class names, or numbers with --target-type continuous)."""
@@ -88,6 +111,7 @@ def import_csv_cmd(
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         seed=seed,
+        label_fraction=label_fraction,
         overwrite=overwrite,
     )
     report_dataset(dataset)
@@ -104,7 +128,7 @@ def report_dataset(dataset: Dataset) -> None:
 
     from rich.console import Console
 
-    counts = Counter(c.split or "unsplit" for c in dataset.cases)
+    counts = Counter(c.split or "unsplit" for c in dataset.cases)  # 'unlabeled' counted too (--label-fraction)
     Console().print(
         f"[bold]{dataset.spec.name}[/]: {len(dataset.cases)} cases ({dataset.spec.task}, "
         f"{dataset.spec.spatial_dims}D, {len(dataset.spec.classes)} classes); "

@@ -6,7 +6,17 @@ from pathlib import Path
 
 import typer
 
-from medlens.cli.data_commands import OUT, OVERWRITE, SEED, TEST, VAL, class_names_option, import_app, report_dataset
+from medlens.cli.data_commands import (
+    LABEL_FRACTION,
+    OUT,
+    OVERWRITE,
+    SEED,
+    TEST,
+    VAL,
+    class_names_option,
+    import_app,
+    report_dataset,
+)
 
 CLASSES = typer.Option(
     None, "--classes", help="Class names in label order, comma-separated; objects of other names are reported."
@@ -21,6 +31,7 @@ def import_voc_cmd(
     val_fraction: float = VAL,
     test_fraction: float = TEST,
     seed: int = SEED,
+    label_fraction: float = LABEL_FRACTION,
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Import Pascal VOC boxes, keeping the ImageSets train/val/test lists when present."""
@@ -33,6 +44,7 @@ def import_voc_cmd(
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         seed=seed,
+        label_fraction=label_fraction,
         overwrite=overwrite,
     )
     report_dataset(dataset)
@@ -47,6 +59,7 @@ def import_coco_cmd(
     val_fraction: float = VAL,
     test_fraction: float = TEST,
     seed: int = SEED,
+    label_fraction: float = LABEL_FRACTION,
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Import COCO-format boxes (crowd regions left out), split by a seeded fraction."""
@@ -60,6 +73,7 @@ def import_coco_cmd(
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         seed=seed,
+        label_fraction=label_fraction,
         overwrite=overwrite,
     )
     report_dataset(dataset)
@@ -73,6 +87,7 @@ def import_yolo_cmd(
     val_fraction: float = VAL,
     test_fraction: float = TEST,
     seed: int = SEED,
+    label_fraction: float = LABEL_FRACTION,
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Import YOLO text labels, keeping train/val/test folders when present."""
@@ -85,6 +100,7 @@ def import_yolo_cmd(
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         seed=seed,
+        label_fraction=label_fraction,
         overwrite=overwrite,
     )
     report_dataset(dataset)

@@ -69,6 +69,7 @@ def _register() -> None:
         image_commands,
         model_commands,
         pacs_commands,
+        pretrain_commands,
         segmentation_commands,
         serve_commands,
     )
@@ -81,6 +82,7 @@ def _register() -> None:
     serve_commands.register(app)
     pacs_commands.register(app)
     compression_commands.register(app)
+    pretrain_commands.register(app)
 
 
 _register()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from medlens.cli.data_commands import OUT, OVERWRITE, SEED, TEST, VAL, import_app, report_dataset
+from medlens.cli.data_commands import LABEL_FRACTION, OUT, OVERWRITE, SEED, TEST, VAL, import_app, report_dataset
 from medlens.core.errors import ConfigError
 
 pacs_app = typer.Typer(
@@ -111,6 +111,7 @@ def import_dicomweb_cmd(
     val_fraction: float = VAL,
     test_fraction: float = TEST,
     seed: int = SEED,
+    label_fraction: float = LABEL_FRACTION,
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Build a dataset from a PACS: images by series, labels from DICOM SEG or a CSV, optionally de-identified."""
@@ -123,7 +124,8 @@ def import_dicomweb_cmd(
     with progress_bars() as progress:
         dataset = get_importer("dicomweb")(
             url, out, query=query, labels=labels, label_column=label_column, deid=deid, key=key, token=token,
-            user=user, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, overwrite=overwrite,
+            user=user, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+            label_fraction=label_fraction, overwrite=overwrite,
             progress=progress,
         )  # fmt: skip
     report_dataset(dataset)

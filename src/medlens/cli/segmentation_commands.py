@@ -6,7 +6,17 @@ from pathlib import Path
 
 import typer
 
-from medlens.cli.data_commands import OUT, OVERWRITE, SEED, TEST, VAL, class_names_option, import_app, report_dataset
+from medlens.cli.data_commands import (
+    LABEL_FRACTION,
+    OUT,
+    OVERWRITE,
+    SEED,
+    TEST,
+    VAL,
+    class_names_option,
+    import_app,
+    report_dataset,
+)
 
 
 @import_app.command("msd")
@@ -16,6 +26,7 @@ def import_msd_cmd(
     val_fraction: float = VAL,
     test_fraction: float = TEST,
     seed: int = SEED,
+    label_fraction: float = LABEL_FRACTION,
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Import a Medical Segmentation Decathlon or nnU-Net task; every case is checked."""
@@ -24,7 +35,8 @@ def import_msd_cmd(
 
     with progress_bars() as progress:
         dataset = get_importer("msd")(
-            folder, out, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, overwrite=overwrite,
+            folder, out, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+            label_fraction=label_fraction, overwrite=overwrite,
             progress=progress,
         )  # fmt: skip
     report_dataset(dataset)
@@ -41,6 +53,7 @@ def import_pairs_cmd(
     val_fraction: float = VAL,
     test_fraction: float = TEST,
     seed: int = SEED,
+    label_fraction: float = LABEL_FRACTION,
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Import image/mask pairs (2D or 3D) into a segmentation dataset."""
@@ -56,6 +69,7 @@ def import_pairs_cmd(
             val_fraction=val_fraction,
             test_fraction=test_fraction,
             seed=seed,
+            label_fraction=label_fraction,
             overwrite=overwrite,
             progress=progress,
         )

@@ -94,12 +94,16 @@ def write_detection_dataset(
     test_fraction: float = 0.2,
     seed: int = 0,
     inputs: Sequence[Path] = (),
+    label_fraction: float = 1.0,
 ) -> Dataset:
     """Validate the records' boxes and write a detection dataset (manifest + ``boxes/<case>.json``).
 
     Records without a split are split by image (seeded; stratified by whether the image has boxes).
     ``image_roots`` are the folders the images lie in (the manifest refers to them by absolute path).
+    ``label_fraction`` below 1 keeps the boxes of that share of the training images (stratified by whether an
+    image has boxes, seeded by ``seed``); the others stay as unlabeled images (:mod:`medlens.data.labels`).
     """
+    from medlens.data.labels import apply_label_fraction
     from medlens.data.splits import assign_splits
 
     if not records:
@@ -148,6 +152,10 @@ def write_detection_dataset(
         source=source,
         image_roots=[str(absolute_path(r)) for r in image_roots],
     )
+    strata = ["pos" if files[c.target]["boxes"] else "neg" for c in cases]
+    spec, cases = apply_label_fraction(spec, cases, label_fraction, seed, strata)
+    kept = {c.target for c in cases}
+    files = {target: content for target, content in files.items() if target in kept}  # no boxes of unlabeled ones
     guarded = [("input", p) for p in [*inputs, *image_roots]]  # what the user gave, kept clear of the output
     with output_folder(out, kind="dataset", overwrite=overwrite, inputs=guarded) as tmp:
         (tmp / "boxes").mkdir()

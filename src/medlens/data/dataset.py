@@ -13,7 +13,8 @@ A dataset is a folder holding ``dataset.yaml`` (what the data is) and ``manifest
 
 Manifest columns: ``case_id``, ``patient_id``, ``image`` (path relative to the dataset folder, or absolute;
 several channels joined by ``;``), ``target`` (class index; ``;``-joined 0/1 flags for multilabel; a mask path;
-a boxes JSON path), ``split`` (``train``, ``val``, ``test`` or empty when not yet split). Both files are UTF-8.
+a boxes JSON path), ``split`` (``train``, ``val``, ``test``, ``unlabeled`` for a training image whose label an import
+with ``--label-fraction`` left out (its target is empty), or empty when not yet split). Both files are UTF-8.
 Further columns are optional and kept as they are (:attr:`Case.extra`): facts about a case to group results by
 (``evaluate --by COLUMN``), such as ``PatientSex``, ``PatientAge`` and ``Manufacturer``, which the importers that
 read DICOM record, or the other columns of an imported table. A manifest with only the five columns is read and
@@ -53,7 +54,17 @@ from medlens.core.errors import ConfigError, InputError
 from medlens.core.outputs import atomic_file
 
 SPLITS = ("train", "val", "test")
+UNLABELED = "unlabeled"  # training images whose labels were left out (import --label-fraction); see data/labels.py
 MANIFEST_COLUMNS = ("case_id", "patient_id", "image", "target", "split")
+
+
+class LabelSubset(BaseModel):
+    """The share of training labels an import kept (``--label-fraction``), and the seed that chose them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fraction: float = Field(gt=0, le=1)
+    seed: int = 0
 
 
 class DatasetSpec(BaseModel):
@@ -70,6 +81,7 @@ class DatasetSpec(BaseModel):
     manifest: str = "manifest.csv"
     source: dict[str, str] = Field(default_factory=dict)
     image_roots: list[str] = Field(default_factory=list)
+    labels: LabelSubset | None = Field(None, description="set when only a share of the training labels was kept")
 
 
 @dataclass
@@ -127,12 +139,16 @@ class Dataset:
         return [*MANIFEST_COLUMNS, *extra_columns(self.cases)]
 
     def split(self, name: str) -> list[Case]:
-        """The cases of one split (``all`` for every case)."""
+        """The labelled cases of one split (``all`` for every labelled case); unlabeled ones are never returned."""
         if name == "all":
-            return list(self.cases)
+            return [c for c in self.cases if c.split != UNLABELED]
         if name not in SPLITS:
             raise ConfigError("split", f"unknown split {name!r} (choose from train, val, test, all)")
         return [c for c in self.cases if c.split == name]
+
+    def unlabeled(self) -> list[Case]:
+        """The training images kept without their labels (``import --label-fraction``), for pretraining."""
+        return [c for c in self.cases if c.split == UNLABELED]
 
     def image_paths(self, case: Case) -> list[Path]:
         return [self.root / p for p in case.image]
@@ -182,7 +198,8 @@ def write_dataset(root: str | Path, spec: DatasetSpec, cases: list[Case]) -> Dat
     with atomic_file(manifest, "wb") as handle:
         handle.write(text.getvalue().encode("utf-8"))  # type: ignore[attr-defined]
     with atomic_file(root / "dataset.yaml", "wb") as handle:
-        handle.write(yaml.safe_dump(spec.model_dump(), sort_keys=False).encode("utf-8"))  # type: ignore[attr-defined]
+        raw = spec.model_dump(exclude={"labels"} if spec.labels is None else None)  # older readers: no null key
+        handle.write(yaml.safe_dump(raw, sort_keys=False).encode("utf-8"))  # type: ignore[attr-defined]
     return Dataset(root=root, spec=spec, cases=cases)
 
 
@@ -229,10 +246,11 @@ def load_dataset(root: str | Path) -> Dataset:
         )
         for _, row in rows
     ]
-    unknown = [(line, row["split"]) for line, row in rows if row["split"] and row["split"] not in SPLITS]
+    known = (*SPLITS, UNLABELED)
+    unknown = [(line, row["split"]) for line, row in rows if row["split"] and row["split"] not in known]
     if unknown:
         line, split = unknown[0]
-        raise InputError(manifest, f"line {line}: unknown split {split!r} (train, val, test, or empty)")
+        raise InputError(manifest, f"line {line}: unknown split {split!r} (train, val, test, unlabeled, or empty)")
     if not cases:
         raise InputError(manifest, "manifest has no cases")
     _check_unique_ids(manifest, cases)

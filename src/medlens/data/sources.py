@@ -144,13 +144,19 @@ def write_picture_dataset(
     image_roots: Sequence[Path],
     overwrite: bool,
     inputs: Sequence[Path] = (),
+    label_fraction: float = 1.0,
+    label_seed: int = 0,
 ) -> Dataset:
     """Describe the images of imported cases (a sample), write the dataset folder atomically and load it back.
+
+    ``label_fraction`` below 1 keeps the labels of that share of the training cases (see
+    :func:`medlens.data.labels.apply_label_fraction`, seeded by ``label_seed``).
 
     ``image_roots`` are the folders outside the dataset that the cases' absolute image paths lie in; they and
     ``inputs`` (what the user gave the importer) are kept clear of the output folder.
     """
     from medlens.core.outputs import output_folder
+    from medlens.data.labels import apply_label_fraction
 
     dims, channels, modality = describe_images([Path(c.image[0]) for c in cases[:: max(1, len(cases) // 20)]])
     spec = DatasetSpec(
@@ -163,6 +169,7 @@ def write_picture_dataset(
         source=source,
         image_roots=[str(absolute_path(r)) for r in image_roots],
     )
+    spec, cases = apply_label_fraction(spec, cases, label_fraction, label_seed)
     guarded = [("input", p) for p in [*inputs, *image_roots]]
     with output_folder(out, kind="dataset", overwrite=overwrite, inputs=guarded) as tmp:
         write_dataset(tmp, spec, cases)

@@ -131,8 +131,7 @@ def render_card(spec: dict[str, Any], evaluation: dict[str, Any] | None = None) 
         + (f"classes: {', '.join(map(str, classes))}" if classes else "one continuous value"),
         f"- Network: {' '.join(str(v) for v in (model.get('name'), model.get('kwargs')) if v)}, "
         f"input {data.get('input_size')} x "
-        f"{data.get('channels')} channel(s), "
-        + (f"from {model.get('pretrained')}" if model.get("pretrained") else "trained from scratch"),
+        f"{data.get('channels')} channel(s), " + _start_text(model, info),
         *_finetune_lines(facts.get("finetune")),
         "",
         "## Data",
@@ -418,3 +417,16 @@ def write_model_card(root: Path, *, evaluation: dict[str, Any] | None = None) ->
     path = root / CARD_FILE
     write_text_atomic(path, render_card(spec, evaluation))
     return path
+
+
+def _start_text(model: dict[str, Any], info: dict[str, Any]) -> str:
+    """The card's words for where training started: ``model.pretrained``, the ``model.init`` encoder (with how much
+    of it was loaded), or from scratch."""
+    parts = [f"from {model['pretrained']}"] if model.get("pretrained") else []
+    if model.get("init"):
+        counts = info.get("init") or {}
+        parts.append(
+            f"starting from the pretrained encoder {model['init']} ({counts.get('loaded', '?')} tensors loaded, "
+            f"{counts.get('skipped', '?')} skipped; the list is in the run's init_weights.json)"
+        )
+    return "; ".join(parts) or "trained from scratch"

@@ -7,6 +7,7 @@ Run folder::
       run.yaml, plan.yaml       # written by the train workflow
       seed_0/ or fold_0/        # best and last checkpoints, logs/ (metrics.csv: all sessions), curves.png, summary.json
       bundle/                   # every member's weights, the final plan, the operating point, the model card
+      init_weights.json         # with model.init: the tensors loaded into the network and those skipped
       train_summary.json
 """
 
@@ -50,16 +51,21 @@ def train_members(
     from medlens.training.finetuning import plain_weights
     from medlens.training.fitting import best_weights, fit_member
 
+    if plan.model.init:  # refused before any work when it does not fit the task
+        from medlens.models.checkpoints import check_init
+
+        check_init(plan.model.init, spatial_dims=plan.spatial_dims, channels=plan.data.channels)
     prepared = task.prepare(dataset, plan, needed_cases(dataset, members), progress)
     bare = plan.without_pretrained()
     summaries: list[dict[str, Any]] = []
     states = []
+    init_reports: list[Any] = []
     for member in members:
         seeded = plan.with_seed(member.seed)
         train_loader, val_loader = task.loaders(seeded, prepared, member)
         summaries.append(
             fit_member(
-                lambda budget, p=seeded: task.module(p, budget),  # type: ignore[misc]
+                lambda budget, p=seeded: initialised(task.module(p, budget), p, out, init_reports),  # type: ignore[misc]
                 train_loader,
                 val_loader,
                 seeded,
@@ -90,6 +96,7 @@ def train_members(
         "val_monitor_sd": statistics.stdev(defined) if len(defined) > 1 else 0.0,
         "train_seconds_per_member": [s["train_seconds"] for s in summaries],
         "finetune": summaries[0].get("finetune"),
+        **({"init": init_reports[0].counts()} if init_reports else {}),
         "member_summaries": summaries,
         **calibration.summary,
     }
@@ -101,6 +108,7 @@ def train_members(
         "n_val": len({c.case_id for m in members for c in m.val}),
         "members": summary["kind"],
         f"val_{monitor.removeprefix('val_')}_per_member": scores,
+        **({"init": init_reports[0].counts()} if init_reports else {}),
         **calibration.info,
     }
     try:
@@ -126,6 +134,23 @@ def train_members(
     )
     write_json(out / "train_summary.json", summary)
     return summary
+
+
+def initialised(module: Any, plan: Plan, out: Path, reports: list[Any]) -> Any:
+    """``module`` with ``model.init`` loaded into its network (``module.net``), when the plan sets it; the first
+    load's full list of loaded and skipped tensors goes to ``out/init_weights.json`` (the counts to the log and the
+    run summary)."""
+    if not plan.model.init:
+        return module
+    from medlens.models.checkpoints import load_init
+
+    report = load_init(
+        getattr(module, "net", module), plan.model.init, spatial_dims=plan.spatial_dims, channels=plan.data.channels
+    )
+    if not reports:
+        write_json(out / "init_weights.json", report.to_dict())
+    reports.append(report)
+    return module
 
 
 def choose_explanation(

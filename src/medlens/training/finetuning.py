@@ -91,7 +91,7 @@ def choose_mode(plan: Plan, n_labels: int | None) -> tuple[str, str]:
     asked = plan.train.finetune
     if asked != "auto":
         return asked, "set in the plan (train.finetune)"
-    start = plan.model.pretrained or getattr(plan.model, "init", None)
+    start = plan.model.pretrained or plan.model.init
     if not start:
         return "full", "auto: trained from scratch (no model.pretrained or model.init), so every layer learns"
     if n_labels is None:

@@ -83,6 +83,11 @@ class ModelPlan(Section):
     name: str
     kwargs: dict[str, Any] = Field(default_factory=dict)
     pretrained: str | None = Field(None, description="local checkpoint (state dict, timm, safetensors)")
+    init: str | None = Field(
+        None,
+        description="a 'medlens pretrain' folder or a weights file whose tensors start the network where name and "
+        "shape match (the self-supervised encoder); what was loaded and skipped is reported in the run",
+    )
     dropout: float = Field(0.0, ge=0, lt=1)
     why: str = ""
 
@@ -187,8 +192,9 @@ class Plan(Section):
         return self.model_copy(update={"train": self.train.model_copy(update={"seed": seed})})
 
     def without_pretrained(self) -> Plan:
-        """A copy that builds the network without loading ``model.pretrained`` (weights come from elsewhere)."""
-        return self.model_copy(update={"model": self.model.model_copy(update={"pretrained": None})})
+        """A copy that builds the network without loading ``model.pretrained`` or ``model.init`` (weights come
+        from elsewhere)."""
+        return self.model_copy(update={"model": self.model.model_copy(update={"pretrained": None, "init": None})})
 
 
 def migrate(raw: dict[str, Any], plan_type: type[Plan]) -> dict[str, Any]:

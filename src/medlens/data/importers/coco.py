@@ -41,6 +41,7 @@ def import_coco(
     test_fraction: float = 0.2,
     seed: int = 0,
     overwrite: bool = False,
+    label_fraction: float = 1.0,
 ) -> Dataset:
     """Import a COCO-format annotations file and its image folder into a detection dataset.
 
@@ -53,6 +54,8 @@ def import_coco(
         val_fraction: share of images for validation.
         test_fraction: share of images for testing.
         seed: seed of the split.
+        label_fraction: share of the training labels to keep (stratified, whole patients, seeded by ``seed``); the
+            other training images stay as unlabeled cases for ``medlens pretrain`` (see :mod:`medlens.data.labels`).
         overwrite: replace an existing dataset folder.
 
     Example:
@@ -121,6 +124,7 @@ def import_coco(
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         seed=seed,
+        label_fraction=label_fraction,
     )
 
 

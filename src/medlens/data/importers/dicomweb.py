@@ -33,6 +33,7 @@ from medlens.core.outputs import check_output_folder, output_folder
 from medlens.core.progress import ProgressFn, report
 from medlens.data.dataset import Case, Dataset, DatasetSpec, load_dataset, read_csv_table, write_dataset
 from medlens.data.importers import register_importer
+from medlens.data.labels import apply_label_fraction
 from medlens.data.splits import assign_splits
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ def import_dicomweb(
     test_fraction: float = 0.2,
     seed: int = 0,
     overwrite: bool = False,
+    label_fraction: float = 1.0,
     progress: ProgressFn | None = None,
 ) -> Dataset:
     """Build a dataset from the studies a DICOMweb server finds (see the module docstring).
@@ -86,6 +88,8 @@ def import_dicomweb(
         val_fraction: share of patients for validation.
         test_fraction: share of patients for testing.
         seed: seed of the split.
+        label_fraction: share of the training labels to keep (stratified, whole patients, seeded by ``seed``); the
+            other training images stay as unlabeled cases for ``medlens pretrain`` (see :mod:`medlens.data.labels`).
         overwrite: replace an existing ``out`` that medlens made.
         progress: called as ``progress("retrieving studies", done, total)``.
 
@@ -125,7 +129,7 @@ def import_dicomweb(
                 "deidentified": "yes (PS3.15 Basic profile, keyed)" if deid else "no",
             }
             assign_splits(cases, None, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
-            write_dataset(tmp, spec, cases)
+            write_dataset(tmp, *apply_label_fraction(spec, cases, label_fraction, seed))
     log.info("imported %d of %d studies (%s)", len(studies), len(uids), "de-identified" if deid else "as stored")
     return load_dataset(out)
 

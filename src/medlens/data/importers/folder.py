@@ -33,6 +33,7 @@ def import_folder(
     test_fraction: float = 0.2,
     seed: int = 0,
     overwrite: bool = False,
+    label_fraction: float = 1.0,
 ) -> Dataset:
     """Import a folder of class subfolders into a classification dataset."""
     folder = Path(folder)
@@ -79,6 +80,8 @@ def import_folder(
         source={"format": "folder", "folder": str(folder.resolve())},
         image_roots=[folder],
         overwrite=overwrite,
+        label_fraction=label_fraction,
+        label_seed=seed,
         inputs=[folder],
     )
     log.info("imported %d cases in %d classes (%s)", len(cases), len(class_names), counts)

@@ -26,6 +26,7 @@ from medlens.core.outputs import output_folder
 from medlens.core.progress import ProgressFn, report
 from medlens.data.dataset import SPLITS, Case, Dataset, DatasetSpec, write_dataset
 from medlens.data.importers import register_importer
+from medlens.data.labels import apply_label_fraction
 
 log = logging.getLogger(__name__)
 _CATALOG = Path(__file__).with_name("medmnist_catalog.yaml")
@@ -115,9 +116,19 @@ def download_medmnist(name: str, size: int = 28, root: str | Path | None = None,
 
 @register_importer("medmnist")
 def import_medmnist(
-    path: str | Path, out: str | Path, *, overwrite: bool = False, progress: ProgressFn | None = None
+    path: str | Path,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    label_fraction: float = 1.0,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
 ) -> Dataset:
     """Import a MedMNIST ``.npz`` archive into a dataset folder.
+
+    ``label_fraction`` below 1 keeps the labels of that share of the training images (stratified by class, seeded
+    by ``seed``; MedMNIST has one image per patient); the other training images stay as unlabeled cases for
+    ``medlens pretrain`` (see :mod:`medlens.data.labels`). Validation and test are the official ones, untouched.
 
     Example:
         >>> import_medmnist("pneumoniamnist.npz", "datasets/pneumonia")  # doctest: +SKIP
@@ -164,7 +175,7 @@ def import_medmnist(
             classes=class_names,  # all catalog classes, even those absent from this archive
             source={"format": "medmnist", "file": str(path.resolve()), "md5": md5sum(path)},
         )
-        write_dataset(tmp, spec, cases)
+        write_dataset(tmp, *apply_label_fraction(spec, cases, label_fraction, seed))
     log.info("imported %d cases (%s) into %s", len(cases), spec.task, out)
     from medlens.data.dataset import load_dataset
 

@@ -27,6 +27,7 @@ from medlens.core.progress import ProgressFn
 from medlens.data.dataset import Case, Dataset, DatasetSpec, load_dataset, read_text, write_dataset
 from medlens.data.importers import register_importer
 from medlens.data.importers.pairs import check_cases, modality_of
+from medlens.data.labels import apply_label_fraction
 from medlens.data.sources import absolute_path
 from medlens.data.splits import assign_splits
 
@@ -42,6 +43,7 @@ def import_msd(
     test_fraction: float = 0.2,
     seed: int = 0,
     overwrite: bool = False,
+    label_fraction: float = 1.0,
     progress: ProgressFn | None = None,
     check: bool = True,
 ) -> Dataset:
@@ -53,6 +55,8 @@ def import_msd(
         val_fraction: share of cases for validation (cases are patients here).
         test_fraction: share of cases held out for testing.
         seed: seed of the split.
+        label_fraction: share of the training labels to keep (stratified, whole patients, seeded by ``seed``); the
+            other training images stay as unlabeled cases for ``medlens pretrain`` (see :mod:`medlens.data.labels`).
         overwrite: replace an existing ``out``.
         check: read every case and check image/mask agreement (turn off only for data already checked).
 
@@ -90,7 +94,7 @@ def import_msd(
         image_roots=[str(absolute_path(folder))],
     )
     with output_folder(out, kind="dataset", overwrite=overwrite, inputs=[("input", folder)]) as tmp:
-        write_dataset(tmp, spec, cases)
+        write_dataset(tmp, *apply_label_fraction(spec, cases, label_fraction, seed))
     log.info("imported %d cases, classes %s, channels %s", len(cases), classes, channels)
     return load_dataset(out)
 

@@ -29,6 +29,7 @@ from medlens.core.outputs import output_folder
 from medlens.core.progress import ProgressFn, tracked
 from medlens.data.dataset import Case, Dataset, DatasetSpec, load_dataset, write_dataset
 from medlens.data.importers import register_importer
+from medlens.data.labels import apply_label_fraction
 from medlens.data.segmentation_cases import read_case, read_label_map
 from medlens.data.sources import absolute_path, case_facts, describe_images, is_image_file
 from medlens.data.splits import assign_splits
@@ -50,6 +51,7 @@ def import_pairs(
     test_fraction: float = 0.2,
     seed: int = 0,
     overwrite: bool = False,
+    label_fraction: float = 1.0,
     progress: ProgressFn | None = None,
 ) -> Dataset:
     """Import matching image and mask files into a segmentation dataset.
@@ -62,6 +64,8 @@ def import_pairs(
         val_fraction: share of patients for validation.
         test_fraction: share of patients held out for testing.
         seed: seed of the split.
+        label_fraction: share of the training labels to keep (stratified, whole patients, seeded by ``seed``); the
+            other training images stay as unlabeled cases for ``medlens pretrain`` (see :mod:`medlens.data.labels`).
         overwrite: replace an existing ``out``.
 
     Example:
@@ -109,7 +113,7 @@ def import_pairs(
     )
     inputs = [("images", images_dir), ("masks", masks_dir)]
     with output_folder(out, kind="dataset", overwrite=overwrite, inputs=inputs) as tmp:
-        write_dataset(tmp, spec, cases)
+        write_dataset(tmp, *apply_label_fraction(spec, cases, label_fraction, seed))
     log.info("imported %d %dD cases, classes %s", len(cases), dims, class_names)
     return load_dataset(out)
 

@@ -43,6 +43,7 @@ def import_csv(
     target_type: Literal["categorical", "continuous"] = "categorical",
     unit: str = "",
     overwrite: bool = False,
+    label_fraction: float = 1.0,
 ) -> Dataset:
     """Import a CSV of image paths and labels into a classification (or multi-label) dataset, or, with
     ``target_type="continuous"``, of image paths and numbers into a regression dataset.
@@ -57,6 +58,8 @@ def import_csv(
         val_fraction: share of patients for validation, when the table has no split.
         test_fraction: share of patients for testing, when the table has no split.
         seed: seed of the split.
+        label_fraction: share of the training labels to keep (stratified, whole patients, seeded by ``seed``); the
+            other training images stay as unlabeled cases for ``medlens pretrain`` (see :mod:`medlens.data.labels`).
         target_type: ``categorical`` (classes) or ``continuous`` (a value per image: regression; the split is
             stratified by quintile of the value).
         unit: the value's unit (continuous targets), shown with predictions and metrics.
@@ -126,6 +129,8 @@ def import_csv(
         source=source,
         image_roots=common_folders(Path(c.image[0]) for c in cases),
         overwrite=overwrite,
+        label_fraction=label_fraction,
+        label_seed=seed,
         inputs=[table],
     )
     if continuous:

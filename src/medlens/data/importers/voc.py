@@ -34,6 +34,7 @@ def import_voc(
     test_fraction: float = 0.2,
     seed: int = 0,
     overwrite: bool = False,
+    label_fraction: float = 1.0,
 ) -> Dataset:
     """Import a Pascal VOC folder into a detection dataset.
 
@@ -45,6 +46,8 @@ def import_voc(
         val_fraction: share of images for validation when there are no ``ImageSets`` lists.
         test_fraction: share of images for testing when there are no ``ImageSets`` lists.
         seed: seed of that split.
+        label_fraction: share of the training labels to keep (stratified, whole patients, seeded by ``seed``); the
+            other training images stay as unlabeled cases for ``medlens pretrain`` (see :mod:`medlens.data.labels`).
         overwrite: replace an existing dataset folder.
 
     Example:
@@ -100,6 +103,7 @@ def import_voc(
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         seed=seed,
+        label_fraction=label_fraction,
     )
 
 

@@ -39,6 +39,7 @@ def import_yolo(
     test_fraction: float = 0.2,
     seed: int = 0,
     overwrite: bool = False,
+    label_fraction: float = 1.0,
 ) -> Dataset:
     """Import a YOLO-format folder (``images/`` and ``labels/``) into a detection dataset.
 
@@ -49,6 +50,8 @@ def import_yolo(
         val_fraction: share of images for validation when there are no split folders.
         test_fraction: share of images for testing when there are no split folders.
         seed: seed of that split.
+        label_fraction: share of the training labels to keep (stratified, whole patients, seeded by ``seed``); the
+            other training images stay as unlabeled cases for ``medlens pretrain`` (see :mod:`medlens.data.labels`).
         overwrite: replace an existing dataset folder.
 
     Example:
@@ -94,6 +97,7 @@ def import_yolo(
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         seed=seed,
+        label_fraction=label_fraction,
     )
 
 

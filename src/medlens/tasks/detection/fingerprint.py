@@ -24,7 +24,7 @@ def box_statistics(dataset: Dataset) -> dict[str, Any]:
     """
     counts = {s: np.zeros(dataset.num_classes, dtype=int) for s in SPLITS}
     sides, aspects, widths, heights, per_image, sizes, classes = [], [], [], [], [], [], []
-    for case in dataset.cases:
+    for case in dataset.split("all"):
         boxes, labels, size = read_boxes(dataset, case)
         if case.split in counts:
             np.add.at(counts[case.split], labels, 1)

@@ -30,7 +30,7 @@ def segmentation_statistics(dataset: Dataset, *, max_cases: int = 1000, seed: in
         (median per foreground class over the cases that hold it), ``class_presence`` (share of cases holding
         each class), and ``empty_masks`` (cases with no foreground).
     """
-    cases = [c for c in dataset.cases if c.split != "test"] or list(dataset.cases)
+    cases = [c for c in dataset.split("all") if c.split != "test"] or dataset.split("all")
     rng = np.random.default_rng(seed)
     if len(cases) > max_cases:
         cases = [cases[int(i)] for i in sorted(rng.choice(len(cases), max_cases, replace=False))]
