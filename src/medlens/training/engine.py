@@ -48,7 +48,9 @@ def train_members(
     """
     from medlens.models.bundle import save_bundle
     from medlens.training.fitting import best_weights, fit_member
+    from medlens.training.privacy import card_line, check_task, run_privacy
 
+    check_task(task, plan)  # a private plan the task or network cannot train is refused before data is read
     prepared = task.prepare(dataset, plan, needed_cases(dataset, members), progress)
     summaries: list[dict[str, Any]] = []
     states = []
@@ -64,6 +66,7 @@ def train_members(
                 out / member.name,
                 name=member.name,
                 progress=progress,
+                share=len(members),
             )
         )
         states.append(best_weights(out / member.name))
@@ -90,6 +93,9 @@ def train_members(
         "member_summaries": summaries,
         **calibration.summary,
     }
+    privacy = run_privacy(summaries, plan)
+    if privacy:
+        summary["privacy"] = privacy
     info = {
         "dataset": dataset.spec.name,
         "modality": dataset.spec.modality,
@@ -100,6 +106,8 @@ def train_members(
         f"val_{monitor.removeprefix('val_')}_per_member": scores,
         **calibration.info,
     }
+    if privacy:
+        info["privacy"] = privacy
     try:
         fingerprint = load_fingerprint(dataset.root)
     except (OSError, ValueError):  # a damaged cache: the rules fall back to their wider defaults
@@ -109,7 +117,7 @@ def train_members(
     explanation = choose_explanation(task, dataset, calibration, nets, members, out / "bundle", info, progress)
     if explanation:
         summary["explanation"] = {"default": explanation["default"], "why": explanation["why"]}
-    lines = task.card_lines(calibration.plan, calibration)
+    lines = task.card_lines(calibration.plan, calibration) + ([card_line(privacy)] if privacy else [])
     info["card"] = card_facts(dataset, calibration.plan, summary, lines, calibration.worst_cases)
     save_bundle(
         out / "bundle",
