@@ -20,8 +20,9 @@ fed every member's steps), so the whole bundle keeps to the requested budget.
 
 from __future__ import annotations
 
+import functools
 import logging
-import types
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -69,7 +70,7 @@ def compatible_network(net: nn.Module, name: str) -> nn.Module:
         raise ConfigError("model.name", f"{name} cannot be trained with differential privacy: {first}")
     for module in fixed.modules():
         if any(p.requires_grad for p in module.parameters(recurse=False)):
-            module._call_impl = types.MethodType(_call_and_copy, module)  # type: ignore[method-assign]
+            module._call_impl = functools.partial(_call_and_copy, module)  # type: ignore[method-assign]
     return fixed
 
 
@@ -79,7 +80,7 @@ def _call_and_copy(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
     Opacus's per-sample hooks (``register_full_backward_hook``) return a layer's output as a view that autograd
     forbids changing in place, and networks do change it (a residual block's ``out += residual``). The copy lets
     them, without touching the network's code, its layer types (Opacus's grad samplers go by type) or its
-    state_dict keys. Bound per layer (``types.MethodType``), so a deep copy of the network rebinds it.
+    state_dict keys. Bound per layer with ``functools.partial``, so a copied or pickled network keeps it.
     """
     out = type(self)._call_impl(self, *args, **kwargs)
     return out.clone() if isinstance(out, torch.Tensor) and out.requires_grad else out
@@ -184,14 +185,18 @@ def make_private(
     n_train = len(drawn.dataset)  # type: ignore[arg-type]
     delta = privacy.delta if privacy.delta is not None else default_delta(n_train)
     sample_rate = 1.0 / len(drawn)
-    sigma = get_noise_multiplier(
-        target_epsilon=privacy.epsilon,
-        target_delta=delta,
-        sample_rate=sample_rate,
-        steps=max(1, epochs * len(drawn) * share),
-        accountant=privacy.accountant,
-    )
-    engine = PrivacyEngine(accountant=privacy.accountant)
+    with warnings.catch_warnings():  # "optimal order is the largest alpha": the bound is valid, only looser
+        warnings.simplefilter("ignore")
+        sigma = get_noise_multiplier(
+            target_epsilon=privacy.epsilon,
+            target_delta=delta,
+            sample_rate=sample_rate,
+            steps=max(1, epochs * len(drawn) * share),
+            accountant=privacy.accountant,
+        )
+    with warnings.catch_warnings():  # "secure RNG turned off": a production setting (secure_mode), said in the docs
+        warnings.simplefilter("ignore")
+        engine = PrivacyEngine(accountant=privacy.accountant)
     hooks, dp_optimizer, dp_loader = engine.make_private(
         module=net,
         optimizer=optimizer,
@@ -200,6 +205,9 @@ def make_private(
         max_grad_norm=privacy.max_grad_norm,
         poisson_sampling=False,  # drawn is Poisson already
         wrap_model=False,  # hooks on the network itself: its state_dict keys stay as they are
+    )
+    warnings.filterwarnings(
+        "ignore", message=".*Full backward hook is firing when gradients are computed with respect.*"
     )
     log.info("DP-SGD: noise multiplier %.3f for epsilon %s, delta %.2g over %d x %d steps", sigma, privacy.epsilon,
              delta, share, epochs * len(drawn))  # fmt: skip
