@@ -131,3 +131,30 @@ def test_private_run_records_spent_epsilon_and_its_bundle_predicts(tmp_path: Pat
     prediction = bundle.predict(sorted(ds.rglob("*.png"))[0])
     assert sum(prediction.probabilities.values()) == pytest.approx(1.0)  # type: ignore[attr-defined]
     assert yaml.safe_load((run / "bundle" / "bundle.yaml").read_text())["info"]["privacy"]["delta"] == record["delta"]
+    _resume_continues_the_accountant(run, member)
+
+
+def _resume_continues_the_accountant(run: Path, member: dict) -> None:  # type: ignore[type-arg]
+    """The accountant travels in the checkpoint as plain values; a resumed fit counts on from it."""
+    from types import SimpleNamespace
+
+    from medlens.training.privacy import PrivateFitting
+
+    ckpt = torch.load(run / "seed_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    (state,) = [v for k, v in ckpt["callbacks"].items() if k.startswith("PrivateFitting")]
+    assert state["accountant_history"] == member["accountant_history"]
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.randn(40, 4), torch.randint(0, 2, (40,))), batch_size=8
+    )
+    resumed = PrivateFitting(PrivacyPlan(epsilon=8), loader, epochs=1, share=1, seed=0)
+    resumed.load_state_dict(state)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    trainer = SimpleNamespace(strategy=SimpleNamespace(optimizers=[optimizer]))
+    resumed.on_fit_start(trainer, SimpleNamespace(net=net))  # type: ignore[arg-type]
+    x, y = next(iter(resumed.loader))
+    torch.nn.functional.cross_entropy(net(x), y).backward()
+    trainer.strategy.optimizers[0].step()
+    steps = sum(int(n) for _, _, n in resumed.state_dict()["accountant_history"])
+    assert steps == member["steps"] + 1
+    assert resumed.facts()["epsilon_spent"] > 0
