@@ -63,8 +63,8 @@ def main() -> int:
             [medlens, "-q", "train", str(dataset), "--out", str(run_dir), "--seeds", str(args.seeds), *common, *privacy]
         )
         wall = time.monotonic() - start
-        run([medlens, "-q", "evaluate", str(run_dir), "--split", "test", "--out", str(run_dir / "eval")])
-        metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
+        run([medlens, "-q", "evaluate", str(run_dir), "--split", "test", "--out", str(args.work / f"eval_eps_{eps}")])
+        metrics = json.loads((args.work / f"eval_eps_{eps}" / "metrics.json").read_text())
         summary = json.loads((run_dir / "train_summary.json").read_text())
         seeds = metrics.get("seeds") or {}
         rows.append(
