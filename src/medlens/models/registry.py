@@ -76,6 +76,7 @@ def create_model(
     num_classes: int,
     input_size: list[int] | tuple[int, ...],
     pretrained: str | None = None,
+    private: bool = False,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a registered network for a task.
@@ -89,6 +90,8 @@ def create_model(
         input_size: spatial input size; small inputs (28-64 px) get a small-image stem.
         pretrained: a local checkpoint to start from (state dict, Lightning/timm checkpoint, safetensors);
             a head of another shape is replaced and input convolutions are adapted to ``in_channels``.
+        private: made fit for differential privacy (BatchNorm -> GroupNorm, checked by Opacus: see
+            :func:`medlens.training.privacy.compatible_network`), as a plan with ``train.privacy`` asks.
 
     Example:
         >>> m = create_model("resnet18", output="image", spatial_dims=2, in_channels=1, num_classes=2,
@@ -117,6 +120,10 @@ def create_model(
         from medlens.models.checkpoints import load_pretrained
 
         load_pretrained(model, pretrained)
+    if private:
+        from medlens.training.privacy import compatible_network
+
+        model = compatible_network(model, name)
     return model
 
 

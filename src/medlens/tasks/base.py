@@ -134,6 +134,8 @@ class Task(ABC):
         explain_images: validation images on which training scores the methods to choose a bundle's default.
         explain_training_methods: the methods training scores (None: those of :attr:`explain_methods` that are not
             slow).
+        privacy_refused: why the task cannot be trained with differential privacy (``train.privacy``); empty when
+            it can (its network is built with ``create_model(..., private=True)`` then).
     """
 
     name: ClassVar[str]
@@ -145,6 +147,7 @@ class Task(ABC):
     explain_methods: ClassVar[tuple[str, ...]] = ()
     explain_images: ClassVar[int] = 8
     explain_training_methods: ClassVar[tuple[str, ...] | None] = None
+    privacy_refused: ClassVar[str] = ""
 
     # ---- data and plan --------------------------------------------------------------------------------------
     def check_dataset(self, dataset: Dataset) -> None:

@@ -50,11 +50,13 @@ def train_members(
     from medlens.models.bundle import save_bundle
     from medlens.training.finetuning import plain_weights
     from medlens.training.fitting import best_weights, fit_member
+    from medlens.training.privacy import card_line, check_task, run_privacy
 
     if plan.model.init:  # refused before any work when it does not fit the task
         from medlens.models.checkpoints import check_init
 
         check_init(plan.model.init, spatial_dims=plan.spatial_dims, channels=plan.data.channels)
+    check_task(task, plan)  # a private plan the task or network cannot train is refused before data is read
     prepared = task.prepare(dataset, plan, needed_cases(dataset, members), progress)
     bare = plan.without_pretrained()
     summaries: list[dict[str, Any]] = []
@@ -73,6 +75,7 @@ def train_members(
                 name=member.name,
                 progress=progress,
                 n_labels=len(member.train) if task.model_output == "image" else None,  # one label per image
+                share=len(members),
             )
         )
         states.append(plain_weights(best_weights(out / member.name), seeded, lambda: task.build_network(bare)))
@@ -100,6 +103,9 @@ def train_members(
         "member_summaries": summaries,
         **calibration.summary,
     }
+    privacy = run_privacy(summaries, plan)
+    if privacy:
+        summary["privacy"] = privacy
     info = {
         "dataset": dataset.spec.name,
         "modality": dataset.spec.modality,
@@ -111,6 +117,8 @@ def train_members(
         **({"init": init_reports[0].counts()} if init_reports else {}),
         **calibration.info,
     }
+    if privacy:
+        info["privacy"] = privacy
     try:
         fingerprint = load_fingerprint(dataset.root)
     except (OSError, ValueError):  # a damaged cache: the rules fall back to their wider defaults
@@ -120,7 +128,7 @@ def train_members(
     explanation = choose_explanation(task, dataset, calibration, nets, members, out / "bundle", info, progress)
     if explanation:
         summary["explanation"] = {"default": explanation["default"], "why": explanation["why"]}
-    lines = task.card_lines(calibration.plan, calibration)
+    lines = task.card_lines(calibration.plan, calibration) + ([card_line(privacy)] if privacy else [])
     info["card"] = card_facts(dataset, calibration.plan, summary, lines, calibration.worst_cases)
     save_bundle(
         out / "bundle",

@@ -41,6 +41,7 @@ def fit_member(
     name: str = "",
     progress: ProgressFn | None = None,
     n_labels: int | None = None,
+    share: int = 1,
 ) -> dict[str, Any]:
     """Train one model into ``seed_dir``; return its summary (also written to ``seed_dir/summary.json``).
 
@@ -56,6 +57,8 @@ def fit_member(
         name: the member's name (``seed_0``, ``fold_2``) for progress and logs.
         progress: called as batches are trained (stage ``training <name>``).
         n_labels: labelled training images, for ``train.finetune=auto`` (:mod:`medlens.training.finetuning`).
+        share: with ``train.privacy``, how many members share the privacy budget (see
+            :mod:`medlens.training.privacy`).
     """
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
@@ -87,6 +90,13 @@ def fit_member(
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=t.monitor, mode=monitor_mode, save_last=True)
     speed = Throughput()
     callbacks: list[Any] = [best, budget, speed, *([tuning.callback] if tuning.callback else [])]
+    private = None
+    if t.privacy is not None:  # DP-SGD: Poisson batches, and the module's network and optimizer made private
+        from medlens.training.privacy import PrivateFitting
+
+        private = PrivateFitting(t.privacy, train_loader, epochs=t.max_epochs, share=share, seed=seed)
+        train_loader = private.loader
+        callbacks.append(private)
     if t.early_stopping_patience:
         callbacks.append(EarlyStopping(monitor=t.monitor, mode=monitor_mode, patience=t.early_stopping_patience))
     if progress is not None:
@@ -137,6 +147,8 @@ def fit_member(
         if budget.progress >= 1 and budget.budget and budget.step < steps
         else "epochs or early stopping",
     }
+    if private is not None:
+        summary["privacy"] = private.facts()
     merge_logs(seed_dir)
     plot_curves(seed_dir)
     write_json(summary_path, summary)

@@ -108,6 +108,17 @@ class OptimPlan(Section):
     )
 
 
+class PrivacyPlan(Section):
+    """Differential privacy (DP-SGD with Opacus, :mod:`medlens.training.privacy`); absent = no privacy."""
+
+    epsilon: float = Field(gt=0, le=1000, description="the privacy budget epsilon the whole run may spend")
+    delta: float | None = Field(
+        None, gt=0, lt=1, description="delta; none = min(1e-5, 1/(10 n_train)), the value used is recorded"
+    )
+    max_grad_norm: float = Field(1.0, gt=0, le=1e6, description="each image's gradient is clipped to this L2 norm")
+    accountant: Literal["rdp", "prv"] = Field("rdp", description="Opacus accountant that calibrates and counts")
+
+
 class TrainPlan(Section):
     batch_size: int = Field(64, ge=1, le=65536)
     max_epochs: int = Field(50, ge=1, le=100000)
@@ -137,6 +148,7 @@ class TrainPlan(Section):
     )
     lora_rank: int = Field(8, ge=1, le=1024, description="lora: rank of the adapters")
     lora_alpha: int = Field(16, ge=1, le=4096, description="lora: the adapters' scale is lora_alpha / lora_rank")
+    privacy: PrivacyPlan | None = Field(None, description="DP-SGD (train.privacy.epsilon=8); none = no privacy")
 
 
 class Plan(Section):

@@ -27,6 +27,7 @@ def build_network(plan: ClassificationPlan) -> nn.Module:
         input_size=plan.data.input_size,
         pretrained=plan.model.pretrained,
         dropout=plan.model.dropout,
+        private=plan.train.privacy is not None,
         **plan.model.kwargs,
     )
 

@@ -30,6 +30,10 @@ class DetectionTask(Task):
     description = "boxes around objects with a class and a score, 2D"
     batch_size = 4
     explain_methods = ("eigencam", "occlusion")  # gradient-free: a box's score reaches pixels through box selection
+    privacy_refused = (
+        "Opacus cannot compute per-image gradients of torchvision detectors (their losses mix the images of a batch "
+        "through anchor and proposal sampling, and they take lists of images)"
+    )
     explain_images = 2
 
     def fingerprint(self, dataset: Dataset, progress: ProgressFn | None = None) -> dict[str, Any]:

@@ -28,6 +28,7 @@ def build_network(plan: RegressionPlan) -> nn.Module:
         input_size=plan.data.input_size,
         pretrained=plan.model.pretrained,
         dropout=plan.model.dropout,
+        private=plan.train.privacy is not None,
         **plan.model.kwargs,
     )
 

@@ -26,6 +26,10 @@ class SegmentationTask(Task):
     plan_type = SegmentationPlan
     description = "a class per pixel or voxel (label map), 2D or 3D"
     explain_methods = ("gradcam", "gradcam++", "scorecam", "eigencam", "occlusion", "integrated-gradients")
+    privacy_refused = (
+        "its Dice loss is computed over the whole batch (batch=True), so one case's gradient depends on the others "
+        "and DP-SGD's per-case clipping would not bound it"
+    )
     explain_images = 1  # whole cases: each is many forward passes of a whole volume
     explain_training_methods = ("gradcam", "gradcam++", "eigencam")  # IG: 2 x 24 whole-volume passes with gradients
 
