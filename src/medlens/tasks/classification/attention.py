@@ -67,23 +67,25 @@ def attention_section(
         return None
     weights = np.array([p.slice_attention for p in predictions], dtype=np.float64)
     axis = summary["axis"]
-    groups = (
-        {name: weights[y == k] for k, name in enumerate(class_names)} if y.ndim == 1 else {"all cases": weights}
-    )
+    groups = {name: weights[y == k] for k, name in enumerate(class_names)} if y.ndim == 1 else {"all cases": weights}
     figures = [
         Figure("slice_attention_mean", mean_attention_png(groups, axis), "Mean attention per slice, by true class")
     ]
     for i in _examples(predictions, y, class_names):
         p = predictions[i]
-        truth = class_names[int(y[i])] if y.ndim == 1 else "; ".join(n for n, t in zip(class_names, y[i]) if t)
+        flags = np.atleast_1d(y[i])
+        truth = (
+            class_names[int(y[i])]
+            if y.ndim == 1
+            else "; ".join(n for n, t in zip(class_names, flags, strict=True) if t)
+        )
         label = ", ".join(p.label) if isinstance(p.label, list) else p.label
         title = f"{case_ids[i]}: true {truth}, predicted {label}"
         figures.append(
             Figure(
                 f"slice_attention_{i}",
                 slice_attention_png(p.slice_attention or [], p.top_slices, axis, title),
-                f"{case_ids[i]} (true {truth}, predicted {label}): attention per slice beside its most attended "
-                "slices",
+                f"{case_ids[i]} (true {truth}, predicted {label}): attention per slice beside its most attended slices",
             )
         )
     s = summary["slices"]
