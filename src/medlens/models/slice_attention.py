@@ -76,8 +76,9 @@ class SliceEncoder(nn.Module):
             backbone.fc = None  # type: ignore[assignment]  # the head is this model's own
             self._monai = True
         elif hasattr(backbone, "forward_features") and hasattr(backbone, "reset_classifier"):  # timm
-            backbone.reset_classifier(0)
-            self.features = int(backbone.num_features)  # type: ignore[arg-type]
+            timm_net: Any = backbone
+            timm_net.reset_classifier(0)
+            self.features = int(timm_net.num_features)
             self._monai = False
         else:
             raise ValueError(f"{type(backbone).__name__} gives no feature maps (use a MONAI ResNet or a timm model)")
