@@ -27,7 +27,7 @@ SLICES = [
 def test_slice_attention_trains_predicts_evaluates_and_exports(
     tmp_path: Path, medmnist_subset: Callable[..., dict[str, np.ndarray]], write_npz: Callable[..., Path]
 ) -> None:
-    npz = write_npz(tmp_path / "adrenalmnist3d.npz", medmnist_subset("adrenalmnist3d", 16, 8, 8))
+    npz = write_npz(tmp_path / "adrenalmnist3d.npz", medmnist_subset("adrenalmnist3d", 12, 6, 6))
     ds, run = tmp_path / "ds", tmp_path / "run"
     assert main(["-q", "import", "medmnist", str(npz), "--out", str(ds)]) == 0
     assert main(["-q", "train", str(ds), "--out", str(run), *SLICES]) == 0
