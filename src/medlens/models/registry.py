@@ -57,6 +57,7 @@ def _load_builtin() -> None:
         classifiers,  # noqa: F401  (registration side effect)
         detectors,  # noqa: F401  (registration side effect)
         segmenters,  # noqa: F401  (registration side effect)
+        slice_attention,  # noqa: F401  (registration side effect)
     )
 
 

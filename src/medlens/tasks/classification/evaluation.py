@@ -50,6 +50,7 @@ def evaluate(
     from medlens.metrics.cases import worst_cases
     from medlens.metrics.subgroups import subgroup_metrics
     from medlens.reports.subgroups import subgroup_section
+    from medlens.tasks.classification.attention import attention_section, attention_summary
     from medlens.tasks.classification.metrics import truth_probability
     from medlens.tasks.classification.report import uncertainty_section, write_classification_report
     from medlens.tasks.classification.training import targets_of
@@ -86,6 +87,10 @@ def evaluate(
         "input_size": bundle.plan.data.input_size,
     }
     extra = [uncertainty_section(metrics, task)]
+    attention = attention_section(predictions, y, names, [c.case_id for c in cases])  # networks that expose it
+    if attention is not None:
+        metrics["slice_attention"] = attention_summary(predictions, y, names)
+        extra.append(attention)
     if subgroups is not None:
         metrics["subgroups"] = subgroup_metrics(
             subgroups, measure, headline=HEADLINE, higher_is_better=True, patients=patients

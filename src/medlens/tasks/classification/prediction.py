@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from medlens.core.image import Image
-from medlens.core.prediction import Prediction
+from medlens.core.prediction import Prediction, SaveOptions
 from medlens.tasks.classification.config import plan_of
 
 if TYPE_CHECKING:
@@ -47,6 +48,11 @@ class ClassificationPrediction(Prediction):
         conformal_level: the coverage the prediction sets aim at (e.g. 0.9), or None.
         member_probabilities: each pass's calibrated probabilities, (passes, classes).
         uncalibrated_probabilities: the members' mean without the temperature (for calibration figures).
+        slice_attention: for networks that read a volume slice by slice and expose their attention (see
+            :mod:`medlens.models.slice_attention`): the members' mean weight of every slice of the network input
+            along ``slice_axis`` (summing to 1); None for other networks.
+        slice_axis: the spatial axis of the network input the slices are taken along, with ``slice_attention``.
+        top_slices: the most attended slices of the network input (raw units) by slice index, for pictures.
 
     ``to_dict()`` gives ``refer`` and ``prediction_set`` at the top level, the numbers under ``uncertainty``.
     """
@@ -66,8 +72,16 @@ class ClassificationPrediction(Prediction):
     conformal_level: float | None = None
     member_probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
     uncalibrated_probabilities: dict[str, float] = field(default_factory=dict, repr=False)
+    slice_attention: list[float] | None = None
+    slice_axis: int | None = None
+    top_slices: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     def fields(self) -> dict[str, Any]:
+        attention = (
+            {}
+            if self.slice_attention is None
+            else {"slice_attention": self.slice_attention, "slice_axis": self.slice_axis}
+        )
         return {
             "probabilities": self.probabilities,
             "label": self.label,
@@ -85,6 +99,7 @@ class ClassificationPrediction(Prediction):
                 "referral_threshold": self.referral_threshold,
                 "conformal_level": self.conformal_level,
             },
+            **attention,
         }
 
     def table_row(self) -> dict[str, Any]:
@@ -93,7 +108,21 @@ class ClassificationPrediction(Prediction):
         row |= {"refer": self.refer, "confidence": self.confidence, "entropy": self.entropy}
         if self.prediction_set is not None:
             row["prediction_set"] = ";".join(self.prediction_set)
+        if self.slice_attention is not None:
+            row["most_attended_slice"] = int(np.argmax(self.slice_attention))
         return row
+
+    def save_files(self, folder: Path, stem: str, options: SaveOptions) -> dict[str, str]:
+        """With slice attention and pictures: ``<stem>_slice_attention.png``, the weight per slice beside the most
+        attended slices (role ``explanation_slice_attention``: the clinical report lists it among the explanation
+        images)."""
+        if self.slice_attention is None or not options.pictures:
+            return {}
+        from medlens.reports.attention import slice_attention_png
+
+        name = f"{stem}_slice_attention.png"
+        (folder / name).write_bytes(slice_attention_png(self.slice_attention, self.top_slices, self.slice_axis))
+        return {"explanation_slice_attention": name}
 
 
 def metric_task(class_names: Sequence[str], multilabel: bool) -> str:
@@ -215,4 +244,27 @@ def predict_images(bundle: Bundle, images: Sequence[Image], *, tta: bool = False
     uncalibrated = scaled_probabilities(logits, 1.0, multilabel=multilabel).mean(axis=0)
     sources = [str(image.meta.get("source", "<memory>")) for image in images]
     flags = [list(image.meta.get("flags", [])) for image in images]
-    return predictions_from_probabilities(bundle, per_member, sources, flags, uncalibrated)
+    predictions = predictions_from_probabilities(bundle, per_member, sources, flags, uncalibrated)
+    add_slice_attention(bundle, torch.from_numpy(np.stack(arrays)), predictions)
+    return predictions
+
+
+#: most attended slices kept with a prediction for its picture
+TOP_SLICES = 3
+
+
+def add_slice_attention(bundle: Bundle, x: torch.Tensor, predictions: Sequence[ClassificationPrediction]) -> None:
+    """Give each prediction its members' attention per slice, when the networks expose one (else nothing), with its
+    most attended slices; ``x``: the prepared, not yet normalised inputs ``(N, C, *size)`` of the predictions."""
+    from medlens.models.slice_attention import ensemble_slice_attention
+    from medlens.training.images import normalize
+
+    found = ensemble_slice_attention(bundle.networks(), normalize(x, bundle.plan.data))
+    if found is None:
+        return
+    axis, weights = found  # (N, S)
+    for prediction, volume, row in zip(predictions, x.numpy(), weights, strict=True):
+        prediction.slice_attention = [round(float(w), 6) for w in row]
+        prediction.slice_axis = axis
+        top = np.argsort(-row, kind="stable")[:TOP_SLICES]
+        prediction.top_slices = {int(i): np.take(volume[0], int(i), axis=axis) for i in top}  # (h, w) channel 0
