@@ -110,6 +110,8 @@ class Task(ABC):
         explain_images: validation images on which training scores the methods to choose a bundle's default.
         explain_training_methods: the methods training scores (None: those of :attr:`explain_methods` that are not
             slow).
+        fingerprint_images: images the shared fingerprint reads for shapes and intensities (0: the task's inputs
+            are not images, e.g. tables of visits; its own :meth:`fingerprint` measures them).
     """
 
     name: ClassVar[str]
@@ -121,6 +123,7 @@ class Task(ABC):
     explain_methods: ClassVar[tuple[str, ...]] = ()
     explain_images: ClassVar[int] = 8
     explain_training_methods: ClassVar[tuple[str, ...] | None] = None
+    fingerprint_images: ClassVar[int] = 400
 
     # ---- data and plan --------------------------------------------------------------------------------------
     def check_dataset(self, dataset: Dataset) -> None:
@@ -164,6 +167,13 @@ class Task(ABC):
         return []
 
     # ---- prediction and evaluation --------------------------------------------------------------------------
+    def read_input(self, item: Any, nonfinite: str = "refuse") -> Any:
+        """One input for :meth:`predict` from a path (an object already read passes through): an image read with
+        ``medlens.io`` and checked for non-finite pixels by default (:func:`medlens.models.bundle.read_input`)."""
+        from medlens.models.bundle import read_input
+
+        return read_input(item, nonfinite)  # type: ignore[arg-type]
+
     @abstractmethod
     def predict(self, bundle: Bundle, images: Sequence[Image], *, tta: bool = False) -> list[Prediction]:
         """Predict each image (in its own geometry) with every member of ``bundle``."""
