@@ -137,3 +137,26 @@ def test_an_unknown_subject_column_is_a_one_line_error_naming_file_and_column(
     assert len(error.splitlines()) == 1
     assert "oasis_longitudinal.csv" in error and "'Patient'" in error
     assert not (tmp_path / "ds").exists()
+
+
+def test_the_onnx_export_gives_the_bundles_probabilities_and_attention(sequence_run: Path) -> None:
+    import onnxruntime as ort
+
+    from medlens.data.dataset import load_dataset
+    from medlens.tasks import load_bundle
+    from medlens.tasks.sequence.table import dataset_visits, encode_subjects
+
+    assert main(["-q", "export", str(sequence_run / "run"), "--out", str(sequence_run / "onnx")]) == 0
+    bundle = load_bundle(sequence_run / "run")
+    dataset = load_dataset(sequence_run / "ds")
+    table = dataset_visits(dataset, dataset.split("test"))
+    x, mask, _ = encode_subjects(table, bundle.plan.sequence)  # type: ignore[attr-defined]
+    packed = np.concatenate([x, mask[..., None].astype(np.float32)], axis=-1)
+    session = ort.InferenceSession(str(sequence_run / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    probability, attention = session.run(None, {"visits": packed})
+    predicted = {p.subject: p for p in bundle.predict_many([table])}  # type: ignore[attr-defined]
+    for i, subject in enumerate(table.subjects):
+        assert abs(float(probability[i]) - predicted[subject].probability) < 1e-5
+        n = int(mask[i].sum())
+        np.testing.assert_allclose(attention[i, :n], predicted[subject].attention, atol=1e-5)
+        assert np.all(attention[i, n:] == 0)

@@ -6,7 +6,7 @@ Modules: :mod:`.config` (the plan section), :mod:`.table` (reading and encoding 
 (with the baselines), :mod:`.report`. A dataset comes from ``medlens import table --task sequence``
 (:mod:`medlens.data.importers.visits`); prediction reads a CSV of visits with the same columns.
 
-The task does not export to ONNX (its network takes two inputs, the visits and their mask).
+ONNX export (:mod:`.export`) packs the visits and their mask into one input.
 """
 
 from __future__ import annotations
@@ -109,8 +109,7 @@ class SequenceTask(Task):
 
     evaluate = implemented_in("medlens.tasks.sequence.evaluation:evaluate")
 
-    def export_graph(self, bundle: Bundle) -> Any:
-        raise ConfigError("task", "the sequence task does not export to ONNX (its network takes visits and a mask)")
+    export_graph = implemented_in("medlens.tasks.sequence.export:export_graph")
 
     def findings(self, prediction: Prediction, bundle: Bundle) -> list[dict[str, Any]]:
         """Each class's probability and the predicted class at the bundle's threshold (the positive class's)."""

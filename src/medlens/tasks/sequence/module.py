@@ -30,8 +30,14 @@ class VisitTransformer(nn.Module):
         self.embed = nn.Linear(width, d_model)
         self.position = nn.Embedding(max_visits, d_model)
         layer = nn.TransformerEncoderLayer(
-            d_model, heads, dim_feedforward=2 * d_model, dropout=dropout, batch_first=True, norm_first=True
-        )
+            d_model,
+            heads,
+            dim_feedforward=2 * d_model,
+            dropout=dropout,
+            activation=nn.SiLU(),
+            batch_first=True,
+            norm_first=True,
+        )  # SiLU: also keeps PyTorch off its fused inference path, which ONNX cannot export
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.score = nn.Sequential(nn.Linear(d_model, d_model), nn.Tanh(), nn.Linear(d_model, 1))
         self.head = nn.Sequential(nn.LayerNorm(d_model), nn.Dropout(dropout), nn.Linear(d_model, 1))
