@@ -17,7 +17,7 @@ import pytest
 import yaml
 from PIL import Image as PILImage
 
-IMPORTERS = ["medmnist", "folder", "csv", "voc", "coco", "yolo", "msd", "pairs"]
+IMPORTERS = ["medmnist", "folder", "csv", "voc", "coco", "yolo", "msd", "pairs", "visits"]
 
 
 @dataclass
@@ -46,6 +46,14 @@ def pictures_by_class(work: Path, medmnist_subset: Callable[..., dict[str, np.nd
 
 
 def importer_for(kind: str, work: Path, request: pytest.FixtureRequest) -> Importer:
+    if kind == "visits":  # 'import table --task sequence': the visits of 30 OASIS-2 subjects
+        lines = request.getfixturevalue("real_data")("oasis2/oasis_longitudinal.csv").read_text().splitlines()
+        subjects = sorted({line.split(",")[0] for line in lines[1:]})[:30]
+        table = work / "src" / "visits.csv"
+        table.parent.mkdir(parents=True, exist_ok=True)
+        table.write_text("\n".join([lines[0], *(x for x in lines[1:] if x.split(",")[0] in subjects)]) + "\n")
+        options = ["--task", "sequence", "--subject", "Subject ID", "--order", "Visit", "--target", "Group"]
+        return Importer("table", [table], options)
     subset = request.getfixturevalue("medmnist_subset")
     if kind == "medmnist":
         npz = work / "src" / "pneumoniamnist.npz"

@@ -117,6 +117,77 @@ def import_csv_cmd(
     report_dataset(dataset)
 
 
+@import_app.command("table")
+def import_table_cmd(
+    table: Path = typer.Argument(
+        ..., help="CSV table: image paths and labels, or (--task sequence) one row per visit."
+    ),
+    out: Path = OUT,
+    task: str = typer.Option(
+        "classification",
+        "--task",
+        help="classification or regression: as 'import csv' (an image per row); sequence: rows are visits, one "
+        "outcome per subject (--subject, --order, --target).",
+    ),
+    subject: str = typer.Option("", "--subject", help="sequence: column of subject IDs (a subject's visits)."),
+    order: str = typer.Option("", "--order", help="sequence: column ordering a subject's visits."),
+    target: str = typer.Option("label", "--target", help="Column of the outcome (sequence: read at the last visit)."),
+    exclude: str = typer.Option("", "--exclude", help="sequence: comma-separated columns not to learn from."),
+    positive: str = typer.Option(
+        "",
+        "--positive",
+        help="sequence: comma-separated target value(s) of the positive class (default: the one value that reads as "
+        "the absence of the condition, e.g. Nondemented, is negative; all others positive).",
+    ),
+    image_column: str = typer.Option("image", help="classification/regression: column of image paths."),
+    patient_column: str = typer.Option("patient_id", help="classification/regression: column of patient IDs."),
+    val_fraction: float = VAL,
+    test_fraction: float = TEST,
+    seed: int = SEED,
+    overwrite: bool = OVERWRITE,
+) -> None:
+    """Import a CSV table: as 'import csv' (images and labels), or with --task sequence a table of visits.
+
+    With --task sequence each subject becomes one case (its visits in order); the split is by subject, stratified
+    by outcome; identifiers, constant columns and columns that alone separate the outcome (AUC >= 0.95 on the
+    training subjects, e.g. OASIS-2's CDR) are excluded and recorded in dataset.yaml.
+    """
+    from medlens.data.importers import get_importer
+
+    if task == "sequence":  # the importer of visit tables; every other task is the image table's
+        if not subject or not order:
+            raise typer.BadParameter("--task sequence needs --subject and --order")
+        dataset = get_importer("visits")(
+            table,
+            out,
+            subject_column=subject,
+            order_column=order,
+            target_column=target,
+            exclude=[c.strip() for c in exclude.split(",") if c.strip()],
+            positive=[c.strip() for c in positive.split(",") if c.strip()],
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            seed=seed,
+            overwrite=overwrite,
+        )
+    else:
+        if task not in ("classification", "regression"):
+            raise typer.BadParameter(f"--task {task!r}: classification, regression or sequence")
+        dataset = get_importer("csv")(
+            table,
+            out,
+            image_column=image_column,
+            label_column=target,
+            patient_column=patient_column,
+            target_type="continuous" if task == "regression" else "categorical",
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            seed=seed,
+            overwrite=overwrite,
+        )
+    report_dataset(dataset)
+
+
 def class_names_option(text: str | None) -> list[str] | None:
     """``--classes a,b,c`` as a list (blanks dropped), or None when not given."""
     return [c.strip() for c in text.split(",") if c.strip()] if text else None

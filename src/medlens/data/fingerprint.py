@@ -74,8 +74,6 @@ def compute_fingerprint(
         channels.append(image.channels)
         flat = image.array.reshape(-1).astype(np.float32)
         values.append(flat[rng.integers(0, flat.size, size=min(flat.size, 4096))])
-    sample = np.concatenate(values)
-    unique = np.unique(sample)
     fingerprint: dict[str, Any] = {
         "version": FINGERPRINT_VERSION,
         "manifest_sha1": digest,
@@ -85,6 +83,23 @@ def compute_fingerprint(
         "n_cases": {s: len(dataset.split(s)) for s in SPLITS} | {"all": len(dataset.cases)},
         "n_patients": len({c.patient_id for c in dataset.cases}),
         "class_names": dataset.spec.classes,
+        "images_measured": 0,
+    }
+    if shapes:  # none when the task's inputs are not images (max_images 0): its own part measures them
+        fingerprint |= _image_statistics(shapes, spacings, channels, np.concatenate(values))
+    if task_part is not None:
+        fingerprint.update(task_part(dataset))
+        fingerprint["task_part_included"] = True
+    write_json(cache, fingerprint)
+    return fingerprint
+
+
+def _image_statistics(
+    shapes: list[Any], spacings: list[Any], channels: list[int], sample: np.ndarray
+) -> dict[str, Any]:
+    """Shapes, spacings, channels and intensities of the images measured."""
+    unique = np.unique(sample)
+    return {
         "shape": {
             "median": [int(v) for v in np.median(np.array(shapes), axis=0)],
             "min": [int(v) for v in np.min(np.array(shapes), axis=0)],
@@ -103,11 +118,6 @@ def compute_fingerprint(
         },
         "images_measured": len(shapes),
     }
-    if task_part is not None:
-        fingerprint.update(task_part(dataset))
-        fingerprint["task_part_included"] = True
-    write_json(cache, fingerprint)
-    return fingerprint
 
 
 def load_fingerprint(root: Path) -> dict[str, Any] | None:

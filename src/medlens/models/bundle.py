@@ -147,7 +147,7 @@ class Bundle:
             >>> load_bundle("runs/hippo").predict("case.nii.gz").volumes_ml  # doctest: +SKIP
             {'anterior': 1.92, 'posterior': 1.71}
         """
-        return self.task.predict(self, [read_input(image, nonfinite)], tta=tta)[0]
+        return self.task.predict(self, [self.task.read_input(image, nonfinite)], tta=tta)[0]
 
     def predict_many(
         self,
@@ -170,7 +170,7 @@ class Bundle:
         size = max(1, self.task.batch_size)
         for item in items:
             try:
-                batch.append(read_input(item, nonfinite))
+                batch.append(self.task.read_input(item, nonfinite))
             except MedlensError as exc:
                 if on_error is None:
                     raise

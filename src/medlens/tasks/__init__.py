@@ -4,7 +4,7 @@ Adding a task is a new package under ``medlens/tasks/`` implementing :class:`med
 line here.
 """
 
-from medlens.tasks import classification, detection, regression, segmentation  # noqa: F401
+from medlens.tasks import classification, detection, regression, segmentation, sequence  # noqa: F401
 from medlens.tasks.base import Task, get_task, list_tasks, load_bundle, register_task
 
 __all__ = ["Task", "get_task", "list_tasks", "load_bundle", "register_task"]

@@ -136,6 +136,8 @@ class Task(ABC):
             slow).
         privacy_refused: why the task cannot be trained with differential privacy (``train.privacy``); empty when
             it can (its network is built with ``create_model(..., private=True)`` then).
+        fingerprint_images: images the shared fingerprint reads for shapes and intensities (0: the task's inputs
+            are not images, e.g. tables of visits; its own :meth:`fingerprint` measures them).
     """
 
     name: ClassVar[str]
@@ -148,6 +150,7 @@ class Task(ABC):
     explain_images: ClassVar[int] = 8
     explain_training_methods: ClassVar[tuple[str, ...] | None] = None
     privacy_refused: ClassVar[str] = ""
+    fingerprint_images: ClassVar[int] = 400
 
     # ---- data and plan --------------------------------------------------------------------------------------
     def check_dataset(self, dataset: Dataset) -> None:
@@ -191,6 +194,13 @@ class Task(ABC):
         return []
 
     # ---- prediction and evaluation --------------------------------------------------------------------------
+    def read_input(self, item: Any, nonfinite: str = "refuse") -> Any:
+        """One input for :meth:`predict` from a path (an object already read passes through): an image read with
+        ``medlens.io`` and checked for non-finite pixels by default (:func:`medlens.models.bundle.read_input`)."""
+        from medlens.models.bundle import read_input
+
+        return read_input(item, nonfinite)  # type: ignore[arg-type]
+
     @abstractmethod
     def predict(self, bundle: Bundle, images: Sequence[Image], *, tta: bool = False) -> list[Prediction]:
         """Predict each image (in its own geometry) with every member of ``bundle``."""

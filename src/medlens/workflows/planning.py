@@ -22,7 +22,7 @@ def make_plan(dataset: Dataset, overrides: list[str] | None = None) -> Plan:
 
     task = get_task(dataset.spec.task)
     task.check_dataset(dataset)
-    fingerprint = compute_fingerprint(dataset, task_part=task.fingerprint)
+    fingerprint = compute_fingerprint(dataset, task_part=task.fingerprint, max_images=task.fingerprint_images)
     plan = task.plan(fingerprint, has_gpu=torch.cuda.is_available())
     return apply_overrides(plan, overrides or [])
 

@@ -44,6 +44,7 @@ def _load_builtin() -> None:
         msd,
         pairs,
         table,
+        visits,
         voc,
         yolo,
     )
