@@ -63,6 +63,7 @@ def _register() -> None:
     from medlens.cli import (  # noqa: F401
         data_commands,
         deid_commands,
+        denoise_commands,
         detection_commands,
         explain_commands,
         image_commands,
@@ -79,6 +80,7 @@ def _register() -> None:
     deid_commands.register(app)
     serve_commands.register(app)
     pacs_commands.register(app)
+    denoise_commands.register(app)
 
 
 _register()
