@@ -70,9 +70,9 @@ def pneumonia(tmp_path_factory: pytest.TempPathFactory, medmnist_subset: Callabl
 
 @pytest.fixture(scope="module")
 def pneumonia_ae(pneumonia: Path) -> Path:
-    """A U-Net trained 30 steps against heavy Gaussian noise (an easy case to beat the noisy input)."""
+    """A U-Net trained 12 steps against heavy Gaussian noise (an easy case to beat the noisy input)."""
     out = pneumonia.parent / "ae"
-    train_denoiser(pneumonia, out, "gaussian:0.2", budget_minutes=2, max_steps=30, learning_rate=3e-3)
+    train_denoiser(pneumonia, out, "gaussian:0.2", budget_minutes=2, max_steps=12, learning_rate=3e-3)
     return out
 
 
@@ -162,3 +162,17 @@ def test_every_command_refuses_an_existing_output_without_overwrite(
         assert main(args) == 1
         assert "exists and is not empty" in capsys.readouterr().err
     assert (taken / "mine.txt").read_text() == "a user's file"
+
+
+def test_a_dicom_file_comes_back_as_dicom_with_its_geometry(
+    pneumonia_ae: Path, real_data: Callable[[str], Path], tmp_path: Path
+) -> None:
+    from medlens.io import read_image
+
+    source = real_data("dicom/pydicom_testdata/CT_small.dcm")
+    run = apply_denoiser(pneumonia_ae, [source], tmp_path / "out")
+    assert run.written == [(str(source), "CT_small")]
+    before, after = read_image(source), read_image(tmp_path / "out" / "CT_small")
+    assert after.array.shape == before.array.shape
+    np.testing.assert_allclose(after.affine, before.affine, atol=1e-3)
+    assert after.meta["modality"] == "CT" and not np.array_equal(after.array, before.array)
