@@ -70,9 +70,9 @@ def pneumonia(tmp_path_factory: pytest.TempPathFactory, medmnist_subset: Callabl
 
 @pytest.fixture(scope="module")
 def pneumonia_ae(pneumonia: Path) -> Path:
-    """A U-Net trained 12 steps against heavy Gaussian noise (an easy case to beat the noisy input)."""
+    """A U-Net trained 16 steps against heavy Gaussian noise (an easy case to beat the noisy input)."""
     out = pneumonia.parent / "ae"
-    train_denoiser(pneumonia, out, "gaussian:0.2", budget_minutes=2, max_steps=12, learning_rate=3e-3)
+    train_denoiser(pneumonia, out, "gaussian:0.2", budget_minutes=2, max_steps=16, learning_rate=3e-3)
     return out
 
 

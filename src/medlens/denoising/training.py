@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 #: the largest training patch per axis (whole 28x28 pictures; 32^3 blocks of a volume)
 MAX_PATCH = {2: 64, 3: 32}
 BATCH = {2: 32, 3: 4}
+#: the share of the run (steps or budget) over which the learning rate warms up
+WARMUP = 0.03
 
 
 def train_denoiser(
@@ -129,7 +131,7 @@ def _fit(
         if done >= 1.0:
             break
         for group in optimiser.param_groups:
-            group["lr"] = learning_rate * min(1.0, (step + 1) / 20) * 0.5 * (1 + math.cos(math.pi * done))
+            group["lr"] = learning_rate * min(1.0, max(done / WARMUP, 0.1)) * 0.5 * (1 + math.cos(math.pi * done))
         clean = _batch(images, patch, BATCH[dims], rng)
         noisy = add_noise(clean, spec)
         loss = torch.nn.functional.mse_loss(network(noisy), clean)
