@@ -176,3 +176,20 @@ def test_a_dicom_file_comes_back_as_dicom_with_its_geometry(
     assert after.array.shape == before.array.shape
     np.testing.assert_allclose(after.affine, before.affine, atol=1e-3)
     assert after.meta["modality"] == "CT" and not np.array_equal(after.array, before.array)
+
+
+def test_cli_autoencoder_model_limit_bm3d_and_overwrite(pneumonia: Path, pneumonia_ae: Path, tmp_path: Path) -> None:
+    ae, evaluation, out = tmp_path / "ae", tmp_path / "eval", tmp_path / "out"
+    assert main(["denoise", "train", str(pneumonia), "-o", str(ae), "--model", "autoencoder", "--max-steps", "2"]) == 0
+    assert json.loads((ae / "denoiser.json").read_text())["model"] == "autoencoder"
+    args = ["denoise", "evaluate", str(ae), "--dataset", str(pneumonia), "-o", str(evaluation)]
+    assert main([*args, "--limit", "2", "--bm3d"]) == 0
+    result = json.loads((evaluation / "denoise.json").read_text())
+    assert result["cases"] == 2 and result["bm3d"]["run"] is True and set(result["methods"]) == METHODS | {"bm3d"}
+    latent = result["latent"]  # a true bottleneck: fewer values than the input, and no note about skips
+    assert latent["compression_ratio"] > 1 and "note" not in latent
+    image = str(next((pneumonia / "images").glob("*.png")))
+    assert main(["denoise", "apply", str(pneumonia_ae), image, "-o", str(out)]) == 0
+    assert main(["denoise", "apply", str(pneumonia_ae), image, "-o", str(out)]) == 1  # refused
+    assert main(["denoise", "apply", str(pneumonia_ae), image, "-o", str(out), "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [".medlens", "denoised.csv", Path(image).name]
