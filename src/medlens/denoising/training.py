@@ -79,9 +79,9 @@ def train_denoiser(
         torch.manual_seed(seed)
         network = Denoiser(model, dims, channels)
         summary = _fit(network, images, spec, dims, budget_minutes, max_steps, learning_rate, seed, progress)
-        val = [i for i in read_split(dataset, ["val"]) if i.array.shape[0] == channels] if dataset.split("val") else []
-        if val:
-            summary |= _validation_psnr(network, val[:64], spec, seed)
+        val = read_split(dataset, ["val"], limit=64) if dataset.split("val") else []
+        if val and all(i.array.shape[0] == channels for i in val):
+            summary |= _validation_psnr(network, val, spec, seed)
         info = DenoiserInfo(model, dims, channels, str(spec), dataset.spec.name, summary)
         save_denoiser(tmp, info, network)
         log.info("denoiser trained: %s", summary)
