@@ -64,6 +64,7 @@ def _register() -> None:
         compression_commands,
         data_commands,
         deid_commands,
+        denoise_commands,
         detection_commands,
         explain_commands,
         image_commands,
@@ -83,6 +84,7 @@ def _register() -> None:
     pacs_commands.register(app)
     compression_commands.register(app)
     pretrain_commands.register(app)
+    denoise_commands.register(app)
 
 
 _register()
