@@ -70,6 +70,7 @@ def _register() -> None:
         pacs_commands,
         segmentation_commands,
         serve_commands,
+        synth_commands,
     )
 
     data_commands.register(app)
@@ -79,6 +80,7 @@ def _register() -> None:
     deid_commands.register(app)
     serve_commands.register(app)
     pacs_commands.register(app)
+    synth_commands.register(app)
 
 
 _register()
