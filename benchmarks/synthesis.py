@@ -65,15 +65,18 @@ def main() -> int:
         timings_file.write_text(json.dumps({"train_seconds": seconds, "train_command": " ".join(cmd[3:])}))
         return 0
     out_dir = WORK / f"evaluation_{args.model}"
-    cmd = [*MEDLENS, "synth", "evaluate", str(generator), "--real", str(dataset), "--out", str(out_dir),
-           "--n", str(args.n), "--steps", str(args.steps), "--budget", args.budget or "1.5m", "--overwrite"]  # fmt: skip
+    cmd = [*MEDLENS, "synth", "evaluate", str(generator), "--real", str(dataset), "--out", str(out_dir), "--n",
+           str(args.n), "--steps", str(args.steps), "--budget", args.budget or "1.5m", "--overwrite"]  # fmt: skip
     seconds = run(cmd)
     result = json.loads((out_dir / "synthesis.json").read_text())
     timings = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
     record = {
         "dataset": "pneumoniamnist (28x28; train 4708, val 524, test 624)",
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs shared with other helpers' work",
-        "generator_training": {"seconds": timings.get("train_seconds"), "command": "medlens " + timings.get("train_command", "")},
+        "generator_training": {
+            "seconds": timings.get("train_seconds"),
+            "command": "medlens " + timings.get("train_command", ""),
+        },
         "evaluation": {"seconds": seconds, "command": "medlens " + " ".join(cmd[3:])},
         "targets": {"tstr_auc": ">= 0.85", "aug_gain_auc": "positive, 95% interval excluding 0"},
         "met": {

@@ -124,7 +124,8 @@ def _numbers(value: object) -> list[float]:
 def test_evaluate_writes_every_figure(generator: Path, pneumonia_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "evaluation"
     args = ["-q", "synth", "evaluate", str(generator), "--real", str(pneumonia_run / "ds"), "--out", str(out),
-            "--real-run", str(pneumonia_run / "run"), "--n", "16", "--steps", "2", "--bootstrap", "200", *TINY_TRAIN]  # fmt: skip
+            "--real-run", str(pneumonia_run / "run"), "--n", "16", "--steps", "2", "--bootstrap", "200",
+            *TINY_TRAIN]  # fmt: skip
     assert main(args) == 0
     result = json.loads((out / "synthesis.json").read_text())
     for key in ("trtr_auc", "tstr_auc", "real_fraction_auc", "real_fraction_synthetic_auc", "aug_gain_auc"):
@@ -147,3 +148,20 @@ def test_evaluate_writes_every_figure(generator: Path, pneumonia_run: Path, tmp_
     assert all(c["distance"] < memorisation["near_copy_threshold"] for c in memorisation["near_copies"])
     assert (out / "samples.png").stat().st_size > 0
     assert not list(tmp_path.glob(".evaluation.*"))  # the working folder is gone
+
+
+@pytest.mark.parametrize("command", ["train", "sample", "evaluate"])
+def test_help_explains(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["synth", command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "Usage" in out and "--overwrite" in out and len(out.splitlines()) > 10
+
+
+def test_budget_parsing() -> None:
+    from medlens.cli.synth_commands import parse_minutes
+    from medlens.core.errors import ConfigError
+
+    assert [parse_minutes(t) for t in ("30m", "90s", "1h", "2.5")] == [30.0, 1.5, 60.0, 2.5]
+    for bad in ("soon", "0m", "-1"):
+        with pytest.raises(ConfigError):
+            parse_minutes(bad)

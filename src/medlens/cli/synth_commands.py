@@ -108,9 +108,11 @@ def evaluate_cmd(
     ),
     set_: list[str] = typer.Option([], "--set", help="Override a plan field of every classifier (key=value)."),
     real_run: Path | None = typer.Option(
-        None, "--real-run", help="A run already trained on the real dataset: used as the train-on-real classifier "
-        "and feature extractor, and its plan trains the others."
-    ),  # fmt: skip
+        None,
+        "--real-run",
+        help="A run already trained on the real dataset: used as the train-on-real classifier "
+        "and feature extractor, and its plan trains the others.",
+    ),
     steps: int = STEPS,
     guidance: float = GUIDANCE,
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the 95% intervals."),
@@ -141,7 +143,8 @@ def evaluate_cmd(
         value = entry["value"]
         console.print(f"{key}: {value:.3f}{interval}" if value is not None else f"{key}: -", highlight=False)
     console.print(
-        f"Fréchet distance {result['frechet_distance']:.3g} (held-out real: {result['frechet_distance_held_out_real']:.3g});"
+        f"Fréchet distance {result['frechet_distance']:.3g} (held-out real: "
+        f"{result['frechet_distance_held_out_real']:.3g});"
         f" precision {result['precision']:.3f}, recall {result['recall']:.3f}; nn_distance_ratio "
         f"{result['nn_distance_ratio']}; written to {out / 'synthesis.json'}",
         markup=False,
@@ -159,7 +162,7 @@ def parse_minutes(text: str) -> float:
 
     units = {"s": 1 / 60, "m": 1.0, "h": 60.0}
     value = text.strip().lower()
-    scale = units.get(value[-1:], None)
+    scale = units.get(value[-1:])
     number = value[:-1] if scale is not None else value
     try:
         minutes = float(number) * (scale or 1.0)

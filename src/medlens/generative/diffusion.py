@@ -159,6 +159,8 @@ def sample(
                 free = net(x, timesteps, class_labels=torch.full_like(y, n_classes))
                 eps = free + guidance * (eps - free)
             x, _ = scheduler.step(eps, int(t), x)
-            report(progress, "generating images", b * len(scheduler.timesteps) + i + 1, batches * len(scheduler.timesteps))
+            report(
+                progress, "generating images", b * len(scheduler.timesteps) + i + 1, batches * len(scheduler.timesteps)
+            )
         out[b * batch_size : b * batch_size + len(y)] = x.clamp(-1, 1)
     return out

@@ -87,7 +87,8 @@ def evaluate_synthesis(
 
     Example:
         >>> from medlens.generative.evaluation import evaluate_synthesis
-        >>> evaluate_synthesis("generators/pneumonia", "datasets/pneumonia", "evals/synthesis")["tstr_auc"]  # doctest: +SKIP
+        >>> result = evaluate_synthesis("generators/pneumonia", "datasets/pneumonia", "evals/synth")  # doctest: +SKIP
+        >>> result["tstr_auc"]  # doctest: +SKIP
         {'value': 0.91, 'ci95': [0.89, 0.93]}
     """
     if n < 2:
@@ -124,9 +125,7 @@ def _check_real(real: Dataset, generator: Generator) -> None:
     if real.spec.task != "classification" or real.spec.spatial_dims != 2:
         raise InputError(real.root, f"a {real.spec.spatial_dims}D {real.spec.task} dataset; need 2D classification")
     if real.spec.classes != generator.spec.classes:
-        raise InputError(
-            real.root, f"classes {real.spec.classes}; the generator makes {generator.spec.classes}"
-        )
+        raise InputError(real.root, f"classes {real.spec.classes}; the generator makes {generator.spec.classes}")
     for split in ("train", "val", "test"):
         if not real.split(split):
             raise InputError(real.root, f"no cases in the {split} split (train, val and test are all needed)")
@@ -203,9 +202,7 @@ def _evaluate(
             "overrides": extra,
             "label_fraction": label_fraction,
             "trained_here": sorted(datasets),
-            "cases": {
-                name: {s: len(d.split(s)) for s in ("train", "val")} for name, d in datasets.items()
-            },
+            "cases": {name: {s: len(d.split(s)) for s in ("train", "val")} for name, d in datasets.items()},
         },
     }
     result.update(_aucs(scores, y, test, n_bootstrap, seed))
@@ -251,8 +248,7 @@ def _derived(folder: Path, real: Dataset, cases: Sequence[Case], synthetic: Sequ
     for other in synthetic:
         roots.append(os.path.abspath(other.root))
         rows += [
-            replace(c, image=[os.path.abspath(p) for p in other.image_paths(c)], split="train")
-            for c in other.cases
+            replace(c, image=[os.path.abspath(p) for p in other.image_paths(c)], split="train") for c in other.cases
         ]
     spec = DatasetSpec(
         name=folder.name,
@@ -280,11 +276,15 @@ def _auc(probabilities: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.nd
 
     if probabilities.shape[1] == 2:
         return weighted_roc_auc(probabilities[:, 1], (y == 1).astype(np.int64), weights)
-    per_class = [weighted_roc_auc(probabilities[:, k], (y == k).astype(np.int64), weights) for k in range(probabilities.shape[1])]
+    per_class = [
+        weighted_roc_auc(probabilities[:, k], (y == k).astype(np.int64), weights) for k in range(probabilities.shape[1])
+    ]
     return np.nanmean(np.stack(per_class), axis=0)
 
 
-def _aucs(scores: dict[str, np.ndarray], y: np.ndarray, test: Sequence[Case], n_bootstrap: int, seed: int) -> dict[str, Any]:
+def _aucs(
+    scores: dict[str, np.ndarray], y: np.ndarray, test: Sequence[Case], n_bootstrap: int, seed: int
+) -> dict[str, Any]:
     from medlens.metrics.bootstrap import bootstrap_method, group_index, interval_entry, resample_weights
 
     groups = group_index([c.patient_id for c in test])

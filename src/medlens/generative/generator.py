@@ -44,7 +44,9 @@ class Generator:
             ConfigError: naming the classes there are.
         """
         if name not in self.spec.classes:
-            raise ConfigError("--class", f"{name!r} is not one of the generator's classes ({', '.join(self.spec.classes)})")
+            raise ConfigError(
+                "--class", f"{name!r} is not one of the generator's classes ({', '.join(self.spec.classes)})"
+            )
         return self.spec.classes.index(name)
 
     def generate(
@@ -112,5 +114,7 @@ def load_generator(folder: str | Path) -> Generator:
         state = load_file(str(root / WEIGHTS_FILE))
         net.load_state_dict(state)
     except (SafetensorError, OSError, RuntimeError) as exc:
-        raise InputError(root / WEIGHTS_FILE, f"weights do not fit the generator ({one_line(str(exc))[:300]})") from None
+        raise InputError(
+            root / WEIGHTS_FILE, f"weights do not fit the generator ({one_line(str(exc))[:300]})"
+        ) from None
     return Generator(root=root, spec=spec, net=net.eval())

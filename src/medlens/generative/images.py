@@ -68,7 +68,9 @@ def write_image(folder: Path, name: str, unit: np.ndarray, intensity: tuple[floa
     import nibabel as nib
 
     volume = np.moveaxis(values.astype(np.float32), 0, -1)[:, :, None, :]  # (H, W, 1, C)
-    nib.save(nib.Nifti1Image(volume[..., 0] if unit.shape[0] == 1 else volume, np.eye(4)), str(folder / f"{name}.nii.gz"))
+    nib.save(
+        nib.Nifti1Image(volume[..., 0] if unit.shape[0] == 1 else volume, np.eye(4)), str(folder / f"{name}.nii.gz")
+    )
     return f"{name}.nii.gz"
 
 

@@ -127,7 +127,9 @@ def train_generator(
         generator = Generator(root=tmp, spec=spec, net=net)
         labels = [k for k in range(n_classes) for _ in range(GRID_PER_CLASS)]
         pictures = generator.generate(labels, steps=preview_steps, seed=seed)
-        rows = [(name, pictures[labels.index(k) : labels.index(k) + GRID_PER_CLASS]) for k, name in enumerate(spec.classes)]
+        rows = [
+            (name, pictures[labels.index(k) : labels.index(k) + GRID_PER_CLASS]) for k, name in enumerate(spec.classes)
+        ]
         (tmp / SAMPLES_FILE).write_bytes(grid_png(rows, f"{model}, {stats['steps']} steps"))
     log.info("trained a %s generator for %d steps (%.0f s) into %s", model, stats["steps"], stats["seconds"], out)
     return Generator(root=Path(out), spec=spec, net=net)
