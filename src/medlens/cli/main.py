@@ -73,6 +73,7 @@ def _register() -> None:
         pretrain_commands,
         segmentation_commands,
         serve_commands,
+        synth_commands,
     )
 
     data_commands.register(app)
@@ -85,6 +86,7 @@ def _register() -> None:
     compression_commands.register(app)
     pretrain_commands.register(app)
     denoise_commands.register(app)
+    synth_commands.register(app)
 
 
 _register()
