@@ -53,7 +53,14 @@ def run_arm(arm: str, work: Path, budget: float) -> None:
         if main(["-q", "import", "medmnist", str(archive), "--out", str(dataset_dir)]) != 0:
             sys.exit("import failed")
     start = time.monotonic()
-    summary = train(dataset_dir, work / arm, budget_minutes=budget, seeds=SEEDS, overrides=["train.explain_images=0", *ARMS[arm]], overwrite=True)
+    summary = train(
+        dataset_dir,
+        work / arm,
+        budget_minutes=budget,
+        seeds=SEEDS,
+        overrides=["train.explain_images=0", *ARMS[arm]],
+        overwrite=True,
+    )
     wall = time.monotonic() - start
     dataset = load_dataset(dataset_dir)
     cases = dataset.split("test")
