@@ -102,8 +102,8 @@ def main() -> int:
             "int8_throughput_ratio": int8["throughput_ratio"] >= 2,
             f"int8_{check.metric}_drop": -int8[f"{check.metric}_change"] <= 0.01,
         },
-        "machine": f"{platform.node()} {os.cpu_count()} cores, one ONNX Runtime thread per graph, other helpers' work "
-        "running at the same time",
+        "machine": f"{platform.node()} {os.cpu_count()} cores, one ONNX Runtime thread per graph (what else ran: "
+        "BENCHMARKS.md)",
         "command": f".venv/bin/python benchmarks/compression.py --part {args.part} --run {args.run} --ratio "
         f"{args.ratio:g} --finetune-budget {args.finetune_budget}",
     }

@@ -84,7 +84,7 @@ def main() -> int:
         "auc_student_minus_teacher": difference,
         "target": "student test AUC within 0.01 of the ensemble's, with >= 3x fewer FLOPs",
         "met": bool(difference >= -0.01 and made["flops_ratio"] >= 3 - 1e-9),
-        "machine": f"{platform.node()} {os.cpu_count()} cores, other helpers' work running at the same time",
+        "machine": f"{platform.node()} {os.cpu_count()} cores (what else ran: BENCHMARKS.md)",
         "command": f".venv/bin/python benchmarks/distillation.py --teacher-budget {args.teacher_budget} "
         f"--student-budget {args.student_budget}" + (f" --student {args.student}" if args.student else ""),
     }

@@ -88,7 +88,7 @@ def main() -> int:
         "model": "monai_resnet10 widen 0.125, stem stride 2 (GroupNorm when private)",
         "rows": rows,
         "target": TARGET,
-        "machine": f"{platform.node()} {os.cpu_count()} cores, shared with other helpers' work",
+        "machine": f"{platform.node()} {os.cpu_count()} cores (what else ran: BENCHMARKS.md)",
         "command": f".venv/bin/python benchmarks/privacy.py --epsilons {' '.join(args.epsilons)} --seeds {args.seeds} "
         f"--epochs {args.epochs} --batch-size {args.batch_size}",
     }

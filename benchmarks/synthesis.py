@@ -72,7 +72,7 @@ def main() -> int:
     timings = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
     record = {
         "dataset": "pneumoniamnist (28x28; train 4708, val 524, test 624)",
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs shared with other helpers' work",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (what else ran: BENCHMARKS.md)",
         "generator_training": {
             "seconds": timings.get("train_seconds"),
             "command": "medlens " + timings.get("train_command", ""),
