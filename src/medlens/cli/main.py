@@ -137,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(stop, handler)
 
 
+_USAGE_ERRORS: tuple[type[Exception], ...] = (
+    click.ClickException,
+    *filter(None, [getattr(typer, "TyperException", None)]),  # only typer versions with their own click have it
+)
+
+
 def _run(args: list[str], debug: bool) -> int:
     try:
         # without standalone mode Typer returns a command's exit code (typer.Exit: --strict) instead of raising it,
@@ -144,12 +150,13 @@ def _run(args: list[str], debug: bool) -> int:
         code = app(args=args, standalone_mode=False, prog_name="medlens")
         if code == 130:
             raise KeyboardInterrupt
-    # typer 0.29 runs its own copy of click (typer._click): its exceptions are typer's, not the click package's
+    # typer >= 0.22 runs its own copy of click (typer._click) whose exceptions are typer's, not the click package's;
+    # the pinned 0.20 (what flwr accepts) raises click's own: both are caught
     except (click.exceptions.Exit, typer.Exit) as exc:
         return int(exc.exit_code or 0)
     except (click.exceptions.Abort, typer.Abort):
         raise KeyboardInterrupt from None
-    except (click.ClickException, typer.TyperException) as exc:  # usage errors: click's message and usage line
+    except _USAGE_ERRORS as exc:  # usage errors: click's message and usage line
         if not hasattr(exc, "show"):
             raise
         exc.show()
