@@ -70,9 +70,24 @@ def test_class_option_is_honoured(generator: Path, tmp_path: Path, capsys: pytes
     args = ["-q", "synth", "sample", str(generator), "--n", "5", "--steps", "2", "--class", "pneumonia"]
     assert main([*args, "--out", str(out)]) == 0
     assert [c.target for c in load_dataset(out).cases] == ["1"] * 5
-    assert main([*args[:-1], "tumour", "--out", str(tmp_path / "other")]) == 1
+    assert main([*args[:-1], "tumour", "-o", str(tmp_path / "other")]) == 1
     assert "'tumour' is not one of the generator's classes (normal, pneumonia)" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()
+
+
+def test_seed_repeats_and_guidance_changes_the_samples(generator: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    def pictures(out: Path) -> np.ndarray:
+        dataset = load_dataset(out)
+        return np.stack([np.asarray(Image.open(dataset.image_paths(c)[0])) for c in dataset.cases])
+
+    args = ["-q", "synth", "sample", str(generator), "--n", "4", "--steps", "2", "--class", "normal"]
+    for name, extra in {"a": ["--seed", "5"], "b": ["--seed", "5"], "c": ["--seed", "6"], "d": ["--seed", "5",
+                        "--guidance", "3"]}.items():  # fmt: skip
+        assert main([*args, *extra, "-o", str(tmp_path / name)]) == 0
+    a, b, c, d = (pictures(tmp_path / name) for name in "abcd")
+    assert np.array_equal(a, b) and not np.array_equal(a, c) and not np.array_equal(a, d)
 
 
 def test_gan_trains_and_samples_each_class(generator: Path, tmp_path: Path) -> None:
@@ -125,7 +140,7 @@ def test_evaluate_writes_every_figure(generator: Path, pneumonia_run: Path, tmp_
     out = tmp_path / "evaluation"
     args = ["-q", "synth", "evaluate", str(generator), "--real", str(pneumonia_run / "ds"), "--out", str(out),
             "--real-run", str(pneumonia_run / "run"), "--n", "16", "--steps", "2", "--bootstrap", "200",
-            *TINY_TRAIN]  # fmt: skip
+            "--label-fraction", "0.2", "--guidance", "1.5", *TINY_TRAIN]  # fmt: skip
     assert main(args) == 0
     result = json.loads((out / "synthesis.json").read_text())
     for key in ("trtr_auc", "tstr_auc", "real_fraction_auc", "real_fraction_synthetic_auc", "aug_gain_auc"):
@@ -140,8 +155,9 @@ def test_evaluate_writes_every_figure(generator: Path, pneumonia_run: Path, tmp_
     )
     assert "penultimate layer" in result["features"]["what"]
     assert result["classifiers"]["trained_here"] == ["real_fraction", "real_fraction_synthetic", "tstr"]
-    assert result["classifiers"]["cases"]["real_fraction"] == {"train": 8, "val": 4}  # 10% of 80/40, per class
-    assert result["classifiers"]["cases"]["real_fraction_synthetic"]["train"] == 8 + 16
+    assert result["classifiers"]["cases"]["real_fraction"] == {"train": 16, "val": 8}  # 20% of 80/40, per class
+    assert result["classifiers"]["cases"]["real_fraction_synthetic"]["train"] == 16 + 16
+    assert result["classifiers"]["label_fraction"] == 0.2 and result["synthetic"]["guidance"] == 1.5
     assert all(math.isfinite(x) for x in _numbers(result))
     memorisation = result["memorisation"]
     assert memorisation["nn_distance_ratio"] == result["nn_distance_ratio"]

@@ -59,8 +59,11 @@ def test_distill_writes_a_smaller_student_that_tracks_its_teacher(
     assert spearmanr(want, got).statistic > 0.5  # an untrained student ranks the 40 test cases at random (about 0)
     capsys.readouterr()
     assert main(args) == 1 and "not empty" in capsys.readouterr().err  # no overwrite without --overwrite
-    assert main(["-q", *args, "--overwrite", "--student", "monai_resnet10", "--set", "model.kwargs.widen_factor=0.125",
-                 "--set", "train.max_epochs=1"]) == 0  # fmt: skip
+    short = ["-o" if a == "--out" else a for a in args]  # -o is --out
+    assert main(["-q", *short, "--overwrite", "--student", "monai_resnet10", "--set", "model.kwargs.widen_factor=0.125",
+                 "--set", "train.max_epochs=1", "--temperature", "2", "--soft-weight", "0.5"]) == 0  # fmt: skip
+    assert load_bundle(out).info["made_from"]["temperature"] == 2
+    assert load_bundle(out).info["made_from"]["soft_weight"] == 0.5
     chosen = load_bundle(out).plan.model
     assert chosen.name == "monai_resnet10" and chosen.kwargs["widen_factor"] == 0.125
     assert chosen.kwargs["stem_stride"] == 1  # the teacher's stem, kept
@@ -193,3 +196,11 @@ def test_a_task_without_distillation_says_so_in_one_line() -> None:
 def test_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([command, "--help"]) == 0
     assert "--overwrite" in capsys.readouterr().out
+
+
+def test_prune_into_a_users_folder_is_refused(pneumonia_run: Path, tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    assert main(["-q", "prune", str(pneumonia_run / "run"), "-o", str(mine)]) == 1
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"] and (mine / "notes.txt").read_text() == "keep"
