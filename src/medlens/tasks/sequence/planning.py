@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from medlens.tasks.sequence.config import Feature, SequenceOptions, SequencePlan
+from medlens.tasks.sequence.config import Feature, ImageColumn, SequenceOptions, SequencePlan
 from medlens.training.plan import AugmentPlan, DataPlan, ModelPlan, OptimPlan, TrainPlan
 
 
@@ -22,6 +22,12 @@ def plan_sequence(fingerprint: dict[str, Any], *, has_gpu: bool = False) -> Sequ
         f"up to {max_visits} visits per subject (the most a training subject has; the last ones are kept beyond)",
         "network: a 2-layer transformer encoder over visits (width 32, 4 heads, learned visit-position embedding, "
         "padding masked) and attention pooling over the subject's real visits; small because the table is small",
+    ]
+    images = [ImageColumn.model_validate(i) for i in seq.get("images", [])]
+    notes += [
+        f"image column {i.column!r}: each visit's image embedded at import by a frozen encoder into {i.dim} number "
+        f"features ({i.description}), standardised like the other numbers and read by the baselines too"
+        for i in images
     ]
     batch = 16 if n_train < 400 else 64
     notes.append(f"batch {batch} for {n_train} training subjects; AdamW lr 1e-3, weight decay 1e-2, up to 100 epochs")
@@ -45,6 +51,7 @@ def plan_sequence(fingerprint: dict[str, Any], *, has_gpu: bool = False) -> Sequ
             order_kind=seq.get("order_kind", "number"),
             target=seq["target"],
             features=features,
+            images=images,
             max_visits=max_visits,
         ),
         notes=notes,
