@@ -121,7 +121,50 @@ def test_predictions_follow_the_images_and_the_baselines_read_them(image_run: Pa
     assert main(["-q", "evaluate", str(image_run / "run"), "--out", str(image_run / "eval"), "--bootstrap", "50"]) == 0
     metrics = json.loads((image_run / "eval" / "metrics.json").read_text())
     assert set(metrics["baselines"]) == {"logistic_regression", "gradient_boosting"}
-    assert "ci95" in metrics["auc"]
+    assert "ci95" in metrics["auc"] and metrics["image_embeddings"][0]["dim"] == bundle.plan.sequence.images[0].dim  # type: ignore[attr-defined]
+    # the baselines read the last visit as the model reads visits: embeddings included
+    from medlens.tasks.sequence.table import encode_subjects, last_visits
+
+    x, mask, _ = encode_subjects(dataset_visits(load_dataset(image_run / "ds")), bundle.plan.sequence)  # type: ignore[attr-defined]
+    assert last_visits(x, mask).shape[1] == bundle.plan.data.input_size[1]
+
+
+def test_an_encoder_whose_weights_changed_is_refused(image_run: Path) -> None:
+    from medlens.core.errors import InputError
+    from medlens.tasks import load_bundle
+    from medlens.tasks.sequence.prediction import frozen_encoder
+
+    image = load_bundle(image_run / "run").plan.sequence.images[0]  # type: ignore[attr-defined]
+    assert frozen_encoder(image).digest == image.digest
+    with pytest.raises(InputError, match="weights changed"):
+        frozen_encoder(image.model_copy(update={"digest": "0" * 64}))
+
+
+def test_a_pretrain_folder_is_an_encoder_too(visits_with_images: Path, tmp_path: Path) -> None:
+    """``medlens pretrain`` on the table's own images (1 epoch): its encoder embeds every visit at import."""
+    from medlens.core.errors import InputError
+    from medlens.data.importers.visits import import_visits
+    from medlens.models.image_encoder import load_encoder
+
+    images = visits_with_images.parent / "images"
+    assert (
+        main(["-q", "pretrain", str(images), "--out", str(tmp_path / "pre"), "--epochs", "1", "--batch-size", "16"])
+        == 0
+    )
+    encoder = load_encoder(tmp_path / "pre")
+    assert encoder.kind == "pretrain" and encoder.dim == yaml_of(tmp_path / "pre")["backbone"]["embedding_size"]
+    dataset = import_visits(visits_with_images, tmp_path / "ds", subject_column="subject", order_column="visit",
+                            target_column="finding", images=["xray"], encoder=tmp_path / "pre")  # fmt: skip
+    features = json.loads(dataset.spec.source["features"])
+    assert [f for f in features if f.startswith("xray:")] == [f"xray:e{k:03d}" for k in range(encoder.dim)]
+    with pytest.raises(InputError, match="does not name its network"):
+        load_encoder(tmp_path / "pre" / "encoder.safetensors")
+
+
+def yaml_of(folder: Path) -> dict:  # type: ignore[type-arg]
+    import yaml
+
+    return yaml.safe_load((folder / "pretrain.yaml").read_text())
 
 
 def test_a_missing_image_is_named_and_nothing_is_written(

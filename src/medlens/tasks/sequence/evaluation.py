@@ -123,6 +123,12 @@ def evaluate(
         "GradientBoostingClassifier)",
         "bootstrap": {"unit": "subject", "n_units": len(cases), "n_resamples": n_bootstrap, "paired": True},
     }
+    images = bundle.plan.sequence.images  # type: ignore[attr-defined]
+    if images:  # the model and the baselines read each visit's image embedding with its measurements
+        metrics["image_embeddings"] = [
+            {"column": i.column, "dim": i.dim, "encoder": i.encoder, "digest": i.digest, "description": i.description}
+            for i in images
+        ]
     write_table(folder / "predictions.csv", [
         p.table_row() | {"truth": bundle.class_names[t], "logistic_regression": round(float(lr), 6),
                          "gradient_boosting": round(float(gb), 6)}
@@ -150,6 +156,10 @@ def evaluate(
     summary = [
         f"Transformer AUC {shown['model']}; on the last visit, logistic regression {shown['logistic_regression']}, "
         f"gradient boosting {shown['gradient_boosting']}."
+    ] + [
+        f"Each visit's image of column {i.column!r} is read as {i.dim} embedding features ({i.description}), by "
+        "the transformer and the baselines alike."
+        for i in images
     ]
     write_report(folder, title, summary, sections)
     return metrics
