@@ -4,7 +4,9 @@ with attention over visits, measured against logistic regression and gradient bo
 Modules: :mod:`.config` (the plan section), :mod:`.table` (reading and encoding visits), :mod:`.planning`,
 :mod:`.module` (network and training step), :mod:`.training` (data), :mod:`.prediction`, :mod:`.evaluation`
 (with the baselines), :mod:`.report`. A dataset comes from ``medlens import table --task sequence``
-(:mod:`medlens.data.importers.visits`); prediction reads a CSV of visits with the same columns.
+(:mod:`medlens.data.importers.visits`); prediction reads a CSV of visits with the same columns. A column of images
+(``--images COLUMN --encoder RUN``) is read as embedding features made at import by a frozen encoder
+(:mod:`medlens.models.image_encoder`; ``plan.sequence.images``), made again from the images at prediction.
 
 ONNX export (:mod:`.export`) packs the visits and their mask into one input.
 """
