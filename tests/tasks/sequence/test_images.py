@@ -129,6 +129,15 @@ def test_predictions_follow_the_images_and_the_baselines_read_them(image_run: Pa
     assert last_visits(x, mask).shape[1] == bundle.plan.data.input_size[1]
 
 
+def test_a_dataset_without_the_models_embeddings_is_refused_by_evaluate(image_run: Path) -> None:
+    from medlens.core.errors import InputError
+    from medlens.workflows.evaluation import evaluate
+
+    with pytest.raises(InputError, match=r"image column 'xray' not embedded.*--images xray --encoder"):
+        evaluate(image_run / "run", image_run / "refused", dataset=image_run / "ds_tabular", n_bootstrap=0)
+    assert not (image_run / "refused").exists()
+
+
 def test_an_encoder_whose_weights_changed_is_refused(image_run: Path) -> None:
     from medlens.core.errors import InputError
     from medlens.tasks import load_bundle

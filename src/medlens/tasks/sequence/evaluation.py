@@ -51,6 +51,26 @@ def baseline_scores(bundle: Bundle, dataset: Dataset, test: Sequence[Case], seed
     }
 
 
+def check_embeddings(bundle: Bundle, dataset: Dataset) -> None:
+    """Refuse a dataset whose image columns were embedded by other weights than the model learned from.
+
+    Raises:
+        InputError: naming the dataset's ``dataset.yaml`` and the column.
+    """
+    import json
+
+    from medlens.core.errors import InputError
+
+    made = json.loads(dataset.spec.source.get("images", "{}"))
+    for image in bundle.plan.sequence.images:  # type: ignore[attr-defined]
+        digest = made.get(image.column, {}).get("digest")
+        if digest != image.digest:
+            how = "not embedded" if digest is None else f"embedded by other weights (SHA-256 {digest[:12]}...)"
+            raise InputError(dataset.root / "dataset.yaml", f"image column {image.column!r} {how}; the model read "
+                             f"embeddings of {image.encoder} (SHA-256 {image.digest[:12]}...): import with --images "
+                             f"{image.column} --encoder {image.encoder}")  # fmt: skip
+
+
 def auc_entries(
     scores: dict[str, np.ndarray], target: np.ndarray, n_bootstrap: int, seed: int = 0
 ) -> dict[str, dict[str, Any]]:
@@ -89,6 +109,7 @@ def evaluate(
 
     if subgroups is not None:
         raise ConfigError("--by", "the sequence task does not measure subgroups yet")
+    check_embeddings(bundle, dataset)
     cases = list(cases)
     report_progress(progress, "predicting", 0, len(cases))
     predictions = [
