@@ -139,6 +139,19 @@ def import_table_cmd(
         help="sequence: comma-separated target value(s) of the positive class (default: the one value that reads as "
         "the absence of the condition, e.g. Nondemented, is negative; all others positive).",
     ),
+    images: str = typer.Option(
+        "",
+        "--images",
+        help="sequence: comma-separated column(s) of image paths (PNG, DICOM, NIfTI...; relative to the table's "
+        "folder or absolute): each visit's image becomes embedding features by --encoder, computed once and kept in "
+        "the dataset's visits.csv. Every visit needs its image (a missing one is an error naming it).",
+    ),
+    encoder: Path | None = typer.Option(
+        None,
+        "--encoder",
+        help="sequence with --images: the frozen image encoder, a medlens classification or regression run (its "
+        "network's penultimate features) or a 'medlens pretrain' folder. No default: medlens downloads none.",
+    ),
     image_column: str = typer.Option("image", help="classification/regression: column of image paths."),
     patient_column: str = typer.Option("patient_id", help="classification/regression: column of patient IDs."),
     val_fraction: float = VAL,
@@ -150,27 +163,36 @@ def import_table_cmd(
 
     With --task sequence each subject becomes one case (its visits in order); the split is by subject, stratified
     by outcome; identifiers, constant columns and columns that alone separate the outcome (AUC >= 0.95 on the
-    training subjects, e.g. OASIS-2's CDR) are excluded and recorded in dataset.yaml.
+    training subjects, e.g. OASIS-2's CDR) are excluded and recorded in dataset.yaml. With --images COLUMN
+    --encoder RUN each visit's image joins its measurements as embedding features (the transformer and the
+    last-visit baselines alike).
     """
+    from medlens.cli.progress import progress_bars
     from medlens.data.importers import get_importer
 
     if task == "sequence":  # the importer of visit tables; every other task is the image table's
         if not subject or not order:
             raise typer.BadParameter("--task sequence needs --subject and --order")
-        dataset = get_importer("visits")(
-            table,
-            out,
-            subject_column=subject,
-            order_column=order,
-            target_column=target,
-            exclude=[c.strip() for c in exclude.split(",") if c.strip()],
-            positive=[c.strip() for c in positive.split(",") if c.strip()],
-            val_fraction=val_fraction,
-            test_fraction=test_fraction,
-            seed=seed,
-            overwrite=overwrite,
-        )
+        with progress_bars() as progress:
+            dataset = get_importer("visits")(
+                table,
+                out,
+                subject_column=subject,
+                order_column=order,
+                target_column=target,
+                exclude=[c.strip() for c in exclude.split(",") if c.strip()],
+                positive=[c.strip() for c in positive.split(",") if c.strip()],
+                val_fraction=val_fraction,
+                test_fraction=test_fraction,
+                seed=seed,
+                images=[c.strip() for c in images.split(",") if c.strip()],
+                encoder=encoder,
+                overwrite=overwrite,
+                progress=progress,
+            )
     else:
+        if images or encoder is not None:
+            raise typer.BadParameter("--images and --encoder are for --task sequence")
         if task not in ("classification", "regression"):
             raise typer.BadParameter(f"--task {task!r}: classification, regression or sequence")
         dataset = get_importer("csv")(

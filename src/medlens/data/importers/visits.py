@@ -15,6 +15,16 @@ The rules, each recorded in ``dataset.yaml`` (``source``) so that a dataset says
   defines dementia). Numbers are standardised and text one-hot encoded by the task on the training split.
 - **Split.** By subject (no subject in two splits), stratified by outcome, seeded.
 
+- **Images.** A column of image paths (PNG, JPEG, TIFF, DICOM, NIfTI; relative to the table's folder, or absolute)
+  is used only when named in ``images``, with an ``encoder`` (:mod:`medlens.models.image_encoder`: a medlens
+  classification or regression run, whose network's penultimate features are used, or a ``medlens pretrain``
+  folder). There is no default encoder: medlens downloads none, and a network that never saw this kind of image
+  gives features that mean nothing here. Each visit's image becomes ``dim`` number features ``COLUMN:e000`` ...,
+  computed once here and kept in ``visits.csv`` (with the image's absolute path), so planning, training, the
+  baselines and evaluation read them like any measurement; ``source.images`` records the encoder (path, SHA-256 of
+  its weights, size). Every visit must have its image: an empty cell or a missing file is an error naming the line
+  or the file. A column not named in ``images`` whose values are all image file names is left out, saying so.
+
 The dataset folder holds ``visits.csv`` (the subject, order and feature columns of every visit) beside the
 manifest, so that it is whole in itself; each case's ``image`` names that file.
 """
@@ -34,6 +44,7 @@ import numpy as np
 
 from medlens.core.errors import ConfigError, InputError
 from medlens.core.outputs import output_folder, write_table
+from medlens.core.progress import ProgressFn
 from medlens.data.dataset import Case, Dataset, DatasetSpec, load_dataset, read_csv_table, write_dataset
 from medlens.data.importers import register_importer
 from medlens.data.splits import assign_splits
@@ -59,7 +70,10 @@ def import_visits(
     val_fraction: float = 0.1,
     test_fraction: float = 0.2,
     seed: int = 0,
+    images: Sequence[str] = (),
+    encoder: str | Path | None = None,
     overwrite: bool = False,
+    progress: ProgressFn | None = None,
 ) -> Dataset:
     """Import a CSV of visits into a ``sequence`` dataset (one case per subject; see the module's rules).
 
@@ -75,7 +89,10 @@ def import_visits(
         val_fraction: share of subjects for validation.
         test_fraction: share of subjects for testing.
         seed: seed of the split.
+        images: columns of image paths, each visit's image turned into embedding features by ``encoder``.
+        encoder: the frozen image encoder for ``images`` (a medlens run or bundle, or a pretrain folder).
         overwrite: replace an existing dataset folder that medlens made.
+        progress: called as images are embedded.
     """
     table = Path(table)
     if not table.is_file():
@@ -83,7 +100,13 @@ def import_visits(
     header, numbered = read_csv_table(table)
     if not numbered:
         raise InputError(table, "no rows")
-    for column in (subject_column, order_column, target_column, *exclude):
+    if images and encoder is None:
+        raise ConfigError(
+            "--encoder",
+            "--images needs an image encoder: a medlens classification or regression run trained on such images, "
+            "or a 'medlens pretrain' folder (medlens downloads none)",
+        )
+    for column in (subject_column, order_column, target_column, *exclude, *images):
         if column not in header:
             raise InputError(table, f"no column {column!r} (columns: {', '.join(header)})")
     by_subject: dict[str, list[tuple[int, dict[str, str]]]] = defaultdict(list)
@@ -119,11 +142,23 @@ def import_visits(
     assign_splits(cases, [c.target for c in cases], val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
     train_last = {c.case_id: by_subject[c.case_id][-1][1] for c in cases if c.split == "train"}
     train_y = np.array([int(c.target) for c in cases if c.split == "train"])
-    candidates = [c for c in header if c and c not in {subject_column, order_column, target_column, *exclude}]
+    skip = {subject_column, order_column, target_column, *exclude, *images}
+    candidates = [c for c in header if c and c not in skip]
     features, excluded = choose_features(candidates, [r for _, r in numbered], list(train_last.values()), train_y,
                                          leak_auc)  # fmt: skip
     excluded = {subject_column: "the subject", order_column: "the visit order (encoded as the visit's position)",
                 target_column: "the target"} | {c: "excluded by the user" for c in exclude} | excluded  # fmt: skip
+    embedded: dict[str, dict[str, Any]] = {}
+    if images:
+        from medlens.models.image_encoder import load_encoder
+
+        image_encoder = load_encoder(encoder)  # type: ignore[arg-type]
+        for column in images:
+            names, paths = embed_column(table, numbered, column, image_encoder, progress)
+            features += [{"name": n, "kind": "number"} for n in names]
+            embedded[column] = image_encoder.record() | {"features": names}
+            log.info("column %r: %d images embedded into %d features by %s", column, len(paths), len(names),
+                     image_encoder.description)  # fmt: skip
     if not features:
         raise InputError(table, f"no column is left to learn from (excluded: {', '.join(excluded)})")
     source = {
@@ -140,9 +175,11 @@ def import_visits(
         "feature_kinds": json.dumps({f["name"]: f["kind"] for f in features}),
         "excluded": json.dumps(excluded),
     }
+    if embedded:
+        source["images"] = json.dumps(embedded)
     spec = DatasetSpec(name=table.stem, task="sequence", spatial_dims=2, modality="OT", channels=["visits"],
                        classes=classes, source=source)  # fmt: skip
-    kept = [subject_column, order_column, *(f["name"] for f in features)]
+    kept = [subject_column, order_column, *images, *(f["name"] for f in features)]
     rows = [{c: row[c] for c in kept} for visits in by_subject.values() for _, row in visits]
     with output_folder(Path(out), kind="dataset", overwrite=overwrite, inputs=[("input", table)]) as tmp:
         write_table(tmp / VISITS_FILE, rows)
@@ -167,7 +204,12 @@ def choose_features(
         distinct = set(present)
         numbers = [_number(t) for t in present]
         kind = "number" if present and all(n is not None for n in numbers) else "category"
-        if len(distinct) < 2:
+        if present and kind == "category" and all(looks_like_image(t) for t in distinct):
+            excluded[column] = f"holds image paths: give --images {column!r} --encoder RUN to use them as image " \
+                               "embeddings"  # fmt: skip
+            log.warning("column %r holds image paths; it is not used (give --images and --encoder to embed them)",
+                        column)  # fmt: skip
+        elif len(distinct) < 2:
             excluded[column] = "one value or none"
         elif kind == "category" and len(distinct) > len(rows) / 2:
             excluded[column] = f"identifies rows ({len(distinct)} distinct values in {len(rows)} rows)"
@@ -181,6 +223,52 @@ def choose_features(
             else:
                 features.append({"name": column, "kind": kind})
     return features, excluded
+
+
+def looks_like_image(text: str) -> bool:
+    """True when ``text`` is named like an image file medlens reads (by its suffix: PNG, JPEG, TIFF, DICOM, NIfTI)."""
+    from medlens.data.sources import IMAGE_SUFFIXES
+
+    name = text.strip().lower()
+    return name.endswith(".nii.gz") or Path(name).suffix in IMAGE_SUFFIXES
+
+
+def image_path(table: Path, text: str) -> Path:
+    """An image path as written in a table: absolute, or relative to the table's folder."""
+    path = Path(text.strip()).expanduser()
+    return path if path.is_absolute() else table.parent / path
+
+
+def embed_column(
+    table: Path, numbered: list[tuple[int, dict[str, str]]], column: str, encoder: Any, progress: ProgressFn | None
+) -> tuple[list[str], list[Path]]:
+    """Embed every row's image of ``column`` (rows changed in place: the image's absolute path, and one number
+    column per embedding dimension, ``COLUMN:e000``...); the feature names and the image paths.
+
+    Raises:
+        InputError: naming the line of a row without an image, or the image file that is missing.
+    """
+    paths = []
+    for line, row in numbered:
+        text = (row[column] or "").strip()
+        if not text:
+            raise InputError(table, f"line {line}: no image in column {column!r} (each visit needs its image: drop "
+                             "the visit, or leave the column out of --images)")  # fmt: skip
+        path = image_path(table, text)
+        if not path.exists():
+            raise InputError(path, f"image not found (line {line} of {table.name}, column {column!r})")
+        paths.append(path)
+    vectors = encoder.embed(paths, progress)
+    names = embedding_names(column, vectors.shape[1])
+    for (_, row), path, vector in zip(numbered, paths, vectors, strict=True):
+        row[column] = str(path.resolve())
+        row.update({n: format(float(v), ".6g") for n, v in zip(names, vector, strict=True)})
+    return names, paths
+
+
+def embedding_names(column: str, dim: int) -> list[str]:
+    """The feature names of an image column's embedding: ``COLUMN:e000``, ``COLUMN:e001``, ..."""
+    return [f"{column}:e{k:03d}" for k in range(dim)]
 
 
 def _alone_auc(texts: list[str], y: np.ndarray, kind: str) -> float | None:

@@ -4,7 +4,9 @@ with attention over visits, measured against logistic regression and gradient bo
 Modules: :mod:`.config` (the plan section), :mod:`.table` (reading and encoding visits), :mod:`.planning`,
 :mod:`.module` (network and training step), :mod:`.training` (data), :mod:`.prediction`, :mod:`.evaluation`
 (with the baselines), :mod:`.report`. A dataset comes from ``medlens import table --task sequence``
-(:mod:`medlens.data.importers.visits`); prediction reads a CSV of visits with the same columns.
+(:mod:`medlens.data.importers.visits`); prediction reads a CSV of visits with the same columns. A column of images
+(``--images COLUMN --encoder RUN``) is read as embedding features made at import by a frozen encoder
+(:mod:`medlens.models.image_encoder`; ``plan.sequence.images``), made again from the images at prediction.
 
 ONNX export (:mod:`.export`) packs the visits and their mask into one input.
 """
@@ -67,6 +69,7 @@ class SequenceTask(Task):
                 "target": source["target"],
                 "features": [f.model_dump() for f in features],
                 "excluded": json.loads(source.get("excluded", "{}")),
+                "images": [{"column": c} | r for c, r in json.loads(source.get("images", "{}")).items()],
                 "max_visits": max(visits),
                 "visits_per_subject": {str(k): v for k, v in sorted(visits.items())},
                 "n_train_subjects": len(train),
@@ -83,12 +86,18 @@ class SequenceTask(Task):
     def card_lines(self, plan: Any, calibration: Calibration) -> list[str]:
         s = plan.sequence
         auc = calibration.summary.get("val_auc_ensemble")
-        return [
+        embedded = {n for i in s.images for n in i.features}
+        tabular = [f.name for f in s.features if f.name not in embedded]
+        lines = [
             f"Outcome: {plan.class_names[1]} vs {plan.class_names[0]} ({s.target} at the last visit), from up to "
-            f"{s.max_visits} visits of {len(s.features)} features ({', '.join(f.name for f in s.features)})",
+            f"{s.max_visits} visits of {len(tabular)} tabular features ({', '.join(tabular)})"
+            + "".join(f" and the {i.dim}-feature embedding of image column {i.column!r}" for i in s.images),
             f"Network: transformer encoder over visits ({s.layers} layers, width {s.d_model}), attention pooling; "
             f"ensemble validation AUC {'n/a' if auc is None else f'{auc:.3f}'}",
         ]
+        lines += [f"Image encoder of {i.column!r} (frozen): {i.description}; {i.encoder} (weights SHA-256 "
+                  f"{i.digest[:12]}...)" for i in s.images]  # fmt: skip
+        return lines
 
     def read_input(self, item: Any, nonfinite: str = "refuse") -> Any:
         """A CSV of visits, read (its columns are checked against the plan in :meth:`predict`); a table already

@@ -30,6 +30,19 @@ class Feature(Section):
         return (1 if self.kind == "number" else len(self.levels)) + int(self.missing_indicator)
 
 
+class ImageColumn(Section):
+    """A column of image paths whose images a frozen encoder turned into number features (``features``, each
+    standardised like any number); see :mod:`medlens.models.image_encoder`."""
+
+    column: str
+    encoder: str = Field(description="the encoder's folder (a medlens run or bundle, or a 'medlens pretrain' folder)")
+    kind: Literal["bundle", "pretrain"]
+    digest: str = Field(description="SHA-256 of the encoder's weights file; prediction refuses other weights")
+    dim: int = Field(ge=1)
+    description: str = ""
+    features: list[str] = Field(description="the embedding's feature names, COLUMN:e000 ... (in sequence.features)")
+
+
 class SequenceOptions(Section):
     """The visit table's columns and the network reading it."""
 
@@ -38,6 +51,9 @@ class SequenceOptions(Section):
     order_kind: Literal["number", "text"] = "number"
     target: str = Field(description="the outcome's column (the dataset's; not read at prediction)")
     features: list[Feature]
+    images: list[ImageColumn] = Field(
+        default_factory=list, description="image columns embedded by a frozen encoder (their features are numbers)"
+    )
     max_visits: int = Field(8, ge=1, le=512, description="visits read per subject: the last ones when there are more")
     d_model: int = Field(32, ge=4, le=1024, description="width of the transformer")
     heads: int = Field(4, ge=1, le=64)

@@ -51,6 +51,26 @@ def baseline_scores(bundle: Bundle, dataset: Dataset, test: Sequence[Case], seed
     }
 
 
+def check_embeddings(bundle: Bundle, dataset: Dataset) -> None:
+    """Refuse a dataset whose image columns were embedded by other weights than the model learned from.
+
+    Raises:
+        InputError: naming the dataset's ``dataset.yaml`` and the column.
+    """
+    import json
+
+    from medlens.core.errors import InputError
+
+    made = json.loads(dataset.spec.source.get("images", "{}"))
+    for image in bundle.plan.sequence.images:  # type: ignore[attr-defined]
+        digest = made.get(image.column, {}).get("digest")
+        if digest != image.digest:
+            how = "not embedded" if digest is None else f"embedded by other weights (SHA-256 {digest[:12]}...)"
+            raise InputError(dataset.root / "dataset.yaml", f"image column {image.column!r} {how}; the model read "
+                             f"embeddings of {image.encoder} (SHA-256 {image.digest[:12]}...): import with --images "
+                             f"{image.column} --encoder {image.encoder}")  # fmt: skip
+
+
 def auc_entries(
     scores: dict[str, np.ndarray], target: np.ndarray, n_bootstrap: int, seed: int = 0
 ) -> dict[str, dict[str, Any]]:
@@ -89,6 +109,7 @@ def evaluate(
 
     if subgroups is not None:
         raise ConfigError("--by", "the sequence task does not measure subgroups yet")
+    check_embeddings(bundle, dataset)
     cases = list(cases)
     report_progress(progress, "predicting", 0, len(cases))
     predictions = [
@@ -123,6 +144,12 @@ def evaluate(
         "GradientBoostingClassifier)",
         "bootstrap": {"unit": "subject", "n_units": len(cases), "n_resamples": n_bootstrap, "paired": True},
     }
+    images = bundle.plan.sequence.images  # type: ignore[attr-defined]
+    if images:  # the model and the baselines read each visit's image embedding with its measurements
+        metrics["image_embeddings"] = [
+            {"column": i.column, "dim": i.dim, "encoder": i.encoder, "digest": i.digest, "description": i.description}
+            for i in images
+        ]
     write_table(folder / "predictions.csv", [
         p.table_row() | {"truth": bundle.class_names[t], "logistic_regression": round(float(lr), 6),
                          "gradient_boosting": round(float(gb), 6)}
@@ -150,6 +177,10 @@ def evaluate(
     summary = [
         f"Transformer AUC {shown['model']}; on the last visit, logistic regression {shown['logistic_regression']}, "
         f"gradient boosting {shown['gradient_boosting']}."
+    ] + [
+        f"Each visit's image of column {i.column!r} is read as {i.dim} embedding features ({i.description}), by "
+        "the transformer and the baselines alike."
+        for i in images
     ]
     write_report(folder, title, summary, sections)
     return metrics

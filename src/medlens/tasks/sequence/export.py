@@ -63,6 +63,16 @@ def export_graph(bundle: Bundle) -> Graph:
             "subject": s.subject,
             "order": s.order,
             "max_visits": s.max_visits,
+            "images": [
+                {
+                    "column": i.column,
+                    "encoder": i.encoder,
+                    "digest": i.digest,
+                    "features": i.features,
+                    "how": f"each visit's image through the encoder ({i.description}), one number per feature",
+                }
+                for i in s.images
+            ],
             "encoding": "per feature in order: a number as (value - mean) / sd (missing: 0), a category one-hot over "
             "levels (missing or unseen: zeros), then a 0/1 missing column where missing_indicator; the last "
             "max_visits visits, first at position 0",

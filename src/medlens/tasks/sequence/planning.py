@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from medlens.tasks.sequence.config import Feature, SequenceOptions, SequencePlan
+from medlens.tasks.sequence.config import Feature, ImageColumn, SequenceOptions, SequencePlan
 from medlens.training.plan import AugmentPlan, DataPlan, ModelPlan, OptimPlan, TrainPlan
 
 
@@ -15,13 +15,22 @@ def plan_sequence(fingerprint: dict[str, Any], *, has_gpu: bool = False) -> Sequ
     features = [Feature.model_validate(f) for f in seq["features"]]
     max_visits = int(min(max(int(seq["max_visits"]), 1), 32))
     n_train = int(seq["n_train_subjects"])
+    images = [ImageColumn.model_validate(i) for i in seq.get("images", [])]
+    embedded = sum(i.dim for i in images)
     notes = [
-        f"{len(features)} feature column(s) (excluded: {', '.join(seq['excluded']) or 'none'}); numbers standardised "
+        f"{len(features) - embedded} tabular feature column(s)"
+        + (f" and {embedded} image embedding feature(s)" if embedded else "")
+        + f" (excluded: {', '.join(seq['excluded']) or 'none'}); numbers standardised "
         "by the training visits' mean and SD, text one-hot over the training levels, a 0/1 missingness column where "
         "the training visits miss values (a missing number is imputed with the mean)",
         f"up to {max_visits} visits per subject (the most a training subject has; the last ones are kept beyond)",
         "network: a 2-layer transformer encoder over visits (width 32, 4 heads, learned visit-position embedding, "
         "padding masked) and attention pooling over the subject's real visits; small because the table is small",
+    ]
+    notes += [
+        f"image column {i.column!r}: each visit's image embedded at import by a frozen encoder into {i.dim} number "
+        f"features ({i.description}), standardised like the other numbers and read by the baselines too"
+        for i in images
     ]
     batch = 16 if n_train < 400 else 64
     notes.append(f"batch {batch} for {n_train} training subjects; AdamW lr 1e-3, weight decay 1e-2, up to 100 epochs")
@@ -45,6 +54,7 @@ def plan_sequence(fingerprint: dict[str, Any], *, has_gpu: bool = False) -> Sequ
             order_kind=seq.get("order_kind", "number"),
             target=seq["target"],
             features=features,
+            images=images,
             max_visits=max_visits,
         ),
         notes=notes,

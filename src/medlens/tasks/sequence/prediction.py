@@ -14,10 +14,12 @@ import torch
 from medlens.core.errors import InputError
 from medlens.core.outputs import write_table
 from medlens.core.prediction import Prediction
+from medlens.tasks.sequence.config import ImageColumn
 from medlens.tasks.sequence.table import RawTable, VisitTable, encode_subjects, group_visits, read_raw
 
 if TYPE_CHECKING:
     from medlens.models.bundle import Bundle
+    from medlens.models.image_encoder import ImageEncoder
 
 
 @dataclass(kw_only=True)
@@ -75,7 +77,54 @@ def read_table(bundle_plan: Any, item: Any) -> VisitTable:
         return item
     raw = item if isinstance(item, RawTable) else read_raw(Path(item))
     s = bundle_plan.sequence
+    for image in s.images:
+        raw = embed_images(raw, image)
     return group_visits(raw, s.subject, s.order, [f.name for f in s.features], numeric_order=s.order_kind == "number")
+
+
+def embed_images(raw: RawTable, image: ImageColumn) -> RawTable:
+    """``raw`` with the embedding features of an image column: as given when the table holds them already (a
+    dataset's ``visits.csv``), otherwise computed from its images with the plan's encoder (the same weights: their
+    SHA-256 is checked).
+
+    Raises:
+        InputError: naming the table when it has neither the features nor the image column, the encoder when its
+            weights changed, or the image that is missing.
+    """
+    from medlens.data.importers.visits import embed_column
+
+    if all(name in raw.header for name in image.features):
+        return raw
+    if image.column not in raw.header:
+        raise InputError(raw.source, f"no column {image.column!r} of images (the model reads their embeddings)")
+    encoder = frozen_encoder(image)
+    rows = [(line, dict(row)) for line, row in raw.rows]
+    embed_column(Path(raw.source), rows, image.column, encoder, None)
+    return RawTable(raw.source, [*raw.header, *image.features], rows, dict(raw.meta))
+
+
+_ENCODERS: dict[tuple[str, str], ImageEncoder] = {}
+
+
+def frozen_encoder(image: ImageColumn) -> ImageEncoder:
+    """The encoder an image column was embedded with, loaded once per process.
+
+    Raises:
+        InputError: naming the encoder when it is gone or its weights are no longer the ones the model learned from.
+    """
+    from medlens.models.image_encoder import load_encoder
+
+    key = (image.encoder, image.digest)
+    if key not in _ENCODERS:
+        encoder = load_encoder(image.encoder)
+        if encoder.digest != image.digest:
+            raise InputError(
+                image.encoder,
+                f"the encoder's weights changed since the model learned from its embeddings (SHA-256 "
+                f"{encoder.digest[:12]}..., expected {image.digest[:12]}...)",
+            )
+        _ENCODERS[key] = encoder
+    return _ENCODERS[key]
 
 
 @torch.inference_mode()
