@@ -91,3 +91,30 @@ def test_a_batch_that_does_not_divide_is_refused_before_any_work(pneumonia_run: 
     with pytest.raises(ConfigError, match=r"train\.batch_size.*3 processes"):
         train(pneumonia_run / "ds", run, overrides=["train.batch_size=16"], devices=3)
     assert not run.exists()
+
+
+@pytest.mark.parametrize("kind", ["batches of indices", "batched draws with replacement"])
+def test_two_shards_train_exactly_the_batches_of_one_process(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch rule: process r takes half of every global batch; together the two train what one would."""
+    from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
+
+    from medlens.training.distributed import Processes, shard
+
+    data = TensorDataset(torch.arange(40))
+
+    def loader() -> DataLoader:  # type: ignore[type-arg]
+        generator = torch.Generator().manual_seed(3)  # each process builds the same seeded loader
+        if kind == "batches of indices":  # the in-memory whole-image loader
+            return DataLoader(data, sampler=BatchSampler(RandomSampler(range(40), generator=generator), 8, True),
+                              batch_size=None)  # fmt: skip
+        sampler = RandomSampler(range(40), replacement=True, num_samples=24, generator=generator)  # segmentation's
+        return DataLoader(data, batch_size=8, sampler=sampler, drop_last=True)
+
+    single = [sorted(b[0].tolist()) for b in loader()]
+    parts = []
+    for rank in (0, 1):
+        monkeypatch.setenv("RANK", str(rank))
+        parts.append([b[0].tolist() for b in shard(loader(), Processes(devices=2))])
+    assert [len(p) for p in parts] == [len(single)] * 2  # the same steps per epoch
+    assert all(len(b) == 4 for p in parts for b in p)  # 8 / 2 images per process
+    assert [sorted(a + b) for a, b in zip(*parts, strict=True)] == single

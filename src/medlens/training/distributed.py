@@ -3,17 +3,19 @@
 Lightning does the distributed work: it starts the processes (``--devices 2`` re-runs the same command once per
 extra process, with ``LOCAL_RANK`` set), or finds them already started by ``torchrun`` or ``srun`` (its
 ``TorchElasticEnvironment`` and ``SLURMEnvironment``) and then starts nothing; it picks gloo on CPU and NCCL on GPU,
-wraps the network in ``DistributedDataParallel`` and gives each process its shard of the training batches through
-its ``DistributedSampler``. This module holds what medlens adds on top:
+wraps the network in ``DistributedDataParallel`` and averages the gradients. This module holds what medlens adds:
 
 - **The batch rule** (``train.batch_rule: global``): ``train.batch_size`` and ``optim.lr`` are those of one
   optimiser step over all processes; each of P processes takes ``batch_size / P`` images. A run's optimisation
   (global batch, learning rate, steps per epoch, the schedule) is then the same for any P, which is what lets a run
   resume with another number of processes and what makes 1-process and P-process figures comparable. (Linear
-  scaling, lr x P with P times the batch, would change the optimisation with the hardware.)
-- **Validation over the whole set**: every process validates every validation case (the loader is not sharded,
-  so no case is padded in twice and none is left out), and rank 0's figures are sent to the others, so the
-  checkpoint, early-stopping and budget decisions are the same everywhere.
+  scaling, lr x P with P times the batch, would change the optimisation with the hardware.) :func:`shard` deals
+  each global batch of the task's own loader out to the processes, so together they train the very batches one
+  process would. What still differs: BatchNorm statistics are each process's (batch_size / P images), not synced.
+- **Validation over the whole set**: every process validates every validation case (the validation loader is not
+  sharded, so no case is padded in twice and none is left out; validation does not get faster with P), and rank 0's
+  figures are sent to the others (:class:`RankZeroFigures`), so the checkpoint and early-stopping decisions are the
+  same everywhere; the budget's clock is agreed too (:mod:`medlens.training.budget`).
 - **Rank 0 writes**: the run folder, summaries, logs, the bundle. Lightning already saves checkpoints from rank 0
   only; the other processes train and then return.
 """
@@ -22,13 +24,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from medlens.core.errors import ConfigError
 from medlens.training.plan import Plan
@@ -55,11 +57,21 @@ class Processes:
         """The number of processes over all nodes."""
         return self.devices * self.nodes
 
+    def rank(self) -> int:
+        """This process's global rank as its launcher set it: ``RANK`` (torchrun), ``SLURM_PROCID`` (srun), or
+        ``NODE_RANK`` x devices + ``LOCAL_RANK`` (Lightning's own launcher; 0 before it has started the others)."""
+        for key in ("RANK", "SLURM_PROCID"):
+            if os.environ.get(key, "").isdigit():
+                return int(os.environ[key])
+        node, local = (int(os.environ.get(k, "0") or 0) for k in ("NODE_RANK", "LOCAL_RANK"))
+        return node * self.devices + local
+
     def trainer_args(self) -> dict[str, Any]:
         """Lightning ``Trainer`` arguments: one device, or DDP over ``devices`` x ``nodes``."""
         if self.world == 1:
             return {"devices": 1, "num_nodes": 1}
-        return {"devices": self.devices, "num_nodes": self.nodes, "strategy": "ddp"}
+        # the samplers are medlens's (shard): Lightning's own replacement is off, so validation is not sharded
+        return {"devices": self.devices, "num_nodes": self.nodes, "strategy": "ddp", "use_distributed_sampler": False}
 
     def facts(self, plan: Plan) -> dict[str, Any]:
         """What a member summary records about this session's processes and the batch rule."""
@@ -80,37 +92,74 @@ def is_rank_zero() -> bool:
     return all(os.environ.get(key, "0") in ("", "0") for key in ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK"))
 
 
-def per_process(plan: Plan, processes: Processes) -> Plan:
-    """The plan each process builds its training loader from: ``batch_size / P`` images (the batch rule).
+def check_batch(plan: Plan, processes: Processes) -> None:
+    """Refuse what several processes cannot train: a global batch that does not divide among them, DP-SGD.
 
     Raises:
-        ConfigError: when ``train.batch_size`` is not a multiple of the number of processes.
+        ConfigError: naming ``train.batch_size`` or ``train.privacy``.
     """
     p = processes.world
     if p == 1:
-        return plan
+        return
     if plan.train.privacy is not None:
         raise ConfigError("train.privacy", "DP-SGD trains in one process; run it without --devices/--nodes")
     if plan.train.batch_size % p:
         raise ConfigError(
             "train.batch_size",
             f"{plan.train.batch_size} is the global batch and must divide among {p} processes "
-            f"(set it to a multiple of {p}, e.g. {plan.train.batch_size // p * p or p})",
+            f"(set it to a multiple of {p}, e.g. {max(p, plan.train.batch_size // p * p)})",
         )
-    return plan.model_copy(update={"train": plan.train.model_copy(update={"batch_size": plan.train.batch_size // p})})
 
 
-def whole_set(loader: DataLoader[Any]) -> DataLoader[Any]:
-    """``loader`` with a sampler Lightning leaves alone, so every process reads every case.
+def shard(loader: DataLoader[Any], processes: Processes) -> DataLoader[Any]:
+    """The task's training ``loader`` (global batches) as this process's share: each global batch dealt out, so
+    process r takes ``batch_size / P`` of its images and the P processes together train exactly the batches one
+    process would (the same seeded draws, the same steps per epoch).
 
-    Lightning shards any loader whose sampler is not a ``DistributedSampler``; a one-replica
-    ``DistributedSamplerWrapper`` is one, and yields the original order without padding.
+    A loader that batches its sampler's draws (``batch_size`` set) gets Lightning's ``DistributedSamplerWrapper``
+    around that sampler (draws r, r + P, ...) and batches of ``batch_size / P``; a loader whose sampler yields whole
+    batches of indices (the in-memory whole-image loader) has each batch split by :class:`DealtBatches`. A task's
+    sampler keeps its meaning either way (segmentation's draws with replacement, ``iterations_per_epoch`` long),
+    where Lightning's automatic replacement would swap a ``RandomSampler`` for a plain pass over the dataset.
     """
+    p, rank = processes.world, processes.rank()
+    if loader.batch_size is None:  # the sampler yields lists of indices: one global batch each
+        return DataLoader(
+            loader.dataset, sampler=DealtBatches(loader.sampler, p, rank), batch_size=None,
+            num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
+            persistent_workers=loader.persistent_workers,
+        )  # fmt: skip
     from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
-    from lightning.pytorch.utilities.data import _update_dataloader  # Lightning's own rebuild, also used for fit
 
-    sampler = DistributedSamplerWrapper(loader.sampler, num_replicas=1, rank=0, shuffle=False)
-    return _update_dataloader(loader, sampler)
+    if loader.batch_size % p:
+        raise ConfigError("train.batch_size", f"{loader.batch_size} does not divide among {p} processes")
+    return DataLoader(
+        loader.dataset,
+        batch_size=loader.batch_size // p,
+        sampler=DistributedSamplerWrapper(loader.sampler, num_replicas=p, rank=rank, shuffle=False),
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory,
+        drop_last=loader.drop_last,
+        persistent_workers=loader.persistent_workers,
+        worker_init_fn=loader.worker_init_fn,
+        generator=loader.generator,
+    )
+
+
+class DealtBatches(Sampler[list[int]]):
+    """Process ``rank``'s part (every P-th index) of each batch a batch sampler yields. Hand-written: Lightning's
+    and PyTorch's distributed samplers deal out whole items, which here are whole global batches."""
+
+    def __init__(self, batches: Any, processes: int, rank: int) -> None:
+        self.batches, self.processes, self.rank = batches, processes, rank
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.batches:
+            yield list(batch)[self.rank :: self.processes]
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
 
 class RankZeroFigures(pl.Callback):

@@ -24,7 +24,7 @@ from medlens.core.progress import ProgressFn
 from medlens.data.dataset import Dataset
 from medlens.data.fingerprint import load_fingerprint
 from medlens.training.card import card_facts
-from medlens.training.distributed import Processes, is_rank_zero, per_process
+from medlens.training.distributed import Processes, is_rank_zero
 from medlens.training.members import Member, needed_cases
 from medlens.training.plan import Plan
 
@@ -67,7 +67,7 @@ def train_members(
     init_reports: list[Any] = []
     for member in members:
         seeded = plan.with_seed(member.seed)
-        train_loader, val_loader = task.loaders(per_process(seeded, processes or Processes()), prepared, member)
+        train_loader, val_loader = task.loaders(seeded, prepared, member)
         summaries.append(
             fit_member(
                 lambda budget, p=seeded: initialised(task.module(p, budget), p, out, init_reports),  # type: ignore[misc]

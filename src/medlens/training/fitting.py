@@ -26,7 +26,7 @@ from medlens.core.errors import ConfigError, InputError
 from medlens.core.outputs import atomic_file, write_json
 from medlens.core.progress import ProgressFn
 from medlens.training.budget import BudgetSchedule
-from medlens.training.distributed import Processes, RankZeroFigures, whole_set
+from medlens.training.distributed import Processes, RankZeroFigures, shard
 from medlens.training.plan import Plan
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,8 @@ def fit_member(
         n_labels: labelled training images, for ``train.finetune=auto`` (:mod:`medlens.training.finetuning`).
         share: with ``train.privacy``, how many members share the privacy budget (see
             :mod:`medlens.training.privacy`).
-        processes: train in several processes (DDP, :mod:`medlens.training.distributed`); ``train_loader`` then
-            holds each process's share of the batch (Lightning shards it), and only rank 0 writes the summary.
+        processes: train in several processes (DDP, :mod:`medlens.training.distributed`): ``train_loader`` gives
+            global batches, each process trains its share of them; only rank 0 writes the summary.
     """
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
@@ -88,15 +88,16 @@ def fit_member(
     ckpt_dir = seed_dir / "checkpoints"
     pl.seed_everything(seed, workers=True, verbose=False)
     processes = processes or Processes()
-    steps = -(-len(train_loader) // processes.world) * t.max_epochs  # each process trains its shard of the batches
+    if processes.world > 1:  # each process trains its share of every global batch; all validate the whole set
+        train_loader = shard(train_loader, processes)
+    steps = len(train_loader) * t.max_epochs
     budget = BudgetSchedule(steps, t.budget_minutes, plan.optim.warmup_fraction)
     module = make_module(budget)
     tuning = apply_finetuning(module, plan, n_labels)
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=t.monitor, mode=monitor_mode, save_last=True)
     speed = Throughput()
     callbacks: list[Any] = [best, budget, speed, *([tuning.callback] if tuning.callback else [])]
-    if processes.world > 1:  # every process validates the whole set; rank 0's figures decide
-        val_loader = whole_set(val_loader)
+    if processes.world > 1:  # rank 0's validation figures decide for every process
         callbacks.insert(0, RankZeroFigures())
     private = None
     if t.privacy is not None:  # DP-SGD: Poisson batches, and the module's network and optimizer made private
@@ -120,7 +121,7 @@ def fit_member(
         num_sanity_val_steps=0,
         enable_model_summary=False,
         enable_progress_bar=False,
-        log_every_n_steps=max(1, min(50, steps // t.max_epochs)),
+        log_every_n_steps=max(1, min(50, len(train_loader))),
         deterministic=False,
     )
     last = ckpt_dir / "last.ckpt"

@@ -91,11 +91,11 @@ def train(
                 "plan",
                 f"plan is for {plan.task} {plan.class_names}, dataset is {dataset.spec.task} {dataset.spec.classes}",
             )
-    from medlens.training.distributed import per_process
+    from medlens.training.distributed import check_batch
     from medlens.training.engine import train_members
     from medlens.training.members import plan_members
 
-    per_process(plan, processes)  # a batch that does not divide among the processes is refused before any work
+    check_batch(plan, processes)  # a batch that does not divide among the processes is refused before any work
 
     members = plan_members(dataset, seeds=seeds, folds=folds, seed=plan.train.seed)
     created = resume is False
