@@ -43,7 +43,7 @@ def train_cmd(
         1,
         "--devices",
         help="Processes per node: GPUs, or CPU processes. Above 1, trains with DDP through Lightning (gloo on CPU, "
-        "NCCL on GPU); train.batch_size stays the global batch, each process takes batch_size/devices. Under "
+        "NCCL on GPU); train.batch_size stays the global batch, each process takes batch_size/(devices x nodes). Under "
         "torchrun or srun, give the same number as processes per node: nothing is started again.",
     ),
     nodes: int = typer.Option(1, "--nodes", help="Machines, each running --devices processes (torchrun or srun)."),
