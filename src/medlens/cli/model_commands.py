@@ -39,19 +39,38 @@ def train_cmd(
         False, "--resume", help="Continue an interrupted run from its last checkpoints (same dataset and plan)."
     ),
     overwrite: bool = OVERWRITE,
+    devices: int = typer.Option(
+        1,
+        "--devices",
+        help="Processes per node: GPUs, or CPU processes. Above 1, trains with DDP through Lightning (gloo on CPU, "
+        "NCCL on GPU); train.batch_size stays the global batch, each process takes batch_size/(devices x nodes). Under "
+        "torchrun or srun, give the same number as processes per node: nothing is started again.",
+    ),
+    nodes: int = typer.Option(1, "--nodes", help="Machines, each running --devices processes (torchrun or srun)."),
+    strategy: str = typer.Option("auto", "--strategy", help="ddp, or auto (ddp when there is more than 1 process)."),
 ) -> None:
-    """Train a model on a dataset as its plan says (every task: classification, segmentation, detection, ...)."""
+    """Train a model on a dataset as its plan says (every task: classification, segmentation, detection, ...).
+
+    With --devices/--nodes the run trains in several processes (DDP); docs/cluster.md shows SLURM and torchrun.
+    """
     from rich.console import Console
 
     from medlens.cli.progress import progress_bars
+    from medlens.training.distributed import is_rank_zero
     from medlens.workflows.training import train
 
+    if strategy not in ("auto", "ddp"):
+        raise ConfigError("--strategy", f"{strategy!r} is not a strategy (ddp or auto)")
     minutes = parse_duration(budget) if budget else None
-    with progress_bars() as progress:
+    lead = is_rank_zero()  # the other processes of a DDP run train silently; rank 0 draws and prints
+    with progress_bars(enabled=lead) as progress:
         summary = train(
             dataset_dir, out, budget_minutes=minutes, seeds=seeds, folds=folds, overrides=set_, resume=resume,
-            overwrite=overwrite, progress=progress,
+            overwrite=overwrite, progress=progress, devices=devices, nodes=nodes,
+            strategy=strategy,  # type: ignore[arg-type]
         )  # fmt: skip
+    if not lead:
+        return
     console = Console()
     for s in summary.get("member_summaries", []):
         monitor = s.get("monitor", "val_auc")

@@ -4,6 +4,9 @@ Hand-written because PyTorch's and Lightning's schedulers count steps, and Light
 training without annealing: with a time budget the number of steps is unknown in advance. Here progress is
 ``max(step / total_steps, elapsed / budget)``, so a cosine schedule reaches its end exactly when either the
 epochs or the budget run out. Elapsed time is saved in checkpoints, so a resumed run keeps its budget.
+
+In several processes (DDP) each batch's elapsed time is the largest over the processes (one small all-reduce), so
+every process reads the same progress: the same learning rate, and the same batch to stop at.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import time
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 
 
 class BudgetSchedule(pl.Callback):
@@ -25,10 +29,11 @@ class BudgetSchedule(pl.Callback):
         self.elapsed = 0.0
         self._start: float | None = None
         self.step = 0
+        self._shared: float | None = None  # with several processes: the elapsed time they agreed on
 
     @property
     def progress(self) -> float:
-        now = self.elapsed + (time.monotonic() - self._start if self._start is not None else 0.0)
+        now = self._shared if self._shared is not None else self._now()
         by_steps = self.step / self.total_steps
         by_time = now / self.budget if self.budget else 0.0
         return min(1.0, max(by_steps, by_time))
@@ -51,6 +56,9 @@ class BudgetSchedule(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
         self.step += 1
+        if trainer.world_size > 1:
+            now = torch.tensor([self._now()], dtype=torch.float64, device=pl_module.device)
+            self._shared = float(trainer.strategy.reduce(now, reduce_op="max").item())
         if self.progress >= 1.0:
             trainer.should_stop = True
 
@@ -59,9 +67,11 @@ class BudgetSchedule(pl.Callback):
             self.elapsed += time.monotonic() - self._start
             self._start = None
 
+    def _now(self) -> float:
+        return self.elapsed + (time.monotonic() - self._start if self._start is not None else 0.0)
+
     def state_dict(self) -> dict[str, Any]:
-        now = self.elapsed + (time.monotonic() - self._start if self._start is not None else 0.0)
-        return {"elapsed": now, "step": self.step}
+        return {"elapsed": self._now(), "step": self.step}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.elapsed = float(state_dict.get("elapsed", 0.0))

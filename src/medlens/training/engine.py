@@ -24,6 +24,7 @@ from medlens.core.progress import ProgressFn
 from medlens.data.dataset import Dataset
 from medlens.data.fingerprint import load_fingerprint
 from medlens.training.card import card_facts
+from medlens.training.distributed import Processes, is_rank_zero
 from medlens.training.members import Member, needed_cases
 from medlens.training.plan import Plan
 
@@ -41,11 +42,13 @@ def train_members(
     members: list[Member],
     *,
     progress: ProgressFn | None = None,
+    processes: Processes | None = None,
 ) -> dict[str, Any]:
     """Train every member of ``members`` into ``out/<member>``, calibrate on validation, write ``out/bundle``.
 
     Members that finished before (``summary.json`` present) are kept; an interrupted one resumes from its last
-    checkpoint. Returns the run summary (also ``out/train_summary.json``).
+    checkpoint. Returns the run summary (also ``out/train_summary.json``). With ``processes`` (DDP), every process
+    trains every member in step; rank 0 alone calibrates and writes the bundle, the others return ``{}``.
     """
     from medlens.models.bundle import save_bundle
     from medlens.training.finetuning import plain_weights
@@ -76,9 +79,14 @@ def train_members(
                 progress=progress,
                 n_labels=len(member.train) if task.model_output == "image" else None,  # one label per image
                 share=len(members),
+                processes=processes,
             )
         )
+        if not is_rank_zero():
+            continue
         states.append(plain_weights(best_weights(out / member.name), seeded, lambda: task.build_network(bare)))
+    if not is_rank_zero():
+        return {}
     nets = []
     for state in states:
         net = task.build_network(bare)

@@ -26,6 +26,7 @@ from medlens.core.errors import ConfigError, InputError
 from medlens.core.outputs import atomic_file, write_json
 from medlens.core.progress import ProgressFn
 from medlens.training.budget import BudgetSchedule
+from medlens.training.distributed import Processes, RankZeroFigures, shard
 from medlens.training.plan import Plan
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ def fit_member(
     progress: ProgressFn | None = None,
     n_labels: int | None = None,
     share: int = 1,
+    processes: Processes | None = None,
 ) -> dict[str, Any]:
     """Train one model into ``seed_dir``; return its summary (also written to ``seed_dir/summary.json``).
 
@@ -59,6 +61,8 @@ def fit_member(
         n_labels: labelled training images, for ``train.finetune=auto`` (:mod:`medlens.training.finetuning`).
         share: with ``train.privacy``, how many members share the privacy budget (see
             :mod:`medlens.training.privacy`).
+        processes: train in several processes (DDP, :mod:`medlens.training.distributed`): ``train_loader`` gives
+            global batches, each process trains its share of them; only rank 0 writes the summary.
     """
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
@@ -83,6 +87,9 @@ def fit_member(
     monitor_mode = t.monitor_mode
     ckpt_dir = seed_dir / "checkpoints"
     pl.seed_everything(seed, workers=True, verbose=False)
+    processes = processes or Processes()
+    if processes.world > 1:  # each process trains its share of every global batch; all validate the whole set
+        train_loader = shard(train_loader, processes)
     steps = len(train_loader) * t.max_epochs
     budget = BudgetSchedule(steps, t.budget_minutes, plan.optim.warmup_fraction)
     module = make_module(budget)
@@ -90,6 +97,8 @@ def fit_member(
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=t.monitor, mode=monitor_mode, save_last=True)
     speed = Throughput()
     callbacks: list[Any] = [best, budget, speed, *([tuning.callback] if tuning.callback else [])]
+    if processes.world > 1:  # rank 0's validation figures decide for every process
+        callbacks.insert(0, RankZeroFigures())
     private = None
     if t.privacy is not None:  # DP-SGD: Poisson batches, and the module's network and optimizer made private
         from medlens.training.privacy import PrivateFitting
@@ -104,7 +113,7 @@ def fit_member(
     trainer = pl.Trainer(
         max_epochs=t.max_epochs,
         accelerator="auto",
-        devices=1,
+        **processes.trainer_args(),
         precision=precision(t.precision),  # type: ignore[arg-type]
         callbacks=callbacks,
         logger=CSVLogger(seed_dir, name="logs", version=f"session_{len(list(seed_dir.glob('logs/session_*')))}"),
@@ -129,6 +138,8 @@ def fit_member(
         raise ConfigError("train.monitor", f"{t.monitor!r} is not a figure this task logs ({exc})") from None
     if trainer.interrupted:
         raise KeyboardInterrupt
+    if not trainer.is_global_zero:  # rank 0 writes the member's summary; the others only trained
+        return {"member": name, "rank": trainer.global_rank}
     if not best.best_model_path:
         raise InputError(seed_dir, "training produced no checkpoint (no validation ran)")
     summary = {
@@ -141,6 +152,7 @@ def fit_member(
         "train_seconds": round(budget.state_dict()["elapsed"], 1),
         "train_images_per_second": round(speed.images_per_second or 0.0, 2),
         "batch_size": t.batch_size,
+        **({"distributed": processes.facts(plan)} if processes.world > 1 else {}),
         "finetune": tuning.report(),
         "wall_seconds_this_session": round(time.monotonic() - start, 1),
         "stopped_by": "budget"
@@ -216,6 +228,7 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*litlogger.*")
     warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+    warnings.filterwarnings("ignore", message=".*sync_dist=True.*")  # rank 0's figures are shared (RankZeroFigures)
 
 
 def merge_logs(seed_dir: Path) -> Path | None:

@@ -120,7 +120,12 @@ class PrivacyPlan(Section):
 
 
 class TrainPlan(Section):
-    batch_size: int = Field(64, ge=1, le=65536)
+    batch_size: int = Field(64, ge=1, le=65536, description="images per optimiser step, over all processes")
+    batch_rule: Literal["global"] = Field(
+        "global",
+        description="training in P processes (--devices/--nodes): batch_size and optim.lr stay those of one step over "
+        "all processes, each process takes batch_size/P images (medlens.training.distributed)",
+    )
     max_epochs: int = Field(50, ge=1, le=100000)
     budget_minutes: float | None = Field(None, gt=0, description="wall-clock budget per member; the schedule anneals")
     early_stopping_patience: int | None = Field(15, ge=1)

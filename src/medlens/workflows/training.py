@@ -17,7 +17,7 @@ import hashlib
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -43,6 +43,9 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     progress: ProgressFn | None = None,
+    devices: int = 1,
+    nodes: int = 1,
+    strategy: Literal["auto", "ddp"] = "auto",
 ) -> dict[str, Any]:
     """Train the dataset's plan into a run folder; return the training summary.
 
@@ -57,18 +60,28 @@ def train(
             continues with its own dataset, plan, members and overrides.
         overwrite: replace an existing run folder (only one medlens made).
         progress: called as data is read and batches are trained.
+        devices: processes per node (GPUs, or CPU processes); more than one (or ``nodes`` > 1) trains with DDP
+            through Lightning (:mod:`medlens.training.distributed`). Without ``torchrun``/``srun`` Lightning starts
+            the extra processes by running the same command again, so call this from a script or the CLI.
+            ``train.batch_size`` stays the global batch. Only rank 0 writes; the others return ``{}``.
+        nodes: machines, each running ``devices`` processes (under ``torchrun``/``srun``).
+        strategy: ``ddp`` (the only multi-process strategy) or ``auto`` (ddp when there is more than one process).
 
     Example:
         >>> import medlens
         >>> medlens.train("datasets/pneumonia", "runs/pneumonia", budget_minutes=5, seeds=3)  # doctest: +SKIP
     """
+    from medlens.training.distributed import Processes, is_rank_zero, rank_zero_first
+
     out = Path(out)
+    processes = Processes(devices, nodes, strategy)
     dataset = load_dataset(dataset_dir)
     task = get_task(dataset.spec.task)
     if resume:
         plan, seeds, folds = _resumable(out, dataset, overrides, budget_minutes)
     else:
-        check_output_folder(out, overwrite=overwrite, inputs=[("dataset", dataset.root)])
+        if is_rank_zero():  # the other processes of a DDP run find the folder that rank 0 made
+            check_output_folder(out, overwrite=overwrite, inputs=[("dataset", dataset.root)])
         extra = list(overrides or [])
         if budget_minutes is not None:
             extra.append(f"train.budget_minutes={budget_minutes}")
@@ -78,12 +91,16 @@ def train(
                 "plan",
                 f"plan is for {plan.task} {plan.class_names}, dataset is {dataset.spec.task} {dataset.spec.classes}",
             )
+    from medlens.training.distributed import check_batch
     from medlens.training.engine import train_members
     from medlens.training.members import plan_members
 
+    check_batch(plan, processes)  # a batch that does not divide among the processes is refused before any work
+
     members = plan_members(dataset, seeds=seeds, folds=folds, seed=plan.train.seed)
     created = resume is False
-    if not resume:
+
+    def make_folder() -> None:
         if out.exists() and any(out.iterdir()):  # checked above: marked, and the user asked to overwrite
             shutil.rmtree(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -98,10 +115,13 @@ def train(
             "overrides": list(overrides or []),
         }
         write_text_atomic(out / "run.yaml", yaml.safe_dump(run_info, sort_keys=False))
+
+    rank_zero_first(make_folder if not resume else lambda: None)
     try:
-        return train_members(task, dataset, plan, out, members, progress=progress)
+        return train_members(task, dataset, plan, out, members, progress=progress, processes=processes)
     except BaseException as exc:
-        if created and not any(out.glob("*/checkpoints/*.ckpt")):  # nothing worth resuming: leave nothing behind
+        nothing = not any(out.glob("*/checkpoints/*.ckpt"))  # nothing worth resuming: leave nothing behind
+        if created and is_rank_zero() and nothing:
             shutil.rmtree(out, ignore_errors=True)
             exc.after_interrupt = "no epoch had finished, so the run folder was removed; start again"  # type: ignore[attr-defined]
         raise
