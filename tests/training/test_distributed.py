@@ -93,6 +93,20 @@ def test_a_batch_that_does_not_divide_is_refused_before_any_work(pneumonia_run: 
     assert not run.exists()
 
 
+@pytest.mark.parametrize(
+    ("option", "problem"),
+    [(["--strategy", "fsdp"], "--strategy: 'fsdp' is not a strategy"), (["--nodes", "0"], "--nodes")],
+)
+def test_a_strategy_or_node_count_that_cannot_be_is_refused(
+    pneumonia_run: Path, tmp_path: Path, option: list[str], problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from medlens.cli.main import main
+
+    run = tmp_path / "run"
+    assert main(["train", str(pneumonia_run / "ds"), "--out", str(run), *option]) != 0
+    assert problem in capsys.readouterr().err and not run.exists()
+
+
 @pytest.mark.parametrize("kind", ["batches of indices", "batched draws with replacement"])
 def test_two_shards_train_exactly_the_batches_of_one_process(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The batch rule: process r takes half of every global batch; together the two train what one would."""
