@@ -43,7 +43,9 @@ def test_mae_weights_land_in_the_2d_classifier(
     assert result.steps == 4 and all(np.isfinite(result.losses))
     # training changed the encoder's own tensors (for MONAI: copied back from its MaskedAutoEncoderViT)
     assert any(not torch.equal(result.state[k], before[k]) for k in before if "blocks.0" in k)
-    net = create_model(name, output="image", spatial_dims=2, in_channels=1, num_classes=2, input_size=[28, 28], **kwargs)
+    net = create_model(
+        name, output="image", spatial_dims=2, in_channels=1, num_classes=2, input_size=[28, 28], **kwargs
+    )
     report = load_init(net, _save(tmp_path / "pre", result.state, 2), spatial_dims=2, channels=1)
     assert not report.skipped and len(report.loaded) == len(result.state)
     assert all(torch.equal(net.state_dict()[k], result.state[k]) for k in report.loaded)

@@ -80,7 +80,9 @@ def test_distill_uses_the_datasets_unlabeled_split_and_counts_it(
     from medlens.data.dataset import load_dataset
 
     ds, run = tmp_path / "ds", tmp_path / "run"
-    assert main(["-q", "import", "medmnist", str(small_pneumonia_npz), "--out", str(ds), "--label-fraction", "0.5"]) == 0
+    assert (
+        main(["-q", "import", "medmnist", str(small_pneumonia_npz), "--out", str(ds), "--label-fraction", "0.5"]) == 0
+    )
     assert (len(load_dataset(ds).split("train")), len(load_dataset(ds).unlabeled())) == (20, 20)
     assert main(["-q", "train", str(ds), "--out", str(run), *tiny, "--set", "train.max_epochs=1", *NO_EXPLAIN]) == 0
     folder = tmp_path / "more"
@@ -89,7 +91,8 @@ def test_distill_uses_the_datasets_unlabeled_split_and_counts_it(
         PILImage.fromarray(pixels).save(folder / f"u{i}.png")
     out = tmp_path / "small"
     args = ["distill", str(run), "--out", str(out), "--unlabeled", str(folder), "--student", "monai_resnet10",
-            "--set", "model.kwargs.widen_factor=0.125", "--set", "train.max_epochs=1", "--budget", "1m", *NO_EXPLAIN]  # fmt: skip
+            "--set", "model.kwargs.widen_factor=0.125", "--set", "train.max_epochs=1", "--budget", "1m",
+            *NO_EXPLAIN]  # fmt: skip
     capsys.readouterr()
     assert main(args) == 0
     made = load_bundle(out).info["made_from"]
