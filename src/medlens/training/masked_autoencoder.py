@@ -16,7 +16,6 @@ Patchifying the target is written out (a reshape) because lightly's ``patchify``
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import nn
@@ -240,8 +239,3 @@ def build_mae(encoder: nn.Module, input_size: list[int]) -> MAE:
     if isinstance(vit, VisionTransformer):
         return _TimmMAE(encoder, vit, input_size)
     return _MonaiMAE(encoder, vit, path, input_size)
-
-
-def describe(method: MAE) -> dict[str, Any]:
-    """What ``pretrain.yaml`` records about the masking."""
-    return {"mask_ratio": MASK_RATIO, "patch": list(getattr(method, "patch", [])), "target": "per-patch normalised"}
