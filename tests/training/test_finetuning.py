@@ -156,6 +156,21 @@ def test_the_rule_picks_a_mode_from_labels_only_for_pretrained_weights() -> None
     assert choose_mode(_plan(finetune="partial"), 50) == ("partial", "set in the plan (train.finetune)")
 
 
+def test_a_masked_autoencoder_encoder_is_fine_tuned_not_probed(tmp_path: Path) -> None:
+    for method in ("mae", "simclr"):
+        (tmp_path / method).mkdir()
+        (tmp_path / method / "pretrain.yaml").write_text(f"method: {method}\nspatial_dims: 2\n")
+    mae = _plan()
+    mae = mae.model_copy(
+        update={"model": mae.model.model_copy(update={"pretrained": None, "init": str(tmp_path / "mae")})}
+    )
+    mode, why = choose_mode(mae, 47)
+    assert mode == "full" and "masked-autoencoder" in why
+    assert choose_mode(mae, 470)[0] == "lora"  # only the few-label choice changes
+    simclr = mae.model_copy(update={"model": mae.model.model_copy(update={"init": str(tmp_path / "simclr")})})
+    assert choose_mode(simclr, 47)[0] == "linear"
+
+
 @pytest.mark.parametrize(
     ("name", "dims", "size", "head"),
     [

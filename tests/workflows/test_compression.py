@@ -69,6 +69,45 @@ def test_distill_writes_a_smaller_student_that_tracks_its_teacher(
     assert chosen.kwargs["stem_stride"] == 1  # the teacher's stem, kept
 
 
+NO_EXPLAIN = ["--set", "train.explain_images=0"]
+
+
+@pytest.mark.integration
+def test_distill_uses_the_datasets_unlabeled_split_and_counts_it(
+    small_pneumonia_npz: Path, tmp_path: Path, tiny: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A teacher trained on half the labels (import --label-fraction 0.5): distill adds the 20 training images kept
+    without labels to the 3 --unlabeled ones by default, says how many of each, and leaves them out when told."""
+    from PIL import Image as PILImage
+
+    from medlens.data.dataset import load_dataset
+
+    ds, run = tmp_path / "ds", tmp_path / "run"
+    assert (
+        main(["-q", "import", "medmnist", str(small_pneumonia_npz), "--out", str(ds), "--label-fraction", "0.5"]) == 0
+    )
+    assert (len(load_dataset(ds).split("train")), len(load_dataset(ds).unlabeled())) == (20, 20)
+    assert main(["-q", "train", str(ds), "--out", str(run), *tiny, "--set", "train.max_epochs=1", *NO_EXPLAIN]) == 0
+    folder = tmp_path / "more"
+    folder.mkdir()
+    for i, pixels in enumerate(np.load(small_pneumonia_npz)["test_images"][:3]):
+        PILImage.fromarray(pixels).save(folder / f"u{i}.png")
+    out = tmp_path / "small"
+    args = ["distill", str(run), "--out", str(out), "--unlabeled", str(folder), "--student", "monai_resnet10",
+            "--set", "model.kwargs.widen_factor=0.125", "--set", "train.max_epochs=1", "--budget", "1m",
+            *NO_EXPLAIN]  # fmt: skip
+    capsys.readouterr()
+    assert main(args) == 0
+    made = load_bundle(out).info["made_from"]
+    assert (made["labelled_images"], made["unlabeled_from_dataset"], made["unlabeled_from_inputs"]) == (20, 20, 3)
+    assert made["unlabeled_images"] == 23 and "(20 labelled, 23 unlabeled)" in made["loss"]
+    said = " ".join(capsys.readouterr().out.split())  # the console wraps lines
+    assert "20 labelled and 23 unlabeled images (20 from the dataset's unlabeled split, 3 from --unlabeled)" in said
+    assert main(["-q", *args, "--overwrite", "--no-dataset-unlabeled"]) == 0
+    made = load_bundle(out).info["made_from"]
+    assert (made["unlabeled_from_dataset"], made["unlabeled_images"]) == (0, 3)
+
+
 def test_int8_export_records_the_quantization_and_agrees_with_fp32(pneumonia_run: Path, tmp_path: Path) -> None:
     """export --quantize int8: the record's fp32 AUC is scikit-learn's on the bundle's own validation predictions,
     and the int8 graph's probabilities stay near the fp32 graph's on real test images."""

@@ -11,7 +11,7 @@ import yaml
 from PIL import Image
 
 from medlens.cli.main import main
-from medlens.core.errors import InputError
+from medlens.core.errors import ConfigError, InputError
 from medlens.core.outputs import MARKER
 from medlens.workflows.pretraining import pretrain
 
@@ -102,3 +102,39 @@ def test_training_from_a_pretrained_encoder_reports_what_it_loaded(
     args = ["-q", "train", str(tmp_path / "ds"), "--out", str(tmp_path / "run3d")]
     assert main([*args, "--set", f"model.init={tmp_path / 'pre3d'}"]) != 0
     assert not (tmp_path / "run3d" / "seed_0").exists()
+
+
+def test_mae_pretrains_a_3d_vit_that_loads_into_the_classifier(small_adrenal_npz: Path, tmp_path: Path) -> None:
+    """``pretrain --method mae --backbone monai_vit`` on real AdrenalMNIST3D volumes: pretrain.yaml records the
+    masking, and every encoder tensor loads into the 3D monai_vit classifier; a ResNet is refused in one line."""
+    import torch
+    from safetensors.torch import load_file
+
+    from medlens.data.importers import get_importer
+    from medlens.models import create_model
+    from medlens.models.checkpoints import load_init
+
+    dataset = get_importer("medmnist")(small_adrenal_npz, tmp_path / "ds", label_fraction=0.1, seed=0)
+    out = tmp_path / "pre"
+    args = ["-q", "pretrain", str(dataset.root), "--out", str(out), "--method", "mae", "--backbone", "monai_vit"]
+    assert main([*args, *TINY]) == 0
+    record = yaml.safe_load((out / "pretrain.yaml").read_text())
+    assert record["method"] == "mae" and record["spatial_dims"] == 3 and record["input_size"] == [28, 28, 28]
+    assert record["augmentation"]["mask_ratio"] == 0.75 and record["augmentation"]["views"] == 1
+    assert record["images"]["total"] == 40 and record["steps"] >= 1  # 4 labelled + 36 unlabeled training volumes
+    net = create_model("monai_vit", output="image", spatial_dims=3, in_channels=1, num_classes=2, input_size=[28] * 3)
+    report = load_init(net, out, spatial_dims=3, channels=1)
+    state = load_file(str(out / "encoder.safetensors"))
+    assert (
+        not report.skipped
+        and len(report.loaded) == len(state)
+        and report.kept
+        == [
+            "classification_head.weight",
+            "classification_head.bias",
+        ]
+    )
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in state.items())
+    with pytest.raises(ConfigError, match=r"--method.*mae needs a ViT backbone.*monai_resnet18 has none") as caught:
+        pretrain([dataset.root], tmp_path / "r", method="mae", budget_minutes=0.01)  # the plan's ResNet
+    assert "\n" not in str(caught.value) and not (tmp_path / "r").exists()

@@ -23,8 +23,14 @@ def distill_cmd(
     unlabeled: list[Path] = typer.Option(
         [],
         "--unlabeled",
-        help="More images for the teacher to label: a dataset folder (its training images) or a folder of images; "
-        "repeat for several.",
+        help="More images for the teacher to label: a dataset folder (its training and unlabeled images) or a "
+        "folder of images; repeat for several. The teacher dataset's own unlabeled split (import --label-fraction) "
+        "is used as well, unless --no-dataset-unlabeled.",
+    ),
+    dataset_unlabeled: bool = typer.Option(
+        True,
+        "--dataset-unlabeled/--no-dataset-unlabeled",
+        help="Use the teacher dataset's unlabeled split (the training images kept without labels) too.",
     ),
     budget: str = typer.Option("10m", "--budget", help="Student training time, e.g. 90s, 10m."),
     temperature: float = typer.Option(4.0, "--temperature", help="Softening temperature T of the teacher and student."),
@@ -39,7 +45,8 @@ def distill_cmd(
     """Distil a run's ensemble into one smaller network (knowledge distillation).
 
     The student learns the teacher's softened probabilities (every member's softmax at temperature T, averaged) on
-    the run's training images and any --unlabeled images, plus the labels where there are:
+    the run's training images, the dataset's unlabeled split (import --label-fraction) and any --unlabeled images,
+    plus the labels where there are:
     loss = soft_weight x T^2 x KL(teacher || student) + (1 - soft_weight) x cross-entropy. The result is an ordinary
     run folder (predict, evaluate, export work on it) whose model card names the teacher. Classification only.
     """
@@ -50,13 +57,17 @@ def distill_cmd(
 
     with progress_bars() as progress:
         summary = distill(
-            run_dir, out, student=student, unlabeled=unlabeled, budget_minutes=parse_duration(budget),
+            run_dir, out, student=student, unlabeled=unlabeled, dataset_unlabeled=dataset_unlabeled,
+            budget_minutes=parse_duration(budget),
             temperature=temperature, soft_weight=soft_weight, overrides=set_, overwrite=overwrite, progress=progress,
         )  # fmt: skip
     made = summary["made_from"]
     Console().print(
         f"student ({made['student_gflops']:.3g} GFLOPs, {made['flops_ratio']:.1f}x fewer than the teacher): best "
-        f"{summary['monitor']} {_number(summary['val_monitor_mean'])}; bundle: {Path(out) / 'bundle'}"
+        f"{summary['monitor']} {_number(summary['val_monitor_mean'])}; bundle: {Path(out) / 'bundle'}\n"
+        f"trained on {made['labelled_images']} labelled and {made['unlabeled_images']} unlabeled images "
+        f"({made['unlabeled_from_dataset']} from the dataset's unlabeled split, {made['unlabeled_from_inputs']} from "
+        "--unlabeled)"
     )
 
 
@@ -91,7 +102,10 @@ def prune_cmd(
     made = summary["made_from"]
     Console().print(
         f"pruned {made['parameters_before']:,} -> {made['parameters_after']:,} parameters; after fine-tuning best "
-        f"{summary['monitor']} {_number(summary['val_monitor_mean'])}; bundle: {Path(out) / 'bundle'}"
+        f"{summary['monitor']} {_number(summary['val_monitor_mean'])}; bundle: {Path(out) / 'bundle'}\n"
+        f"trained on {made['labelled_images']} labelled and {made['unlabeled_images']} unlabeled images "
+        f"({made['unlabeled_from_dataset']} from the dataset's unlabeled split, {made['unlabeled_from_inputs']} from "
+        "--unlabeled)"
     )
 
 

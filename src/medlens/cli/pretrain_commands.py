@@ -18,7 +18,12 @@ def pretrain_cmd(
     out: Path = typer.Option(
         ..., "--out", "-o", help="Pretrain folder to create (encoder.safetensors, pretrain.yaml)."
     ),
-    method: str = typer.Option("simclr", "--method", help="simclr, byol or dino (lightly's heads and losses)."),
+    method: str = typer.Option(
+        "simclr",
+        "--method",
+        help="simclr, byol or dino (lightly's heads and losses), or mae: a masked autoencoder for ViT backbones "
+        "(vit_tiny, vit_small, monai_vit 2D/3D, unetr's encoder; lightly's timm MAE or MONAI's MaskedAutoEncoderViT).",
+    ),
     backbone: str | None = typer.Option(
         None,
         "--backbone",
@@ -33,7 +38,8 @@ def pretrain_cmd(
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Pretrain the task's encoder without labels (SimCLR, BYOL or DINO) with medical-image views: random resized
-    crop, flips, small rotations, intensity window, gamma, noise and blur (no colour jitter).
+    crop, flips, small rotations, intensity window, gamma, noise and blur (no colour jitter); or a ViT as a masked
+    autoencoder (--method mae --backbone vit_tiny): 75% of the patches hidden, their pixels predicted.
 
     Then start a task's network from it with 'medlens train DATASET --set model.init=OUT': the tensors that match
     by name and shape are loaded, and the run lists which were loaded and skipped (init_weights.json).

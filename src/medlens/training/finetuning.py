@@ -20,6 +20,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -82,7 +83,8 @@ def choose_mode(plan: Plan, n_labels: int | None) -> tuple[str, str]:
     with one label per image (``n_labels`` given); from scratch every layer must learn, so it trains in full:
 
     - fewer than 100 labels: ``linear``. A head on frozen features has K x D weights, which tens of labels can
-      pin down; anything more (even LoRA's ~5% of the network) fits the noise of so few.
+      pin down; anything more (even LoRA's ~5% of the network) fits the noise of so few. Except on a masked
+      autoencoder's encoder (``pretrain --method mae``): ``full``, since MAE features are weak under a linear probe.
     - 100 to 999: ``lora``. Adapters on every layer let the features move towards the task with a few percent of
       the parameters, and keep the pretrained weights as they were (what few hundred labels can adapt).
     - 1000 and more: ``full``. Thousands of labels can adapt every weight; layer decay (``optim.layer_decay``)
@@ -99,6 +101,12 @@ def choose_mode(plan: Plan, n_labels: int | None) -> tuple[str, str]:
             "auto: the labels are not one per image (a segmentation labels every voxel, a detection every box), "
             "so the rule by labelled images does not apply: every layer learns"
         )
+    if n_labels < LINEAR_BELOW and _pretrained_by(plan.model.init) == "mae":
+        return "full", (
+            f"auto: {n_labels} labelled training images (< {LINEAR_BELOW}) on a masked-autoencoder encoder: MAE "
+            "features are made to be fine-tuned, not probed (a linear head on them lost 0.15 test AUC to full "
+            "fine-tuning in BENCHMARKS.md), so every layer learns"
+        )
     if n_labels < LINEAR_BELOW:
         return "linear", (
             f"auto: {n_labels} labelled training images (< {LINEAR_BELOW}) on pretrained weights: a linear head on "
@@ -110,6 +118,19 @@ def choose_mode(plan: Plan, n_labels: int | None) -> tuple[str, str]:
             "LoRA adapts every layer with a few percent of the parameters"
         )
     return "full", f"auto: {n_labels} labelled training images (>= {LORA_BELOW}): enough to adapt every weight"
+
+
+def _pretrained_by(init: str | None) -> str | None:
+    """The method of a ``medlens pretrain`` folder (its ``pretrain.yaml``), or None for anything else."""
+    if not init or not (Path(init) / "pretrain.yaml").is_file():
+        return None
+    import yaml
+
+    try:
+        record = yaml.safe_load((Path(init) / "pretrain.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return None  # model.init itself reports an unreadable folder
+    return str(record.get("method")) if isinstance(record, dict) else None
 
 
 def apply_finetuning(module: nn.Module, plan: Plan, n_labels: int | None = None) -> Finetuning:

@@ -226,3 +226,71 @@ def cost_counter(fingerprint: dict[str, Any], outputs: int) -> Callable[..., flo
         )
 
     return cost
+
+
+# Backbone families a plan can be asked for by name (``--set model.name=vit``), largest first: the plan takes the
+# largest member whose training fits MIN_EPOCHS epochs in the budget (the largest of all on a GPU).
+BACKBONE_FAMILIES: dict[str, dict[int, list[tuple[str, dict[str, Any]]]]] = {
+    "vit": {
+        2: [("vit_small", {}), ("vit_tiny", {}), ("vit_tiny", {"depth": 6})],
+        3: [
+            ("monai_vit", {"hidden_size": 384, "num_heads": 6, "num_layers": 12}),
+            ("monai_vit", {"num_layers": 12}),
+            ("monai_vit", {}),
+        ],
+    },
+    "convnext": {2: [("convnext_nano", {}), ("convnext_atto", {})]},
+}
+
+
+def size_backbone(
+    family: str,
+    input_size: list[int],
+    n_train: int,
+    budget: float | None,
+    cost: Callable[..., float] | None,
+    dropout: float = 0.0,
+) -> ModelPlan:
+    """The member of a backbone family (:data:`BACKBONE_FAMILIES`) that fits the images and the time budget.
+
+    Without a budget (a GPU) or a cost counter, the largest member; otherwise the largest whose training takes at
+    least ``MIN_EPOCHS`` epochs of ``n_train`` images in ``budget`` minutes at the assumed CPU throughput (the rule
+    :func:`_fit_width` applies to ResNets), else the smallest. The reason is the plan's ``model.why``.
+
+    Raises:
+        ConfigError: an unknown family, or one with no member for the data's dimensions.
+    """
+    from medlens.core.errors import ConfigError
+
+    dims = len(input_size)
+    if family not in BACKBONE_FAMILIES:
+        raise ConfigError(
+            "model.name", f"unknown backbone family {family!r} (choose from {', '.join(BACKBONE_FAMILIES)})"
+        )
+    members = BACKBONE_FAMILIES[family].get(dims)
+    if not members:
+        raise ConfigError("model.name", f"the {family} family has no {dims}D network (see 'medlens models')")
+    if budget is None or cost is None:
+        name, kwargs = members[0]
+        why = f"{family}: {name} {kwargs or ''}, the largest of the family (no CPU time budget)".replace(" ,", ",")
+        return ModelPlan(name=name, kwargs=kwargs, dropout=dropout, why=why)
+    throughput = CPU_GFLOPS[dims]
+    tried = []
+    for name, kwargs in members:
+        gflops = cost(name, kwargs, input_size=input_size)
+        epochs = budget * 60 * throughput / (gflops * max(1, n_train))
+        tried.append(f"{name}{kwargs or ''} {epochs:.1f}")
+        if epochs >= MIN_EPOCHS:
+            break
+    label = f"{name} {kwargs}" if kwargs else name
+    why = (
+        f"{family} sized to the budget: {label}, {gflops:.2f} training GFLOPs per {input_size} image, about "
+        f"{epochs:.0f} epochs of {n_train} images in {budget:g} min at an assumed {throughput:g} GFLOP/s "
+        + (
+            f"(the largest with at least {MIN_EPOCHS} epochs"
+            if epochs >= MIN_EPOCHS
+            else f"(the smallest; none reaches {MIN_EPOCHS} epochs"
+        )
+        + f"; epochs by size: {', '.join(tried)})"
+    )
+    return ModelPlan(name=name, kwargs=kwargs, dropout=dropout, why=why)

@@ -1,4 +1,5 @@
-"""Self-supervised pretraining of a task's encoder without labels: SimCLR, BYOL or DINO (lightly's heads and losses).
+"""Self-supervised pretraining of a task's encoder without labels: SimCLR, BYOL or DINO (lightly's heads and losses),
+or a masked autoencoder for vision transformers (:mod:`medlens.training.masked_autoencoder`).
 
 The encoder is the task's own network from the model registry with its last linear layer (the classifier head)
 replaced by an identity, or a U-Net's contracting path (:func:`build_encoder`), so its tensors keep the names and
@@ -25,24 +26,34 @@ from torch import nn
 
 from medlens.core.errors import ConfigError
 from medlens.core.progress import ProgressFn, report
+from medlens.training.plan import AugmentPlan
 from medlens.training.views import random_view, view_plan
 
 log = logging.getLogger(__name__)
-Method = Literal["simclr", "byol", "dino"]
-METHODS: tuple[str, ...] = ("simclr", "byol", "dino")
+Method = Literal["simclr", "byol", "dino", "mae"]
+METHODS: tuple[str, ...] = ("simclr", "byol", "dino", "mae")
 
 
 def build_encoder(
-    name: str, kwargs: dict[str, Any], *, spatial_dims: int, channels: int, input_size: list[int]
+    name: str,
+    kwargs: dict[str, Any],
+    *,
+    spatial_dims: int,
+    channels: int,
+    input_size: list[int],
+    method: str = "simclr",
 ) -> tuple[nn.Module, int]:
     """The registered network ``name`` as an encoder: (encoder, embedding size).
 
     An image network (classification, regression) loses its last linear layer (the head); a U-Net (DynUNet, the
     segmentation network) keeps its contracting path (``input_block``, ``downsamples``, ``bottleneck``) with its
-    output averaged over space. Either way the tensors keep the names they have in the task's network.
+    output averaged over space. For ``method="mae"`` the encoder is the network's vision transformer (a ViT
+    classifier without its head, or UNETR's ``vit``: :func:`medlens.training.masked_autoencoder.mae_encoder`).
+    Either way the tensors keep the names they have in the task's network.
 
     Raises:
-        ConfigError: ``name`` is not registered, or is neither an image network with a linear head nor a U-Net.
+        ConfigError: ``name`` is not registered, is neither an image network with a linear head nor a U-Net, or
+            holds no ViT for ``mae`` (the message names ``--method``).
     """
     from medlens.models import create_model
     from medlens.models.registry import get_entry
@@ -57,6 +68,12 @@ def build_encoder(
         input_size=input_size,
         **kwargs,
     )
+    if method == "mae":
+        from medlens.training.masked_autoencoder import mae_encoder
+
+        if output == "image":
+            _drop_head(net)
+        return mae_encoder(net, name)
     if all(hasattr(net, part) for part in ("input_block", "downsamples", "bottleneck")):
         encoder = _UNetEncoder(net)
         with torch.no_grad():
@@ -65,10 +82,15 @@ def build_encoder(
     linears = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Linear)]
     if output != "image" or not linears:
         raise ConfigError("--backbone", f"{name} is neither an image network with a linear head nor a U-Net")
-    head_name, head = linears[-1]
+    return net, _drop_head(net)
+
+
+def _drop_head(net: nn.Module) -> int:
+    """Replace the last linear layer of ``net`` (its head) by an identity; returns the head's input width."""
+    head_name, head = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Linear)][-1]
     parent, _, leaf = head_name.rpartition(".")
     setattr(net.get_submodule(parent) if parent else net, leaf, nn.Identity())
-    return net, int(head.in_features)
+    return int(head.in_features)
 
 
 class _UNetEncoder(nn.Module):
@@ -90,8 +112,16 @@ class _UNetEncoder(nn.Module):
 class _Method(nn.Module):
     """A self-supervised method: an encoder, a projection head, and the loss of two views of a batch."""
 
+    views = 2
     encoder: nn.Module
     head: nn.Module
+
+    def view_plan(self, spatial_dims: int) -> AugmentPlan:
+        """The augmentation that makes each view."""
+        return view_plan(spatial_dims)
+
+    def finish(self) -> None:
+        """Called once after training (the encoder trains in place: nothing to do)."""
 
     def loss(self, a: torch.Tensor, b: torch.Tensor, fraction: float) -> torch.Tensor:
         """The loss of two views ``a`` and ``b`` of the same images, ``fraction`` of the budget spent."""
@@ -228,17 +258,23 @@ def pretrain_encoder(
     Raises:
         ConfigError: an unknown method, or fewer images than two (a contrastive batch needs two).
     """
-    if method not in _METHODS:
+    if method not in METHODS:
         raise ConfigError("--method", f"unknown method {method!r} (choose from {', '.join(METHODS)})")
     if len(images) < 2:
         raise ConfigError("inputs", f"{len(images)} image(s): self-supervised pretraining needs at least two")
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    model = _METHODS[method](encoder, dim)
+    model: Any
+    if method == "mae":  # one view per image; the encoder's ViT, the images' size
+        from medlens.training.masked_autoencoder import build_mae
+
+        model = build_mae(encoder, list(images.shape[2:]))
+    else:
+        model = _METHODS[method](encoder, dim)
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
-    plan = view_plan(images.ndim - 2)
+    plan = model.view_plan(images.ndim - 2)
     batch = min(batch_size, len(images))
     budget = budget_minutes * 60.0
     result = PretrainResult(state={})
@@ -253,7 +289,9 @@ def pretrain_encoder(
             for group in optimizer.param_groups:
                 group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * fraction))
             x = images[order[first : first + batch]]
-            loss = model.loss(random_view(x, plan, generator), random_view(x, plan, generator), fraction)
+            a = random_view(x, plan, generator)
+            b = random_view(x, plan, generator) if model.views == 2 else None
+            loss = model.loss(a, b, fraction)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -265,6 +303,7 @@ def pretrain_encoder(
             break
     result.epochs = round(result.steps * batch / len(images), 2)
     result.seconds = round(time.perf_counter() - start, 1)
+    model.finish()
     encoder.eval()
     result.state = {k: v.detach().clone().contiguous() for k, v in encoder.state_dict().items()}
     log.info(

@@ -108,8 +108,8 @@ def student_plan(
 
 
 def unlabeled_images(sources: Sequence[str | Path], progress: ProgressFn | None = None) -> list[Image]:
-    """Images without labels: the training split of each dataset folder (its labels ignored), every image file
-    under each other folder (or the file itself)."""
+    """Images without labels: the training and unlabeled splits of each dataset folder (its labels ignored), every
+    image file under each other folder (or the file itself)."""
     from medlens.data.sources import is_image_file
     from medlens.io import read_image
     from medlens.training.images import case_images
@@ -118,7 +118,7 @@ def unlabeled_images(sources: Sequence[str | Path], progress: ProgressFn | None 
     for source in map(Path, sources):
         if (source / "dataset.yaml").is_file():
             data = load_dataset(source)
-            images += list(case_images(data, data.split("train")))
+            images += list(case_images(data, data.split("train") + data.unlabeled()))
             continue
         if not source.exists():
             raise InputError(source, "no such file or folder (unlabeled images)")
@@ -140,6 +140,7 @@ def distill(
     *,
     student: str | None = None,
     unlabeled: Sequence[str | Path] = (),
+    dataset_unlabeled: bool = True,
     budget_minutes: float = 10.0,
     temperature: float = DEFAULT_TEMPERATURE,
     soft_weight: float = DEFAULT_SOFT_WEIGHT,
@@ -148,13 +149,16 @@ def distill(
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Train a small student on the run's bundle (the teacher: every member's softened probabilities, averaged) over
-    the run's training images and ``unlabeled`` images, plus the labels where there are; write an ordinary run.
+    the run's training images, the dataset's ``unlabeled`` split (the training images ``import --label-fraction``
+    kept without labels) and ``unlabeled`` images, plus the labels where there are; write an ordinary run.
 
     Args:
         run_dir: the teacher's run folder (or its bundle; the dataset comes from the run's ``run.yaml``).
         out: the student's run folder.
         student: a registry network (default: the largest of :data:`STUDENTS` with >= 3x fewer FLOPs).
-        unlabeled: dataset folders (their training images) and folders or files of images, labels ignored.
+        unlabeled: more images: dataset folders (their training and unlabeled splits) and folders or files of
+            images, labels ignored.
+        dataset_unlabeled: also use the teacher dataset's own ``unlabeled`` split (when it has one).
         budget_minutes: the student's training budget.
         temperature: the softening temperature T.
         soft_weight: weight of the teacher term; the labels' term has ``1 - soft_weight``.
@@ -167,6 +171,7 @@ def distill(
         >>> medlens.distill("runs/pneumonia", "runs/pneumonia-small", budget_minutes=10)  # doctest: +SKIP
     """
     from medlens.training.derived import fit_derived
+    from medlens.training.images import case_images
 
     if temperature <= 0:
         raise ConfigError("--temperature", f"must be positive, got {temperature:g}")
@@ -181,7 +186,9 @@ def distill(
     with output_folder(out, kind="run", overwrite=overwrite, inputs=inputs) as tmp:
         member = plan_members(dataset, seeds=1, seed=plan.train.seed)[0]
         prepared = task.prepare(dataset, plan, member.train + member.val, progress)
-        extra = unlabeled_images(unlabeled, progress)
+        given = {Path(p).resolve() for p in unlabeled}
+        own = dataset.unlabeled() if dataset_unlabeled and dataset.root.resolve() not in given else []
+        extra = [*case_images(dataset, own, progress), *unlabeled_images(unlabeled, progress)]
         recipe = task.distiller(
             teacher, plan, prepared, member, extra, temperature=temperature, soft_weight=soft_weight
         )
@@ -195,7 +202,10 @@ def distill(
             "flops_ratio": teacher_gflops / max(gflops, 1e-12),
             "temperature": temperature,
             "soft_weight": soft_weight,
+            "labelled_images": len(member.train),
             "unlabeled_images": len(extra),
+            "unlabeled_from_dataset": len(own),
+            "unlabeled_from_inputs": len(extra) - len(own),
             "loss": recipe.loss,
         }
         line = (

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from medlens.core.errors import InputError
 from medlens.data.dataset import Dataset, load_dataset
 from medlens.tasks.base import get_task, load_plan
+from medlens.training.image_planning import BACKBONE_FAMILIES
 from medlens.training.overrides import apply_overrides, save_plan
 from medlens.training.plan import Plan
 
@@ -24,7 +26,28 @@ def make_plan(dataset: Dataset, overrides: list[str] | None = None) -> Plan:
     task.check_dataset(dataset)
     fingerprint = compute_fingerprint(dataset, task_part=task.fingerprint, max_images=task.fingerprint_images)
     plan = task.plan(fingerprint, has_gpu=torch.cuda.is_available())
-    return apply_overrides(plan, overrides or [])
+    plan = apply_overrides(plan, overrides or [])
+    if task.model_output == "image" and plan.model.name in BACKBONE_FAMILIES:  # "--set model.name=vit": size it
+        plan = _sized_backbone(plan, fingerprint)
+    return plan
+
+
+def _sized_backbone(plan: Plan, fingerprint: dict[str, Any]) -> Plan:
+    """The plan with its backbone family (``vit``, ``convnext``) replaced by the member that fits the images and
+    the plan's time budget (:func:`medlens.training.image_planning.size_backbone`), its reason in the notes."""
+    from medlens.training.image_planning import cost_counter, size_backbone
+
+    outputs = max(2, len(plan.class_names))
+    model = size_backbone(
+        plan.model.name,
+        list(plan.data.input_size),
+        int(fingerprint["n_cases"]["train"]),
+        plan.train.budget_minutes,
+        cost_counter(fingerprint, outputs=outputs),
+        dropout=plan.model.dropout,
+    )
+    model = model.model_copy(update={"init": plan.model.init, "pretrained": plan.model.pretrained})
+    return plan.model_copy(update={"model": model, "notes": [*plan.notes, model.why]})
 
 
 def plan(dataset_dir: str | Path, overrides: list[str] | None = None, *, overwrite: bool = False) -> tuple[Plan, Path]:

@@ -117,7 +117,8 @@ def pretrain(
     Args:
         inputs: dataset folders and folders (or files) of images.
         out: the pretrain folder to create.
-        method: ``simclr``, ``byol`` or ``dino``.
+        method: ``simclr``, ``byol``, ``dino`` or ``mae`` (a masked autoencoder; ViT backbones only: ``vit_tiny``,
+            ``vit_small``, ``monai_vit``, ``unetr``).
         backbone: a registered image network (``medlens models``) instead of the plan's.
         budget_minutes: wall-clock time of the training loop.
         max_epochs: stop earlier after this many passes over the images.
@@ -139,7 +140,6 @@ def pretrain(
     from medlens.data.sources import common_folders
     from medlens.training.images import load_in_memory, normalize
     from medlens.training.pretraining import build_encoder, pretrain_encoder
-    from medlens.training.views import view_plan
 
     sources = [Path(p) for p in ([inputs] if isinstance(inputs, (str, Path)) else inputs)]
     if not sources:
@@ -165,7 +165,7 @@ def pretrain(
             if backbone and backbone != name:
                 name, kwargs = backbone, {}
             encoder, dim = build_encoder(
-                name, kwargs, spatial_dims=dims, channels=data.channels, input_size=data.input_size
+                name, kwargs, spatial_dims=dims, channels=data.channels, input_size=data.input_size, method=method
             )
             x = normalize(load_in_memory(pool, pool.cases, data, progress, "pretraining images"), data)
         batch = batch_size or (128 if dims == 2 else 64)
@@ -197,7 +197,7 @@ def pretrain(
             },
             "planned_by": planned_by,
             "images": {"total": len(images), "per_input": counts},
-            "augmentation": view_plan(dims).model_dump(exclude={"why"}) | {"blur_probability": 0.3},
+            "augmentation": _augmentation(method, dims),
             "batch_size": min(batch, len(images)),
             "lr": lr,
             "seed": seed,
@@ -213,6 +213,16 @@ def pretrain(
             handle.write(yaml.safe_dump(record, sort_keys=False).encode("utf-8"))  # type: ignore[attr-defined]
         _plot_loss(result.losses, tmp / "loss.png", method)
     return record
+
+
+def _augmentation(method: str, dims: int) -> dict[str, Any]:
+    """What ``pretrain.yaml`` records of the views: the augmentation, and MAE's masking."""
+    from medlens.training.masked_autoencoder import MASK_RATIO, mae_view_plan
+    from medlens.training.views import BLUR_PROBABILITY, view_plan
+
+    if method == "mae":
+        return mae_view_plan(dims).model_dump(exclude={"why"}) | {"mask_ratio": MASK_RATIO, "views": 1}
+    return view_plan(dims).model_dump(exclude={"why"}) | {"blur_probability": BLUR_PROBABILITY, "views": 2}
 
 
 def _plot_loss(losses: list[float], path: Path, method: str) -> None:
