@@ -106,6 +106,10 @@ def test_distill_uses_the_datasets_unlabeled_split_and_counts_it(
     assert main(["-q", *args, "--overwrite", "--no-dataset-unlabeled"]) == 0
     made = load_bundle(out).info["made_from"]
     assert (made["unlabeled_from_dataset"], made["unlabeled_images"]) == (0, 3)
+    assert main(["-q", *[a for a in args if a != "--unlabeled" and a != str(folder)], "--overwrite",
+                 "--dataset-unlabeled"]) == 0  # fmt: skip
+    made = load_bundle(out).info["made_from"]
+    assert (made["unlabeled_from_dataset"], made["unlabeled_images"]) == (20, 20)
 
 
 def test_int8_export_records_the_quantization_and_agrees_with_fp32(pneumonia_run: Path, tmp_path: Path) -> None:

@@ -102,10 +102,7 @@ def prune_cmd(
     made = summary["made_from"]
     Console().print(
         f"pruned {made['parameters_before']:,} -> {made['parameters_after']:,} parameters; after fine-tuning best "
-        f"{summary['monitor']} {_number(summary['val_monitor_mean'])}; bundle: {Path(out) / 'bundle'}\n"
-        f"trained on {made['labelled_images']} labelled and {made['unlabeled_images']} unlabeled images "
-        f"({made['unlabeled_from_dataset']} from the dataset's unlabeled split, {made['unlabeled_from_inputs']} from "
-        "--unlabeled)"
+        f"{summary['monitor']} {_number(summary['val_monitor_mean'])}; bundle: {Path(out) / 'bundle'}"
     )
 
 
