@@ -12,7 +12,6 @@ and written as an ordinary run folder with a bundle, so ``predict``, ``evaluate`
 from __future__ import annotations
 
 import logging
-import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,6 +70,7 @@ def fit_derived(
             each network's shapes to its weights.
     """
     from medlens.models.bundle import save_bundle
+    from medlens.training.engine import run_records
     from medlens.training.fitting import best_weights, fit_member
 
     save_plan(plan, out / "plan.yaml")
@@ -84,35 +84,8 @@ def fit_derived(
         states.append(best_weights(out / member.name))
     nets = [build(state).eval() for state in states]
     calibration = task.calibrate(plan, nets, members, prepared)
-    monitor = plan.train.monitor
-    scores = [f.get(f"best_{monitor}") for f in fitted]
-    defined = [float(v) for v in scores if v is not None]
-    key = f"val_{monitor.removeprefix('val_')}_per_member"
-    summary: dict[str, Any] = {
-        "dataset": str(dataset.root.resolve()),
-        "task": plan.task,
-        "members": [m.name for m in members],
-        "kind": "seeds",
-        "monitor": monitor,
-        key: scores,
-        "val_monitor_mean": statistics.fmean(defined) if defined else None,
-        "val_monitor_sd": statistics.stdev(defined) if len(defined) > 1 else 0.0,
-        "train_seconds_per_member": [f["train_seconds"] for f in fitted],
-        "member_summaries": fitted,
-        "made_from": made_from,
-        **calibration.summary,
-    }
-    info = {
-        "dataset": dataset.spec.name,
-        "modality": dataset.spec.modality,
-        "channels": dataset.spec.channels,
-        "n_train": len({c.case_id for m in members for c in m.train}),
-        "n_val": len({c.case_id for m in members for c in m.val}),
-        "members": "seeds",
-        key: scores,
-        "made_from": made_from,
-        **calibration.info,
-    }
+    summary, info = run_records(dataset, plan, members, fitted, calibration)
+    summary["made_from"] = info["made_from"] = made_from
     if pruned:
         info["pruned"] = True
     lines = [*task.card_lines(calibration.plan, calibration), *card_lines]

@@ -93,40 +93,13 @@ def train_members(
         net.load_state_dict(state)
         nets.append(net.eval())
     calibration = task.calibrate(plan, nets, members, prepared)
-    monitor = plan.train.monitor
-    scores = [s.get(f"best_{monitor}") for s in summaries]
-    defined = [float(v) for v in scores if v is not None]
-    summary: dict[str, Any] = {
-        "dataset": str(dataset.root.resolve()),
-        "task": plan.task,
-        "members": [m.name for m in members],
-        "kind": "folds" if members[0].name.startswith("fold_") else "seeds",
-        "monitor": monitor,
-        f"val_{monitor.removeprefix('val_')}_per_member": scores,
-        "val_monitor_mean": statistics.fmean(defined) if defined else None,
-        "val_monitor_sd": statistics.stdev(defined) if len(defined) > 1 else 0.0,
-        "train_seconds_per_member": [s["train_seconds"] for s in summaries],
-        "finetune": summaries[0].get("finetune"),
-        **({"init": init_reports[0].counts()} if init_reports else {}),
-        "member_summaries": summaries,
-        **calibration.summary,
-    }
+    summary, info = run_records(dataset, plan, members, summaries, calibration)
+    summary["finetune"] = summaries[0].get("finetune")
+    if init_reports:
+        summary["init"] = info["init"] = init_reports[0].counts()
     privacy = run_privacy(summaries, plan)
     if privacy:
-        summary["privacy"] = privacy
-    info = {
-        "dataset": dataset.spec.name,
-        "modality": dataset.spec.modality,
-        "channels": dataset.spec.channels,
-        "n_train": len({c.case_id for m in members for c in m.train}),
-        "n_val": len({c.case_id for m in members for c in m.val}),
-        "members": summary["kind"],
-        f"val_{monitor.removeprefix('val_')}_per_member": scores,
-        **({"init": init_reports[0].counts()} if init_reports else {}),
-        **calibration.info,
-    }
-    if privacy:
-        info["privacy"] = privacy
+        summary["privacy"] = info["privacy"] = privacy
     try:
         fingerprint = load_fingerprint(dataset.root)
     except (OSError, ValueError):  # a damaged cache: the rules fall back to their wider defaults
@@ -150,6 +123,42 @@ def train_members(
     )
     write_json(out / "train_summary.json", summary)
     return summary
+
+
+def run_records(
+    dataset: Dataset, plan: Plan, members: list[Member], fitted: list[dict[str, Any]], calibration: Calibration
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What every run writes about its members, trained here or made from another run (:mod:`.derived`): the run
+    summary (``train_summary.json``) and the bundle's ``info``, each member's best validation score in both."""
+    monitor = plan.train.monitor
+    scores = [f.get(f"best_{monitor}") for f in fitted]
+    defined = [float(v) for v in scores if v is not None]
+    key = f"val_{monitor.removeprefix('val_')}_per_member"
+    kind = "folds" if members[0].name.startswith("fold_") else "seeds"
+    summary: dict[str, Any] = {
+        "dataset": str(dataset.root.resolve()),
+        "task": plan.task,
+        "members": [m.name for m in members],
+        "kind": kind,
+        "monitor": monitor,
+        key: scores,
+        "val_monitor_mean": statistics.fmean(defined) if defined else None,
+        "val_monitor_sd": statistics.stdev(defined) if len(defined) > 1 else 0.0,
+        "train_seconds_per_member": [f["train_seconds"] for f in fitted],
+        "member_summaries": fitted,
+        **calibration.summary,
+    }
+    info: dict[str, Any] = {
+        "dataset": dataset.spec.name,
+        "modality": dataset.spec.modality,
+        "channels": dataset.spec.channels,
+        "n_train": len({c.case_id for m in members for c in m.train}),
+        "n_val": len({c.case_id for m in members for c in m.val}),
+        "members": kind,
+        key: scores,
+        **calibration.info,
+    }
+    return summary, info
 
 
 def initialised(module: Any, plan: Plan, out: Path, reports: list[Any]) -> Any:
