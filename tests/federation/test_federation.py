@@ -17,11 +17,15 @@ from medlens.cli.main import main
 from medlens.tasks.base import load_bundle
 
 SMALL = [
-    "--set", "train.batch_size=8",
-    "--set", "train.explain_images=0",
-    "--set", "model.name=monai_resnet10",
-    "--set", "model.kwargs={widen_factor: 0.125, stem_stride: 2, stem_pool: false}",
-]  # fmt: skip
+    "--set",
+    "train.batch_size=8",
+    "--set",
+    "train.explain_images=0",
+    "--set",
+    "model.name=monai_resnet10",
+    "--set",
+    "model.kwargs={widen_factor: 0.125, stem_stride: 2, stem_pool: false}",
+]
 
 
 def _dataset(tmp_path: Path, npz: Path) -> Path:
@@ -53,15 +57,19 @@ def test_simulated_private_federation_is_an_ordinary_bundle(tmp_path: Path, smal
     assert "site_0 " in card and "ε spent per site" in card and "Operating point chosen at site_0" in card
     # the bundle holds the last global model: the average of the sites' last-round weights (equal sizes here)
     bundle = load_bundle(run)
-    site_states = [torch.load(run / "sites" / s / "round_2" / "checkpoints" / "last.ckpt", weights_only=True)
-                   ["state_dict"] for s in ("site_0", "site_1")]  # fmt: skip
+    site_states = [
+        torch.load(run / "sites" / s / "round_2" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+        for s in ("site_0", "site_1")
+    ]
     weights = [s["n_train"] for s in federation["sites"]]
     net = bundle.networks()[0].state_dict()
     key = next(k for k in net if k.endswith("weight") and net[k].dim() > 1)
     average = sum(w * s[f"net.{key}"] for w, s in zip(weights, site_states, strict=True)) / sum(weights)
     assert torch.allclose(net[key], average, atol=1e-5)
     # evaluate, predict and export work on it as on any run
-    assert main(["-q", "evaluate", str(run), "--split", "test", "--out", str(tmp_path / "eval"), "--bootstrap", "50"]) == 0
+    assert (
+        main(["-q", "evaluate", str(run), "--split", "test", "--out", str(tmp_path / "eval"), "--bootstrap", "50"]) == 0
+    )
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["n_cases"] == 20
     image = sorted((ds / "images").glob("test_*.png"))[0]
     assert main(["-q", "predict", str(run), str(image), "--out", str(tmp_path / "pred")]) == 0
@@ -108,7 +116,7 @@ def test_fedprox_adds_its_proximal_term_to_the_local_loss(pneumonia_dataset) -> 
     settings = Settings(sites=2, rounds=1, strategy="fedprox", proximal_mu=0.5)
     strategy = make_strategy(settings, plan, [p.numpy() for p in anchor], Record())
     assert isinstance(strategy, FedProx) and strategy.proximal_mu == 0.5  # Flower's FedProx sends mu to the sites
-    with pytest.raises(ConfigError, match="FedProx with train.privacy"):
+    with pytest.raises(ConfigError, match=r"FedProx with train\.privacy"):
         settings.check(apply_overrides(plan, ["train.privacy.epsilon=8"]))
 
 
@@ -128,16 +136,38 @@ def test_flower_server_and_site_processes_train_together(
     address = f"127.0.0.1:{_free_port()}"
     common = ["--sites", "2", "--connect", address]
     sites = [
-        subprocess.Popen([str(medlens_script), "-q", "federated", str(ds), "--out", str(tmp_path / name),
-                          *common, "--site", name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            [str(medlens_script), "-q", "federated", str(ds), "--out", str(tmp_path / name), *common, "--site", name],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for name in ("site_0", "site_1")
-    ]  # fmt: skip
+    ]
     server = subprocess.Popen(
-        [str(medlens_script), "-q", "federated", str(blind), "--out", str(tmp_path / "run"), "--sites", "2",
-         "--rounds", "2", "--serve", address, *SMALL, "--set", "train.max_epochs=1", "--set",
-         "train.budget_minutes=null"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [
+            str(medlens_script),
+            "-q",
+            "federated",
+            str(blind),
+            "--out",
+            str(tmp_path / "run"),
+            "--sites",
+            "2",
+            "--rounds",
+            "2",
+            "--serve",
+            address,
+            *SMALL,
+            "--set",
+            "train.max_epochs=1",
+            "--set",
+            "train.budget_minutes=null",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         out, _ = server.communicate(timeout=240)
         assert server.returncode == 0, out[-3000:]
