@@ -136,9 +136,11 @@ class SiteTrainer:
         member = Member(f"{self.site.name}_round_{rnd}", seed, self.site.train, self.site.val)
         train_loader, val_loader = self.task.loaders(local, self._prepared, member)
         mu = float(config.get("proximal_mu") or 0.0)
+        made: list[Any] = []
 
         def make_module(budget: Any) -> Any:
             module = self.task.module(local, budget)
+            made.append(module)
             load_arrays(network_of(module), arrays)
             if mu > 0:
                 proximal(module, [p.detach().clone() for p in network_of(module).parameters()], mu)
@@ -155,9 +157,12 @@ class SiteTrainer:
             progress=self.progress,
             share=int(config["rounds"]),
         )
-        state = read_checkpoint(folder / "checkpoints" / "last.ckpt")["state_dict"]
-        net = self.task.build_network(local.without_pretrained())
-        net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
+        if made:  # the weights after the round's last step (a checkpoint may be from the end of an earlier epoch)
+            net = network_of(made[-1])
+        else:  # the round had finished before (its summary was kept): its last checkpoint
+            state = read_checkpoint(folder / "checkpoints" / "last.ckpt")["state_dict"]
+            net = self.task.build_network(local.without_pretrained())
+            net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
         described = self.site.describe(self.dataset.spec.classes)
         facts: dict[str, Any] = {
             **described,
