@@ -67,6 +67,7 @@ def _register() -> None:
         denoise_commands,
         detection_commands,
         explain_commands,
+        federated_commands,
         image_commands,
         model_commands,
         pacs_commands,
@@ -87,6 +88,7 @@ def _register() -> None:
     pretrain_commands.register(app)
     denoise_commands.register(app)
     synth_commands.register(app)
+    federated_commands.register(app)
 
 
 _register()
