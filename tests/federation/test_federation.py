@@ -189,3 +189,30 @@ def test_flower_server_and_site_processes_train_together(
     bundle = load_bundle(tmp_path / "run")
     prediction = bundle.predict(sorted((ds / "images").glob("test_*.png"))[0])
     assert sum(prediction.probabilities.values()) == pytest.approx(1.0)  # type: ignore[attr-defined]
+
+
+def test_command_line_options_reach_the_federation_record(
+    tmp_path: Path, small_pneumonia_npz: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ds, run = _dataset(tmp_path, small_pneumonia_npz), tmp_path / "run"
+    args = ["-q", "federated", str(ds), "-o", str(run), "--sites", "2", "--rounds", "1", "--budget", "0.05m",
+            "--skew", "label", "--alpha", "5", "--split-seed", "3", "--strategy", "fedprox", "--mu", "0.1",
+            "--local-epochs", "1", *SMALL]  # fmt: skip
+    assert main(args) == 0
+    record = json.loads((run / "federation.json").read_text())
+    assert (record["strategy"], record["proximal_mu"], record["rounds"], record["local_epochs"]) == (
+        "fedprox",
+        0.1,
+        1,
+        1,
+    )
+    assert "Dirichlet(alpha=5)" in record["split_rule"] and "seed 3" in record["split_rule"]
+    before = (run / "federation.json").read_bytes()
+    capsys.readouterr()
+    assert main(args) == 1 and "not empty" in capsys.readouterr().err  # a run is replaced only with --overwrite
+    assert (run / "federation.json").read_bytes() == before
+    again = [a if a != "fedprox" else "fedavg" for a in args]
+    assert main([*again, "--overwrite"]) == 0
+    assert json.loads((run / "federation.json").read_text())["strategy"] == "fedavg"
+    assert main([*again, "--overwrite", "--split-by", "hospital"]) == 1
+    assert "'hospital'" in capsys.readouterr().err
