@@ -64,6 +64,7 @@ def fit_member(
     from lightning.pytorch.loggers import CSVLogger
 
     from medlens.training.finetuning import apply_finetuning
+    from medlens.training.observers import observed
     from medlens.training.throughput import Throughput
 
     quiet_lightning()
@@ -89,7 +90,7 @@ def fit_member(
     tuning = apply_finetuning(module, plan, n_labels)
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=t.monitor, mode=monitor_mode, save_last=True)
     speed = Throughput()
-    callbacks: list[Any] = [best, budget, speed, *([tuning.callback] if tuning.callback else [])]
+    callbacks: list[Any] = [best, budget, speed, *([tuning.callback] if tuning.callback else []), *observed()]
     private = None
     if t.privacy is not None:  # DP-SGD: Poisson batches, and the module's network and optimizer made private
         from medlens.training.privacy import PrivateFitting
