@@ -50,7 +50,9 @@ def tune_cmd(
     no_defaults: bool = typer.Option(
         False, "--no-default-space", help="Search only the --space dimensions (not the default space)."
     ),
-    set_: list[str] = typer.Option([], "--set", help="A plan override every trial gets, e.g. --set train.max_epochs=8."),
+    set_: list[str] = typer.Option(
+        [], "--set", help="A plan override every trial gets, e.g. --set train.max_epochs=8."
+    ),
     ray: str | None = typer.Option(
         None, "--ray", metavar="ADDRESS", help="A running Ray cluster HOST:PORT (default: a local Ray on all cores)."
     ),

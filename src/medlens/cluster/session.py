@@ -4,6 +4,10 @@
 others make a cluster; ``medlens predict ... --ray HOST:6379`` and ``medlens tune ... --ray HOST:6379`` then run on
 it (every node needs medlens installed and the inputs on a path it can read). Without an address a local Ray is
 started for the command (all of this machine's cores) and stopped after it.
+
+``ray start`` protects a cluster with a token (Ray's ``RAY_AUTH_MODE=token``; the token in ``~/.ray/auth_token`` or
+``RAY_AUTH_TOKEN``), and a driver sends it only in that mode: when ``RAY_AUTH_MODE`` is not set and a token is at
+hand, connecting to an address sets the mode, as ``ray start`` does for its own processes.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ def ray_session(address: str | None = None) -> Iterator[Any]:
     """
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # ask nothing of the network
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune prints no tables (verbose=0 then holds)
+    if address not in (None, LOCAL) and "RAY_AUTH_MODE" not in os.environ and _token_at_hand():
+        os.environ["RAY_AUTH_MODE"] = "token"  # read when Ray is imported
     import ray
 
     if ray.is_initialized():  # a caller (a test, a notebook) already connected: use that session as it is
@@ -50,6 +56,14 @@ def ray_session(address: str | None = None) -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()
+
+
+def _token_at_hand() -> bool:
+    """A Ray token in the environment or where ``ray start`` writes it."""
+    from pathlib import Path
+
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
+    return bool(os.environ.get("RAY_AUTH_TOKEN")) or Path(path).is_file()
 
 
 def _quiet_ray_data() -> None:

@@ -240,9 +240,7 @@ def _run(
         )  # fmt: skip
         done = total - len(pending)
         for result in predicted.iter_batches(batch_size=None, batch_format="numpy"):
-            for source, reason, prediction in zip(
-                result["path"], result["reason"], result["prediction"], strict=True
-            ):
+            for source, reason, prediction in zip(result["path"], result["reason"], result["prediction"], strict=True):
                 if reason:
                     skipped.append((str(source), str(reason)))
                     log.warning("skipped %s: %s", source, reason)

@@ -89,7 +89,7 @@ def tune(
     plan = resolve_plan(dataset, list(fixed))
     dimensions = resolve_space(plan, space, defaults=default_space)
     for dimension in dimensions:  # an unknown key or a value the plan refuses fails now, not in every trial
-        for value in (dimension.values if dimension.kind == "choice" else dimension.values[:1]):
+        for value in dimension.values if dimension.kind == "choice" else dimension.values[:1]:
             apply_overrides(plan, [f"{dimension.key}={written(value)}"])
     monitor, mode = plan.train.monitor, plan.train.monitor_mode
     with output_folder(out, kind="tune", overwrite=overwrite, inputs=[("dataset", dataset.root)]) as tmp:
@@ -113,8 +113,12 @@ def tune(
             "concurrent_trials": concurrent,
             "budget_minutes": budget_minutes,
             "trial_budget_minutes": per_trial,
-            "scheduler": {"name": "ASHA", "grace_epochs": grace_epochs, "reduction_factor": reduction_factor,
-                          "max_epochs": plan.train.max_epochs},  # fmt: skip
+            "scheduler": {
+                "name": "ASHA",
+                "grace_epochs": grace_epochs,
+                "reduction_factor": reduction_factor,
+                "max_epochs": plan.train.max_epochs,
+            },  # fmt: skip
             "monitor": monitor,
             "mode": mode,
             "space": [d.text() for d in dimensions],
@@ -192,7 +196,13 @@ def _search(
 
 
 def run_trial(
-    config: dict[str, Any], *, dataset: str, trials_dir: str, fixed: list[str], budget_minutes: float | None, monitor: str
+    config: dict[str, Any],
+    *,
+    dataset: str,
+    trials_dir: str,
+    fixed: list[str],
+    budget_minutes: float | None,
+    monitor: str,
 ) -> None:
     """One trial (in a Ray worker): an ordinary ``train`` run into ``trials_dir/trial_NN``, reporting each
     validation's ``monitor`` to Tune."""
@@ -203,8 +213,13 @@ def run_trial(
 
     run_dir = Path(trials_dir) / trial_folder(tune.get_context().get_trial_id())
     with observing(TuneReporter(monitor)):
-        train(dataset, run_dir, budget_minutes=budget_minutes, overrides=[*fixed, *overrides(config)],
-              overwrite=run_dir.exists())  # fmt: skip (a retried trial starts again)
+        train(
+            dataset,
+            run_dir,
+            budget_minutes=budget_minutes,
+            overrides=[*fixed, *overrides(config)],
+            overwrite=run_dir.exists(),
+        )  # fmt: skip (a retried trial starts again)
 
 
 def trial_folder(trial_id: str) -> str:
@@ -214,17 +229,25 @@ def trial_folder(trial_id: str) -> str:
 
 
 class TuneReporter(pl.Callback):
-    """A Lightning callback reporting the validation ``monitor`` (and the epoch) to Ray Tune after each validation."""
+    """A Lightning callback reporting the validation ``monitor`` (and the epoch) to Ray Tune after each validation.
+
+    It reports at the end of the training epoch, after Lightning's checkpoint callback has saved the epoch (that one
+    runs last at the end of validation): a trial ASHA stops at a report keeps its checkpoints.
+    """
 
     def __init__(self, monitor: str) -> None:
         self.monitor = monitor
+        self.validated = -1
 
     def on_validation_end(self, trainer: Any, module: Any) -> None:
-        """Report, unless Lightning is only checking that validation runs."""
+        if not trainer.sanity_checking:
+            self.validated = int(trainer.current_epoch)
+
+    def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
         from ray import tune
 
         value = trainer.callback_metrics.get(self.monitor)
-        if trainer.sanity_checking or value is None:
+        if self.validated != int(trainer.current_epoch) or value is None:
             return
         tune.report({self.monitor: float(value), "epoch": int(trainer.current_epoch) + 1})
 
@@ -276,10 +299,15 @@ def _trial_rows(
         if best is None and curve:
             best = max(curve) if mode == "max" else min(curve)
         rows.append(
-            {"trial": name, "status": status, "validations": len(curve), f"best_{monitor}": best,
-             **{d.key: written(config.get(d.key)) for d in dimensions},
-             "seconds": round(float(result.metrics.get("time_total_s", 0.0) or 0.0), 1) if result.metrics else None,
-             "error": str(result.error).splitlines()[0][:200] if result.error is not None else ""}  # fmt: skip
+            {
+                "trial": name,
+                "status": status,
+                "validations": len(curve),
+                f"best_{monitor}": best,
+                **{d.key: written(config.get(d.key)) for d in dimensions},
+                "seconds": round(float(result.metrics.get("time_total_s", 0.0) or 0.0), 1) if result.metrics else None,
+                "error": str(result.error).splitlines()[0][:200] if result.error is not None else "",
+            }  # fmt: skip
         )
     rows.sort(key=lambda r: r["trial"])
     return rows, curves
