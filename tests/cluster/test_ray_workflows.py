@@ -21,15 +21,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from serving import free_port
-from suite_support import missing
-
 from medlens.cli.main import main
 from medlens.cluster.session import ray_session
 from medlens.core.errors import InputError
 from medlens.tasks.base import load_bundle
 from medlens.workflows.batch_prediction import predict_on_ray
 from medlens.workflows.tuning import tune
+from serving import free_port
+from suite_support import missing
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +164,8 @@ def test_predict_on_ray_refuses_a_folder_it_did_not_start(pneumonia_run: Path, t
 def test_tune_runs_trials_and_keeps_the_best(pneumonia_run: Path, ray_cluster: str, tmp_path: Path) -> None:
     out = tmp_path / "tune"
     args = ["-q", "tune", str(pneumonia_run / "ds"), "--out", str(out), "--trials", "2", "--ray", ray_cluster,
-            "--no-default-space", "--space", "optim.lr=loguniform(1e-4, 1e-2)", "--space", "augment.translate=choice(0.0, 0.1)",
+            "--no-default-space", "--space", "optim.lr=loguniform(1e-4, 1e-2)",
+            "--space", "augment.translate=choice(0.0, 0.1)",
             "--set", "train.max_epochs=2", "--set", "train.budget_minutes=null", "--set", "train.batch_size=16",
             "--set", "model.kwargs.widen_factor=0.25", "--set", "train.explain_images=0"]  # fmt: skip
     assert main(args) == 0

@@ -118,7 +118,7 @@ def tune(
                 "grace_epochs": grace_epochs,
                 "reduction_factor": reduction_factor,
                 "max_epochs": plan.train.max_epochs,
-            },  # fmt: skip
+            },
             "monitor": monitor,
             "mode": mode,
             "space": [d.text() for d in dimensions],
@@ -167,9 +167,10 @@ def _search(
 
         concurrent = max(1, min(trials, int(ray.cluster_resources().get("CPU", 1))))
         per_trial = budget_minutes * concurrent / trials if budget_minutes else None
+        trials_dir = str((folder / "trials").resolve())  # absolute: Tune runs each trial in a folder of its own
         trainable = tune.with_resources(
-            tune.with_parameters(run_trial, dataset=str(dataset_root.resolve()), trials_dir=str((folder / "trials").resolve()),
-                                 fixed=fixed, budget_minutes=per_trial, monitor=monitor),
+            tune.with_parameters(run_trial, dataset=str(dataset_root.resolve()), trials_dir=trials_dir, fixed=fixed,
+                                 budget_minutes=per_trial, monitor=monitor),
             {"cpu": 1},
         )  # fmt: skip
         scheduler = ASHAScheduler(
@@ -307,7 +308,7 @@ def _trial_rows(
                 **{d.key: written(config.get(d.key)) for d in dimensions},
                 "seconds": round(float(result.metrics.get("time_total_s", 0.0) or 0.0), 1) if result.metrics else None,
                 "error": str(result.error).splitlines()[0][:200] if result.error is not None else "",
-            }  # fmt: skip
+            }
         )
     rows.sort(key=lambda r: r["trial"])
     return rows, curves
