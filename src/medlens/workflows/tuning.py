@@ -324,6 +324,8 @@ def _trial_name(result: Any) -> str:
 
 def trials_plot(curves: dict[str, list[float]], best: str, monitor: str) -> bytes:
     """PNG: every trial's monitor per validation (a trial stopped by ASHA ends early), the best trial in bold."""
+    from matplotlib.ticker import MaxNLocator
+
     from medlens.reports.figures import colour, figure, png
 
     fig = figure(6.5, 4.0)
@@ -335,6 +337,7 @@ def trials_plot(curves: dict[str, list[float]], best: str, monitor: str) -> byte
         ax.plot(range(1, len(curve) + 1), curve, marker="o", markersize=3, color=colour(index),
                 linewidth=2.5 if chosen else 1.0, alpha=1.0 if chosen else 0.6,
                 label=f"{name} (best)" if chosen else name)  # fmt: skip
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("validation (epoch)")
     ax.set_ylabel(monitor)
     ax.set_title(f"{len(curves)} trials; ASHA stops the trailing ones")
