@@ -230,27 +230,34 @@ def trial_folder(trial_id: str) -> str:
 
 
 class TuneReporter(pl.Callback):
-    """A Lightning callback reporting the validation ``monitor`` (and the epoch) to Ray Tune after each validation.
+    """A Lightning callback reporting each validation's ``monitor`` (and the epoch) to Ray Tune.
 
-    It reports at the end of the training epoch, after Lightning's checkpoint callback has saved the epoch (that one
-    runs last at the end of validation): a trial ASHA stops at a report keeps its checkpoints.
+    Lightning runs its checkpoint callback after every other one at the end of an epoch, and ASHA may stop a trial as
+    soon as it reports: so an epoch's figure is reported when the next epoch starts (or training ends), after that
+    epoch's checkpoint is saved, and a stopped trial keeps its checkpoints.
     """
 
     def __init__(self, monitor: str) -> None:
         self.monitor = monitor
-        self.validated = -1
+        self.pending: dict[str, float] | None = None
 
     def on_validation_end(self, trainer: Any, module: Any) -> None:
-        if not trainer.sanity_checking:
-            self.validated = int(trainer.current_epoch)
+        value = trainer.callback_metrics.get(self.monitor)
+        if not trainer.sanity_checking and value is not None:
+            self.pending = {self.monitor: float(value), "epoch": int(trainer.current_epoch) + 1}
 
-    def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
+    def on_train_epoch_start(self, trainer: Any, module: Any) -> None:
+        self._report()
+
+    def on_train_end(self, trainer: Any, module: Any) -> None:
+        self._report()
+
+    def _report(self) -> None:
         from ray import tune
 
-        value = trainer.callback_metrics.get(self.monitor)
-        if self.validated != int(trainer.current_epoch) or value is None:
-            return
-        tune.report({self.monitor: float(value), "epoch": int(trainer.current_epoch) + 1})
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            tune.report(pending)
 
 
 class _TrialProgress:
