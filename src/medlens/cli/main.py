@@ -61,6 +61,7 @@ def _root(
 def _register() -> None:
     # detection_commands and segmentation_commands add voc/coco/yolo and msd/pairs to 'medlens import' on import
     from medlens.cli import (  # noqa: F401
+        cluster_commands,
         compression_commands,
         data_commands,
         deid_commands,
@@ -89,6 +90,7 @@ def _register() -> None:
     denoise_commands.register(app)
     synth_commands.register(app)
     federated_commands.register(app)
+    cluster_commands.register(app)
 
 
 _register()

@@ -176,6 +176,17 @@ def predict_cmd(
         "training): an overlay PNG, the map, a DICOM Secondary Capture for DICOM input; the report names them. "
         "For other methods and faithfulness scores, see 'medlens explain'.",
     ),
+    ray: str | None = typer.Option(
+        None,
+        "--ray",
+        metavar="[ADDRESS]",
+        help="Predict on Ray (many inputs; also lists: .txt files of paths, one a line): an actor pool writes each "
+        "input's files as it goes, and the same command run again finishes what is missing. --ray alone (or --ray "
+        "local) starts a local Ray on all cores; --ray HOST:PORT uses a running cluster.",
+    ),
+    actors: int | None = typer.Option(
+        None, "--actors", min=1, help="With --ray: predicting actors, one CPU each (default: every CPU of the cluster)."
+    ),
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Predict with a trained model; inputs that cannot be read or predicted are skipped with the reason."""
@@ -187,12 +198,24 @@ def predict_cmd(
 
     if nonfinite not in ("refuse", "clean"):
         raise ConfigError("--nonfinite", f"{nonfinite!r} is not one of refuse, clean")
+    if actors is not None and ray is None:
+        raise ConfigError("--actors", "sets the Ray actor pool: add --ray")
     with progress_bars() as progress:
-        run = predict(
-            run_dir, inputs, out, tta=tta, dicom_seg=dicom_seg, pictures=pictures, nonfinite=nonfinite,  # type: ignore[arg-type]
-            report=report, dicom_sr=dicom_sr, languages=lang.split(",") if lang is not None else None,
-            explain=explain, overwrite=overwrite, progress=progress,
-        )  # fmt: skip
+        if ray is not None:
+            from medlens.workflows.batch_prediction import predict_on_ray
+
+            run = predict_on_ray(
+                run_dir, inputs, out, address=ray, actors=actors, tta=tta, dicom_seg=dicom_seg, pictures=pictures,
+                nonfinite=nonfinite, report=report, dicom_sr=dicom_sr,  # type: ignore[arg-type]
+                languages=lang.split(",") if lang is not None else None, explain=explain, overwrite=overwrite,
+                progress=progress,
+            )  # fmt: skip
+        else:
+            run = predict(
+                run_dir, inputs, out, tta=tta, dicom_seg=dicom_seg, pictures=pictures, nonfinite=nonfinite,  # type: ignore[arg-type]
+                report=report, dicom_sr=dicom_sr, languages=lang.split(",") if lang is not None else None,
+                explain=explain, overwrite=overwrite, progress=progress,
+            )  # fmt: skip
     console = Console(stderr=True)
     for source, reason in run.skipped:
         console.print(f"skipped {source}: {reason}", markup=False, highlight=False, soft_wrap=True)
@@ -294,6 +317,8 @@ def models_cmd(
 def register(app: typer.Typer) -> None:
     app.command("train")(train_cmd)
     app.command("evaluate")(evaluate_cmd)
-    app.command("predict")(predict_cmd)
+    from medlens.cli.cluster_commands import OptionalValueCommand
+
+    app.command("predict", cls=OptionalValueCommand)(predict_cmd)
     app.command("export")(export_cmd)
     app.command("models")(models_cmd)

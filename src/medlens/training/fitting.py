@@ -68,6 +68,7 @@ def fit_member(
     from lightning.pytorch.loggers import CSVLogger
 
     from medlens.training.finetuning import apply_finetuning
+    from medlens.training.observers import observed
     from medlens.training.throughput import Throughput
 
     quiet_lightning()
@@ -96,7 +97,7 @@ def fit_member(
     tuning = apply_finetuning(module, plan, n_labels)
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=t.monitor, mode=monitor_mode, save_last=True)
     speed = Throughput()
-    callbacks: list[Any] = [best, budget, speed, *([tuning.callback] if tuning.callback else [])]
+    callbacks: list[Any] = [best, budget, speed, *([tuning.callback] if tuning.callback else []), *observed()]
     if processes.world > 1:  # rank 0's validation figures decide for every process
         callbacks.insert(0, RankZeroFigures())
     private = None

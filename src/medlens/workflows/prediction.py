@@ -125,24 +125,22 @@ def predict(
         >>> run.predictions[0]["label"]  # doctest: +SKIP
         'pneumonia'
     """
-    report = report or dicom_sr
-    if languages is not None and not report:
-        raise ConfigError("--lang", "chooses the languages of the reports: add --report")
-    chosen = parse_languages(languages if languages is not None else DEFAULT_LANGUAGES)
+    choices = output_choices(
+        tta=tta, dicom_seg=dicom_seg, pictures=pictures, nonfinite=nonfinite, report=report, dicom_sr=dicom_sr,
+        languages=languages, explain=explain,
+    )  # fmt: skip
     bundle = load_bundle(run_dir)
     bundle.networks()  # a bundle whose weights cannot be loaded fails here, not as a skip of every input
     paths = expand_inputs(inputs, bundle.plan.spatial_dims)
     guarded = [("input", Path(p)) for p in inputs] + [("run folder", Path(run_dir))]
     result = PredictionRun(Path(out))
-    options = SaveOptions(pictures=pictures, dicom_seg=dicom_seg or dicom_sr)
     with output_folder(out, kind="predictions", overwrite=overwrite, inputs=guarded) as tmp:
         made: list[Prediction] = []
         rows: list[dict[str, Any]] = []
         used: set[str] = set()
 
         def skip(item: Any, error: MedlensError) -> None:
-            # an error about another file than the input (one inside a series folder) names that file
-            reason = error.problem if isinstance(error, InputError) and str(error.path) == str(item) else str(error)
+            reason = skip_reason(item, error)
             result.skipped.append((str(item), reason))
             log.warning("skipped %s: %s", item, reason)
 
@@ -150,11 +148,7 @@ def predict(
         for prediction in bundle.predict_many(paths, tta=tta, nonfinite=nonfinite, on_error=skip):
             try:
                 stem = unique_stem(Path(prediction.source), used)
-                files = prediction.save(tmp, stem, options)
-                image = read_input(prediction.source, nonfinite) if explain else None
-                files |= write_extras(
-                    bundle, prediction, image, tmp, stem, files, report=report, languages=chosen, dicom_sr=dicom_sr
-                )
+                files = write_prediction(bundle, prediction, tmp, stem, choices)
             except MedlensError as exc:
                 skip(prediction.source, exc)
                 continue
@@ -162,16 +156,83 @@ def predict(
             rows.append(prediction.table_row())
             result.predictions.append(prediction.to_dict() | {"files": files})
             report_progress(progress, "predicting", len(made) + len(result.skipped), len(paths))
-        if not made:
-            first = result.skipped[0] if result.skipped else (str(paths[0]), "no prediction")
-            raise InputError(
-                first[0], f"nothing could be predicted ({len(result.skipped)} input(s) skipped; first: {first[1]})"
-            )
-        bundle.task.finish_predictions(tmp, made)
-        write_table(tmp / "predictions.csv", rows)
-        if result.skipped:
-            write_table(tmp / "skipped.csv", [{"input": i, "reason": r} for i, r in result.skipped])
+        finish_folder(bundle, tmp, made, rows, result.skipped, paths)
     return result
+
+
+@dataclass(frozen=True)
+class OutputChoices:
+    """How each input is predicted and what is written for it (the options of :func:`predict`)."""
+
+    save: SaveOptions
+    tta: bool = False
+    nonfinite: NonFinite = "refuse"
+    report: bool = False
+    dicom_sr: bool = False
+    languages: tuple[str, ...] = DEFAULT_LANGUAGES
+    explain: bool = False
+
+
+def output_choices(
+    *,
+    tta: bool = False,
+    dicom_seg: bool = False,
+    pictures: bool = True,
+    nonfinite: NonFinite = "refuse",
+    report: bool = False,
+    dicom_sr: bool = False,
+    languages: Sequence[str] | None = None,
+    explain: bool = False,
+) -> OutputChoices:
+    """The options of :func:`predict`, checked (``languages`` needs ``report``; ``dicom_sr`` implies it)."""
+    report = report or dicom_sr
+    if languages is not None and not report:
+        raise ConfigError("--lang", "chooses the languages of the reports: add --report")
+    chosen = parse_languages(languages if languages is not None else DEFAULT_LANGUAGES)
+    return OutputChoices(
+        save=SaveOptions(pictures=pictures, dicom_seg=dicom_seg or dicom_sr),
+        tta=tta, nonfinite=nonfinite, report=report, dicom_sr=dicom_sr, languages=tuple(chosen), explain=explain,
+    )  # fmt: skip
+
+
+def skip_reason(item: Any, error: MedlensError) -> str:
+    """Why ``item`` was skipped: the problem, or the whole error when it names another file (one in a series)."""
+    return error.problem if isinstance(error, InputError) and str(error.path) == str(item) else str(error)
+
+
+def write_prediction(
+    bundle: Bundle, prediction: Prediction, folder: Path, stem: str, choices: OutputChoices
+) -> dict[str, str]:
+    """Write one prediction's files into ``folder`` as ``stem`` (its JSON, the task's files, and the extras the
+    choices ask for); return the files by role. The one place both ``predict`` and ``predict --ray`` write."""
+    files = prediction.save(folder, stem, choices.save)
+    image = read_input(prediction.source, choices.nonfinite) if choices.explain else None
+    return files | write_extras(
+        bundle, prediction, image, folder, stem, files, report=choices.report, languages=choices.languages,
+        dicom_sr=choices.dicom_sr,
+    )  # fmt: skip
+
+
+def finish_folder(
+    bundle: Bundle,
+    folder: Path,
+    made: Sequence[Prediction],
+    rows: Sequence[dict[str, Any]],
+    skipped: Sequence[tuple[str, str]],
+    paths: Sequence[Path],
+) -> None:
+    """Write the task's outputs about all predictions, ``predictions.csv`` and ``skipped.csv`` into ``folder``.
+
+    Raises:
+        InputError: when nothing was predicted (every input skipped).
+    """
+    if not rows:
+        first = skipped[0] if skipped else (str(paths[0]), "no prediction")
+        raise InputError(first[0], f"nothing could be predicted ({len(skipped)} input(s) skipped; first: {first[1]})")
+    bundle.task.finish_predictions(folder, made)
+    write_table(folder / "predictions.csv", list(rows))
+    if skipped:
+        write_table(folder / "skipped.csv", [{"input": i, "reason": r} for i, r in skipped])
 
 
 def write_extras(
