@@ -19,6 +19,8 @@ def test_seed_members_share_the_fixed_split(pneumonia_dataset) -> None:  # type:
 
     members = plan_members(pneumonia_dataset, seeds=3)
     assert [(m.name, m.seed) for m in members] == [("seed_0", 0), ("seed_1", 1), ("seed_2", 2)]
+    moved = plan_members(pneumonia_dataset, seeds=2, seed=5)  # train.seed=5: other seeds, the same folder names
+    assert [(m.name, m.seed) for m in moved] == [("seed_0", 5), ("seed_1", 6)]
     for m in members:
         assert m.train == pneumonia_dataset.split("train") and m.val == pneumonia_dataset.split("val")
 

@@ -47,7 +47,8 @@ def plan_members(dataset: Dataset, *, seeds: int = 1, folds: int | None = None, 
     else:
         if seeds < 1:
             raise ConfigError("--seeds", "must be at least 1")
-        members = [Member(f"seed_{s}", s, dataset.split("train"), dataset.split("val")) for s in range(seeds)]
+        # train.seed moves the members' seeds as it moves the folds' (seed_0 trains with train.seed, seed_1 with +1)
+        members = [Member(f"seed_{s}", seed + s, dataset.split("train"), dataset.split("val")) for s in range(seeds)]
     for member in members:
         if not member.train or not member.val:
             raise InputError(
