@@ -186,3 +186,13 @@ def test_tune_runs_trials_and_keeps_the_best(pneumonia_run: Path, ray_cluster: s
     assert load_bundle(out / "best").predict(xray).label in ("normal", "pneumonia")  # the best run is a usable model
     with pytest.raises(InputError, match="exists and is not empty"):  # refused without --overwrite
         tune(pneumonia_run / "ds", out, trials=1, address=ray_cluster)
+    # the command line: -o, --overwrite, and the budget, ASHA and seed options reach the record
+    before = (out / "tune.json").read_bytes()
+    short = ["-o" if a == "--out" else a for a in args if a not in ("--trials", "2")]
+    assert main([*short, "--trials", "1", "--budget", "2m"]) == 1 and (out / "tune.json").read_bytes() == before
+    again = [*short, "--trials", "1", "--budget", "2m", "--grace-epochs", "2", "--reduction-factor", "2",
+             "--seed", "7", "--overwrite"]  # fmt: skip
+    assert main(again) == 0
+    record = json.loads((out / "tune.json").read_text())
+    assert record["scheduler"]["grace_epochs"] == 2 and record["scheduler"]["reduction_factor"] == 2
+    assert record["budget_minutes"] == 2 and record["seed"] == 7 and record["trials"] == 1

@@ -244,7 +244,14 @@ def merge_logs(seed_dir: Path) -> Path | None:
         with open(path, newline="") as handle:
             reader = csv.DictReader(handle)
             columns += [c for c in reader.fieldnames or [] if c not in columns]
-            rows += [{**row, "session": path.parent.name} for row in reader]
+            for row in reader:
+                # a session stopped while Lightning's CSV logger rewrote its file for new columns leaves rows longer
+                # than the header (csv puts the extra values under None): their columns are unknown, so drop them
+                if None in row:
+                    log.warning(
+                        "%s: a row has more values than the header (an interrupted session); extra values dropped", path
+                    )
+                rows.append({**{k: v for k, v in row.items() if k is not None}, "session": path.parent.name})
     out = seed_dir / "logs" / "metrics.csv"
     with atomic_file(out, "w") as handle:
         writer = csv.DictWriter(handle, fieldnames=[*columns, "session"])

@@ -121,6 +121,7 @@ def tune(
             },
             "monitor": monitor,
             "mode": mode,
+            "seed": seed,
             "space": [d.text() for d in dimensions],
             "fixed": list(fixed),
             "best": best,
