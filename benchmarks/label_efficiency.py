@@ -109,8 +109,10 @@ def pretrain_stage(args: argparse.Namespace) -> None:
             out,
             method=args.method,
             budget_minutes=args.pretrain_minutes,
+            max_epochs=args.pretrain_epochs,
             overwrite=True,
         )
+        record["max_epochs"] = args.pretrain_epochs
         record["wall_seconds"] = round(time.monotonic() - start, 1)
         (work_dir(args, name) / "pretrain_record.json").write_text(json.dumps(record, indent=1, default=str))
         print(name, "pretrained:", record["steps"], "steps", record["epochs"], "epochs", record["seconds"], "s")
@@ -192,7 +194,8 @@ def runs_stage(args: argparse.Namespace) -> None:
 
 def report_stage(args: argparse.Namespace) -> None:
     out: dict[str, Any] = {
-        "machine": f"{platform.node()} {os.cpu_count()} cores (other helpers' work ran at the same time)",
+        "machine": f"{platform.node()} {os.cpu_count()} cores",
+        "what_else_ran": args.else_ran,
         "train_budget_minutes": args.train_minutes,
         "method": args.method,
         "seeds": list(SEEDS),
@@ -246,12 +249,22 @@ def report_stage(args: argparse.Namespace) -> None:
             "rows": rows,
             "pretraining": {
                 k: pre.get(k)
-                for k in ("method", "backbone", "budget_minutes", "steps", "epochs", "seconds", "images", "batch_size")
+                for k in (
+                    "method",
+                    "backbone",
+                    "budget_minutes",
+                    "max_epochs",
+                    "steps",
+                    "epochs",
+                    "seconds",
+                    "images",
+                    "batch_size",
+                )
             },
             "commands": [
                 "python benchmarks/label_efficiency.py prepare",
                 f"flock /work/bench.lock python benchmarks/label_efficiency.py pretrain {name} "
-                f"--pretrain-minutes {pre.get('budget_minutes')}",
+                f"--pretrain-minutes {pre.get('budget_minutes')} --pretrain-epochs {pre.get('max_epochs')}",
                 f"flock /work/bench.lock python benchmarks/label_efficiency.py runs {name} "
                 f"--train-minutes {args.train_minutes}",
             ],
@@ -281,7 +294,11 @@ def main() -> int:
     parser.add_argument("sets", nargs="*", default=list(SETS))
     parser.add_argument("--work", type=Path, default=ROOT / "work" / "label_efficiency")
     parser.add_argument("--train-minutes", type=float, default=0.4, help="train.budget_minutes of every run")
-    parser.add_argument("--pretrain-minutes", type=float, default=4.0)
+    parser.add_argument("--pretrain-minutes", type=float, default=4.0, help="pretraining's wall-clock budget")
+    parser.add_argument(
+        "--pretrain-epochs", type=int, default=200, help="pretraining stops after this many epochs if sooner"
+    )
+    parser.add_argument("--else-ran", default="", help="what else ran on the machine, for the record")
     parser.add_argument("--method", default="simclr")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "label_efficiency.json")
     args = parser.parse_args()

@@ -228,6 +228,68 @@ def test_pruned_shapes_are_rebuilt_from_the_weights_alone() -> None:
         build().load_state_dict(state)  # without fitting, the weights do not fit (a bundle refuses them)
 
 
+def test_dynunet_with_deep_supervision_prunes_and_rebuilds() -> None:
+    """DynUNet (in-place activations, deep-supervision heads that only run in training) prunes: the heads' inputs
+    follow the decoder, both modes run, and the pruned network is rebuilt from its weights alone."""
+    from medlens.models import create_model
+    from medlens.models.pruning import fit_shapes, parameter_count, prune_network
+
+    def build() -> torch.nn.Module:
+        return create_model("dynunet", output="pixel", spatial_dims=3, in_channels=1, num_classes=3,
+                            input_size=[32, 32, 32], deep_supervision=True, deep_supervision_heads=2)  # fmt: skip
+
+    net = build()
+    pruned = prune_network(net, [1, 32, 32, 32], 0.5, 3)
+    assert parameter_count(pruned) < 0.3 * parameter_count(net)
+    heads = [m for n, m in pruned.named_modules() if n.startswith("deep_supervision_heads") and hasattr(m, "weight")]
+    ups = [m for n, m in pruned.named_modules() if n.endswith("conv_block.conv2.conv")]
+    assert heads and {h.in_channels for h in heads} <= {u.out_channels for u in ups}
+    x = torch.randn(2, 1, 32, 32, 32)
+    with torch.no_grad():
+        assert pruned.train()(x).shape == (2, 3, 3, 32, 32, 32)  # the output and two heads
+        out = pruned.eval()(x)
+    assert out.shape == (2, 3, 32, 32, 32)
+    state = {k: v.clone() for k, v in pruned.state_dict().items()}
+    rebuilt = fit_shapes(build(), state)
+    rebuilt.load_state_dict(state)
+    with torch.no_grad():
+        assert torch.allclose(rebuilt.eval()(x), out, atol=1e-5)
+
+
+def test_pruning_leaves_batch_norm_statistics_as_trained() -> None:
+    """The training-mode tracing pass must not move running statistics: the kept channels keep theirs."""
+    from medlens.models import create_model
+    from medlens.models.pruning import prune_network
+
+    net = create_model("monai_resnet10", output="image", spatial_dims=2, in_channels=1, num_classes=2,
+                       input_size=[28, 28], widen_factor=0.25).eval()  # fmt: skip
+    with torch.no_grad():
+        for name, buffer in net.named_buffers():
+            if name.endswith("running_mean"):
+                buffer.normal_(3.0, 1.0)  # far from what a batch of zeros would pull them to
+    before = dict(net.named_buffers())["bn1.running_mean"].clone()
+    pruned = prune_network(net, [1, 28, 28], 0.5, 2)
+    after = dict(pruned.named_buffers())["bn1.running_mean"]
+    assert after.numel() < before.numel()
+    assert all(bool(torch.isclose(before, value).any()) for value in after)  # each kept channel's own mean
+
+
+def test_prune_a_segmenter_end_to_end(hippo_run: Path, tmp_path: Path) -> None:
+    """``medlens prune`` on the trained Hippocampus DynUNet: fewer parameters, and the pruned bundle segments."""
+    from medlens.data.dataset import load_dataset
+
+    out = tmp_path / "pruned"
+    args = ["-q", "prune", str(hippo_run / "run"), "--out", str(out), "--ratio", "0.5", "--finetune-budget", "1m",
+            "--set", "train.max_epochs=1"]  # fmt: skip
+    assert main(args) == 0
+    original, pruned = load_bundle(hippo_run / "run"), load_bundle(out)
+    assert pruned.info["pruned"] is True and _parameters(pruned) < 0.3 * _parameters(original)
+    data = load_dataset(hippo_run / "ds")
+    image = data.image_paths(data.split("val")[0])[0]
+    mask, reference = pruned.predict(image).labels, original.predict(image).labels  # type: ignore[attr-defined]
+    assert mask.array.shape == reference.array.shape and set(np.unique(mask.array)) <= {0, 1, 2}
+
+
 def test_a_task_without_distillation_says_so_in_one_line() -> None:
     with pytest.raises(ConfigError, match="the segmentation task cannot distil"):
         get_task("segmentation").distiller(None, None, None, None, [], temperature=4, soft_weight=0.7)  # type: ignore[arg-type]

@@ -13,7 +13,9 @@ tensors (hand-written: no library resizes layers to a state dict).
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -41,29 +43,57 @@ def output_layers(net: nn.Module, num_classes: int) -> list[nn.Module]:
 def prune_network(net: nn.Module, input_shape: list[int], ratio: float, num_classes: int) -> nn.Module:
     """A pruned copy of ``net`` (``ratio`` of each prunable layer's channels removed by L2 magnitude).
 
+    torch-pruning finds coupled channels by following autograd from one forward pass. Two things of ours hide
+    layers from it, so the copy is traced with both undone: in-place activations (an in-place LeakyReLU before a
+    concatenation leaves an ``AsStrided`` node whose channel count it cannot read) and branches that only run in
+    training (DynUNet's deep-supervision heads: traced in eval mode their input channels would not follow the
+    decoder's). The training-mode pass runs on a batch of two (batch norm needs more than one value per channel)
+    and the normalisation statistics it would move are put back.
+
     Raises:
         ConfigError: when torch-pruning cannot trace the network.
     """
     import torch_pruning as tp
 
-    pruned = copy.deepcopy(net).eval()
-    example = torch.zeros(1, *input_shape)
+    pruned = copy.deepcopy(net)
+    for module in pruned.modules():
+        if getattr(module, "inplace", False) is True:
+            module.inplace = False  # type: ignore[assignment]
+    example = torch.zeros(2, *input_shape)
     try:
-        pruner = tp.pruner.MetaPruner(
-            pruned,
-            example,
-            importance=tp.importance.GroupMagnitudeImportance(p=2),
-            pruning_ratio=ratio,
-            ignored_layers=output_layers(pruned, num_classes),
-        )
+        with _statistics_kept(pruned):
+            pruner = tp.pruner.MetaPruner(
+                pruned,
+                example,
+                importance=tp.importance.GroupMagnitudeImportance(p=2),
+                pruning_ratio=ratio,
+                ignored_layers=output_layers(pruned, num_classes),
+                forward_fn=_training_forward,
+            )
         pruner.step()
-        with torch.no_grad():
-            pruned(example)
+        with _statistics_kept(pruned), torch.no_grad():  # both modes still run
+            pruned.train()(example)
+            pruned.eval()(example)
     except (RuntimeError, ValueError, KeyError, IndexError, TypeError) as exc:  # its graph tracing gave up
         raise ConfigError(
             "model.name", f"torch-pruning cannot prune this {type(net).__name__} network ({type(exc).__name__}: {exc})"
         ) from None
-    return pruned
+    return pruned.eval()
+
+
+@contextlib.contextmanager
+def _statistics_kept(net: nn.Module) -> Iterator[None]:
+    """Put back the buffers (batch norm's running statistics) that training-mode passes inside would move."""
+    kept = {name: tensor.clone() for name, tensor in net.named_buffers()}
+    yield
+    with torch.no_grad():
+        for name, tensor in net.named_buffers():
+            tensor.copy_(kept[name])
+
+
+def _training_forward(net: nn.Module, example: torch.Tensor) -> Any:
+    """torch-pruning's tracing pass, in training mode (it sets eval mode itself) so training-only branches count."""
+    return net.train()(example)
 
 
 def fit_shapes(net: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:

@@ -260,7 +260,11 @@ def prune(
     task = bundle.task
     dataset = load_dataset(run_dataset(Path(run_dir)))
     check_output_folder(out, overwrite=overwrite, inputs=[("run folder", Path(run_dir))])
-    plan = apply_overrides(bundle.plan.without_pretrained(), [f"train.budget_minutes={finetune_minutes}", *overrides])
+    # every surviving weight goes on learning (the auto rule would say "from scratch": the plan has no init)
+    plan = apply_overrides(
+        bundle.plan.without_pretrained(),
+        [f"train.budget_minutes={finetune_minutes}", "train.finetune=full", *overrides],
+    )
     shape = [plan.data.channels, *plan.data.input_size]
     before = sum(parameter_count(net) for net in bundle.networks())
     pruned = [prune_network(net, shape, ratio, len(plan.class_names)) for net in bundle.networks()]
