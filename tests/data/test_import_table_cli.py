@@ -77,3 +77,15 @@ def test_image_and_patient_columns_name_where_images_and_patients_are(
 
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("task", ["segmentation", "detection", "multilabel"])
+def test_a_task_whose_labels_are_not_a_table_column_is_refused(
+    task: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = tmp_path / "t.csv"
+    table.write_text("image,patient_id,label\na.png,p0,0\n", encoding="utf-8")
+    out = tmp_path / "ds"
+    assert main(["-q", "import", "table", str(table), "--task", task, "-o", str(out)]) != 0
+    err = capsys.readouterr().err
+    assert f"--task '{task}'" in err and "classification, regression, sequence" in err and not out.exists()

@@ -181,3 +181,25 @@ def test_budget_parsing() -> None:
     for bad in ("soon", "0m", "-1"):
         with pytest.raises(ConfigError):
             parse_minutes(bad)
+
+
+@pytest.mark.parametrize(
+    ("task", "classes", "accepted"),
+    [("classification", ["a", "b"], True), ("multilabel", ["a", "b"], False), ("regression", ["mL"], False)],
+)
+def test_synth_takes_datasets_with_one_class_per_image(
+    task: str, classes: list[str], accepted: bool, tmp_path: Path
+) -> None:
+    from medlens.core.errors import InputError
+    from medlens.data.dataset import Case, DatasetSpec, write_dataset
+    from medlens.generative.training import check_dataset
+
+    spec = DatasetSpec(name="d", task=task, spatial_dims=2, channels=["gray"], classes=classes,
+                       image_roots=[str(tmp_path)])  # fmt: skip
+    label = "a" if task == "classification" else "a;b" if task == "multilabel" else "1.5"
+    dataset = write_dataset(tmp_path / "d", spec, [Case("c0", "p0", [str(tmp_path / "x.png")], label, "train")])
+    if accepted:
+        check_dataset(dataset)
+    else:
+        with pytest.raises(InputError, match="one class per image"):
+            check_dataset(dataset)

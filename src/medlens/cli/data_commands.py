@@ -169,8 +169,11 @@ def import_table_cmd(
     """
     from medlens.cli.progress import progress_bars
     from medlens.data.importers import get_importer
+    from medlens.tasks.base import get_task, list_tasks
 
-    if task == "sequence":  # the importer of visit tables; every other task is the image table's
+    served = get_task(task)
+    importer = served.table_importer if served.name == task else ""  # an alias (multilabel) has no table of its own
+    if importer == "visits":
         if not subject or not order:
             raise typer.BadParameter("--task sequence needs --subject and --order")
         with progress_bars() as progress:
@@ -193,15 +196,16 @@ def import_table_cmd(
     else:
         if images or encoder is not None:
             raise typer.BadParameter("--images and --encoder are for --task sequence")
-        if task not in ("classification", "regression"):
-            raise typer.BadParameter(f"--task {task!r}: classification, regression or sequence")
-        dataset = get_importer("csv")(
+        if not importer:
+            takes = ", ".join(sorted({get_task(t).name for t in list_tasks() if get_task(t).table_importer}))
+            raise typer.BadParameter(f"--task {task!r}: its labels are not table columns (tables serve {takes})")
+        dataset = get_importer(importer)(
             table,
             out,
             image_column=image_column,
             label_column=target,
             patient_column=patient_column,
-            target_type="continuous" if task == "regression" else "categorical",
+            target_type=served.table_label,
             val_fraction=val_fraction,
             test_fraction=test_fraction,
             seed=seed,

@@ -122,8 +122,12 @@ def evaluate_synthesis(
 
 
 def _check_real(real: Dataset, generator: Generator) -> None:
-    if real.spec.task != "classification" or real.spec.spatial_dims != 2:
-        raise InputError(real.root, f"a {real.spec.spatial_dims}D {real.spec.task} dataset; need 2D classification")
+    from medlens.tasks.base import get_task
+
+    if not get_task(real.spec.task).one_class_per_image(real) or real.spec.spatial_dims != 2:
+        raise InputError(
+            real.root, f"a {real.spec.spatial_dims}D {real.spec.task} dataset; need 2D images with one class each"
+        )
     if real.spec.classes != generator.spec.classes:
         raise InputError(real.root, f"classes {real.spec.classes}; the generator makes {generator.spec.classes}")
     for split in ("train", "val", "test"):

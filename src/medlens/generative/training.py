@@ -32,8 +32,12 @@ def check_dataset(dataset: Dataset) -> None:
     Raises:
         InputError: naming the dataset and what it is instead.
     """
-    if dataset.spec.task != "classification":
-        raise InputError(dataset.root, f"a {dataset.spec.task} dataset; synth trains on classification datasets")
+    from medlens.tasks.base import get_task
+
+    if not get_task(dataset.spec.task).one_class_per_image(dataset):
+        raise InputError(
+            dataset.root, f"a {dataset.spec.task} dataset; synth trains on datasets with one class per image"
+        )
     if dataset.spec.spatial_dims != 2:
         raise InputError(dataset.root, "a 3D dataset; synth makes 2D images only")
     if not dataset.split("train"):

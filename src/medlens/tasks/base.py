@@ -138,6 +138,9 @@ class Task(ABC):
             it can (its network is built with ``create_model(..., private=True)`` then).
         fingerprint_images: images the shared fingerprint reads for shapes and intensities (0: the task's inputs
             are not images, e.g. tables of visits; its own :meth:`fingerprint` measures them).
+        table_importer: the importer of ``medlens import table --task NAME`` (``csv``: one image per row, its label
+            in a column; ``visits``: rows are visits of subjects); empty when a table cannot hold the labels.
+        table_label: what the ``csv`` importer reads from the label column: ``categorical`` or ``continuous``.
     """
 
     name: ClassVar[str]
@@ -151,6 +154,8 @@ class Task(ABC):
     explain_training_methods: ClassVar[tuple[str, ...] | None] = None
     privacy_refused: ClassVar[str] = ""
     fingerprint_images: ClassVar[int] = 400
+    table_importer: ClassVar[str] = ""
+    table_label: ClassVar[str] = ""
 
     # ---- data and plan --------------------------------------------------------------------------------------
     def check_dataset(self, dataset: Dataset) -> None:
@@ -159,6 +164,11 @@ class Task(ABC):
         for split in ("train", "val"):
             if not dataset.split(split):
                 raise InputError(manifest, f"no cases in the {split} split")
+
+    def one_class_per_image(self, dataset: Dataset) -> bool:
+        """Whether each image of ``dataset`` carries exactly one of its classes (what class-conditional generators
+        and per-class sampling need)."""
+        return False
 
     def fingerprint(self, dataset: Dataset, progress: ProgressFn | None = None) -> dict[str, Any]:
         """The task's part of the fingerprint (merged into the shared one); none by default."""

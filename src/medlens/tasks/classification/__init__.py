@@ -37,6 +37,11 @@ class ClassificationTask(Task):
     description = "one class per image (or several labels per image), 2D or 3D"
     batch_size = 64
     explain_methods = ("gradcam", "gradcam++", "scorecam", "eigencam", "occlusion", "integrated-gradients")
+    table_importer = "csv"
+    table_label = "categorical"
+
+    def one_class_per_image(self, dataset: Dataset) -> bool:
+        return dataset.spec.task != "multilabel"
 
     def check_dataset(self, dataset: Dataset) -> None:
         super().check_dataset(dataset)

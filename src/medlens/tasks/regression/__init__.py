@@ -31,6 +31,8 @@ class RegressionTask(Task):
     description = "one continuous value per image (a volume, an age, a score), 2D or 3D"
     batch_size = 64
     explain_methods = ("gradcam", "gradcam++", "scorecam", "eigencam", "occlusion", "integrated-gradients")
+    table_importer = "csv"
+    table_label = "continuous"
 
     def check_dataset(self, dataset: Dataset) -> None:
         from medlens.tasks.regression.evaluation import target_values

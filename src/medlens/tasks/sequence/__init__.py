@@ -38,6 +38,7 @@ class SequenceTask(Task):
     description = "one outcome per subject from the sequence of their visits (a table), attention over visits"
     batch_size = 1  # one input is a whole table of subjects
     fingerprint_images = 0
+    table_importer = "visits"
 
     def check_dataset(self, dataset: Dataset) -> None:
         super().check_dataset(dataset)
