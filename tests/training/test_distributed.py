@@ -54,6 +54,7 @@ def test_run_interrupted_in_one_process_resumes_in_two(pneumonia_run: Path, tmp_
         assert summary["epochs"] == 2
         assert summary["steps"] == 2 * steps_per_epoch  # the same steps per epoch in 1 and in 2 processes
         assert summary["distributed"]["processes"] == 2 and summary["distributed"]["batch_per_process"] == 8
+        assert summary["distributed"]["sync_batchnorm"] is False  # PyTorch's SyncBatchNorm needs GPUs
     with open(run / "seed_0" / "logs" / "metrics.csv", newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if r.get("val_auc")]
     assert [(r["session"], r["epoch"]) for r in rows] == [("session_0", "0"), ("session_1", "1")]  # resumed, once
@@ -81,6 +82,15 @@ def test_run_interrupted_in_one_process_resumes_in_two(pneumonia_run: Path, tmp_
         assert roc_auc_score(y, scores) == pytest.approx(logged, abs=1e-5)
     prediction = bundle.predict(data.image_paths(val[0])[0])
     assert np.isclose(sum(prediction.probabilities.values()), 1.0)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_batch_norm_is_synchronised_across_processes_on_gpus(gpu: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medlens.training.distributed import Processes
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    assert Processes(devices=2).trainer_args()["sync_batchnorm"] is gpu
+    assert "sync_batchnorm" not in Processes(devices=1).trainer_args()  # one process: nothing to share
 
 
 def test_a_batch_that_does_not_divide_is_refused_before_any_work(pneumonia_run: Path, tmp_path: Path) -> None:

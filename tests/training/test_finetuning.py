@@ -237,7 +237,7 @@ def test_the_plan_says_what_auto_will_choose(pneumonia_dataset) -> None:  # type
 
     plan = make_plan(pneumonia_dataset)
     assert plan.train.finetune == "auto"
-    assert any("fine-tuning auto" in n and "here 40 -> linear" in n for n in plan.notes)
+    assert any("fine-tuning auto" in n and "40 labels here, so linear when a start is given" in n for n in plan.notes)
     assert choose_mode(plan, None)[0] == "full"  # no pretrained weights
     dense = plan.model_copy(update={"model": plan.model.model_copy(update={"pretrained": "x.pt"})})
     assert choose_mode(dense, None)[0] == "full"  # labels per voxel or box: the image-count rule does not apply

@@ -124,6 +124,8 @@ def test_private_run_records_spent_epsilon_and_its_bundle_predicts(tmp_path: Pat
     assert bundle.info["privacy"]["epsilon_spent"] == record["epsilon_spent"]
     card = (run / "bundle" / "model_card.md").read_text(encoding="utf-8")
     assert f"Trained with differential privacy: ε = {record['epsilon_spent']:.3g} spent of 8" in card
+    assert "Only the training images are protected: the validation images" in card  # and says what is not
+    assert record["not_covered"].startswith("the validation images")
     net = bundle.networks()[0]
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
     state = torch.load(run / "seed_0" / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]

@@ -71,7 +71,13 @@ class Processes:
         if self.world == 1:
             return {"devices": 1, "num_nodes": 1}
         # the samplers are medlens's (shard): Lightning's own replacement is off, so validation is not sharded
-        return {"devices": self.devices, "num_nodes": self.nodes, "strategy": "ddp", "use_distributed_sampler": False}
+        return {
+            "devices": self.devices,
+            "num_nodes": self.nodes,
+            "strategy": "ddp",
+            "use_distributed_sampler": False,
+            "sync_batchnorm": sync_batchnorm(),
+        }
 
     def facts(self, plan: Plan) -> dict[str, Any]:
         """What a member summary records about this session's processes and the batch rule."""
@@ -83,7 +89,17 @@ class Processes:
             "global_batch": plan.train.batch_size,
             "batch_per_process": plan.train.batch_size // self.world,
             "lr": plan.optim.lr,
+            "sync_batchnorm": self.world > 1 and sync_batchnorm(),
         }
+
+
+def sync_batchnorm() -> bool:
+    """Whether batch norm's statistics are shared across processes (Lightning's ``sync_batchnorm``): on GPUs, so a
+    process's share of the global batch normalises as the whole batch would. PyTorch's ``SyncBatchNorm`` runs on
+    GPUs only; on CPUs each process normalises its own share (the batch per process is recorded)."""
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def is_rank_zero() -> bool:

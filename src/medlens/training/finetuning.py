@@ -381,5 +381,6 @@ def rule_note(n_labels: int) -> str:
     return (
         f"fine-tuning auto: from scratch every layer trains (full); from model.pretrained/init the number of labelled "
         f"images decides: linear below {LINEAR_BELOW} (a head is what tens of labels can fit), lora below "
-        f"{LORA_BELOW} (adapters, a few percent of the weights), full from {LORA_BELOW}: here {n_labels} -> {pick}"
+        f"{LORA_BELOW} (adapters, a few percent of the weights), full from {LORA_BELOW}: {n_labels} labels here, so "
+        f"{pick} when a start is given"
     )

@@ -284,7 +284,15 @@ def run_privacy(summaries: list[dict[str, Any]], plan: Plan) -> dict[str, Any] |
         "accountant": privacy.accountant,
         "members": len(records),
         "method": "DP-SGD (Opacus): per-image clipping, Gaussian noise, Poisson sampling",
+        "not_covered": NOT_COVERED,
     }
+
+
+# what the guarantee leaves out: it bounds what the weights' updates reveal of each training image, nothing else
+NOT_COVERED = (
+    "the validation images (checkpoint choice, temperature calibration, threshold) and the plan's intensity "
+    "statistics and sizes, read from the dataset before training, are used without privacy"
+)
 
 
 def card_line(record: dict[str, Any]) -> str:
@@ -293,5 +301,5 @@ def card_line(record: dict[str, Any]) -> str:
         f"Trained with differential privacy: ε = {record['epsilon_spent']:.3g} spent of {record['epsilon_target']:g}, "
         f"δ = {record['delta']:.2g}, clipping {record['max_grad_norm']:g} (DP-SGD, noise multiplier "
         f"{record['noise_multiplier']:.3g}, {record['accountant'].upper()} accountant, over {record['members']} "
-        "member(s))"
+        f"member(s)). Only the training images are protected: {record.get('not_covered', NOT_COVERED)}."
     )
