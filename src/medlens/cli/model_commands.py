@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -200,22 +201,19 @@ def predict_cmd(
         raise ConfigError("--nonfinite", f"{nonfinite!r} is not one of refuse, clean")
     if actors is not None and ray is None:
         raise ConfigError("--actors", "sets the Ray actor pool: add --ray")
+    options: dict[str, Any] = {
+        "tta": tta, "dicom_seg": dicom_seg, "pictures": pictures, "nonfinite": nonfinite, "report": report,
+        "dicom_sr": dicom_sr, "languages": lang.split(",") if lang is not None else None, "explain": explain,
+    }  # fmt: skip
     with progress_bars() as progress:
         if ray is not None:
             from medlens.workflows.batch_prediction import predict_on_ray
 
             run = predict_on_ray(
-                run_dir, inputs, out, address=ray, actors=actors, tta=tta, dicom_seg=dicom_seg, pictures=pictures,
-                nonfinite=nonfinite, report=report, dicom_sr=dicom_sr,  # type: ignore[arg-type]
-                languages=lang.split(",") if lang is not None else None, explain=explain, overwrite=overwrite,
-                progress=progress,
-            )  # fmt: skip
+                run_dir, inputs, out, address=ray, actors=actors, overwrite=overwrite, progress=progress, **options
+            )
         else:
-            run = predict(
-                run_dir, inputs, out, tta=tta, dicom_seg=dicom_seg, pictures=pictures, nonfinite=nonfinite,  # type: ignore[arg-type]
-                report=report, dicom_sr=dicom_sr, languages=lang.split(",") if lang is not None else None,
-                explain=explain, overwrite=overwrite, progress=progress,
-            )  # fmt: skip
+            run = predict(run_dir, inputs, out, overwrite=overwrite, progress=progress, **options)
     console = Console(stderr=True)
     for source, reason in run.skipped:
         console.print(f"skipped {source}: {reason}", markup=False, highlight=False, soft_wrap=True)

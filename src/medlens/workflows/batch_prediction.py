@@ -43,7 +43,6 @@ from medlens.core.outputs import check_output_folder, unique_stem, write_json, w
 from medlens.core.prediction import Prediction
 from medlens.core.progress import ProgressFn
 from medlens.core.progress import report as report_progress
-from medlens.models.bundle import NonFinite
 from medlens.tasks.base import load_bundle
 from medlens.workflows.prediction import (
     OutputChoices,
@@ -69,16 +68,9 @@ def predict_on_ray(
     *,
     address: str | None = None,
     actors: int | None = None,
-    tta: bool = False,
-    dicom_seg: bool = False,
-    pictures: bool = True,
-    nonfinite: NonFinite = "refuse",
-    report: bool = False,
-    dicom_sr: bool = False,
-    languages: Sequence[str] | None = None,
-    explain: bool = False,
     overwrite: bool = False,
     progress: ProgressFn | None = None,
+    **options: Any,
 ) -> PredictionRun:
     """Predict every input on Ray, writing as it goes; a re-run of the same command finishes what is missing.
 
@@ -89,16 +81,11 @@ def predict_on_ray(
         out: the output folder: created, or continued when it holds the journal of the same bundle and options.
         address: a Ray cluster (``HOST:PORT``); None or ``"local"``: a local Ray on 127.0.0.1 for this call.
         actors: predicting actors (one CPU each); default: every CPU of the cluster.
-        tta: see :func:`medlens.workflows.prediction.predict`, as are ``dicom_seg`` to ``explain``.
-        dicom_seg: as ``predict``.
-        pictures: as ``predict``.
-        nonfinite: as ``predict``.
-        report: as ``predict``.
-        dicom_sr: as ``predict``.
-        languages: as ``predict``.
-        explain: as ``predict``.
         overwrite: start again in an existing output folder that medlens made (it is replaced).
         progress: called as inputs finish (stage ``predicting``; inputs done before count as done).
+        options: what :func:`medlens.workflows.prediction.predict` takes of how each input is predicted and what
+            is written (``tta``, ``dicom_seg``, ``pictures``, ``nonfinite``, ``report``, ``dicom_sr``,
+            ``languages``, ``explain``), checked by :func:`~medlens.workflows.prediction.output_choices`.
 
     Raises:
         InputError: for a missing input or list entry, an output folder that is not this job's, or when nothing
@@ -108,10 +95,7 @@ def predict_on_ray(
         >>> from medlens.workflows.batch_prediction import predict_on_ray
         >>> run = predict_on_ray("runs/pneumonia", ["archive.txt"], "predictions")  # doctest: +SKIP
     """
-    choices = output_choices(
-        tta=tta, dicom_seg=dicom_seg, pictures=pictures, nonfinite=nonfinite, report=report, dicom_sr=dicom_sr,
-        languages=languages, explain=explain,
-    )  # fmt: skip
+    choices = output_choices(**options)
     bundle = load_bundle(run_dir)
     bundle.networks()  # a bundle whose weights cannot be loaded fails here, not in every actor
     paths = expand_inputs(listed_inputs(inputs), bundle.plan.spatial_dims)
