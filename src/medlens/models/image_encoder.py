@@ -124,7 +124,7 @@ def _bundle_encoder(path: Path) -> ImageEncoder:
     from medlens.tasks import load_bundle
 
     bundle = load_bundle(path)
-    if bundle.task.name not in ("classification", "regression"):
+    if bundle.task.model_output != "image":  # one output per image: a head whose input is the image's features
         raise InputError(
             path,
             f"a {bundle.task.name} model is no image encoder: give a classification or regression run (its "
