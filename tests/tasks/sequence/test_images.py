@@ -201,3 +201,13 @@ def test_a_missing_image_is_named_and_nothing_is_written(
     with pytest.raises(ConfigError, match="--encoder"):
         import_visits(broken, tmp_path / "ds", **columns)  # type: ignore[arg-type]
     assert not (tmp_path / "ds").exists()
+
+
+def test_a_model_without_one_output_per_image_is_no_encoder(hippo_run: Path) -> None:
+    """A segmentation run has no image-level head whose inputs would be the image's features."""
+    from medlens.core.errors import InputError
+    from medlens.models.image_encoder import load_encoder
+
+    with pytest.raises(InputError, match="a segmentation model is no image encoder") as info:
+        load_encoder(hippo_run / "run")
+    assert str(hippo_run / "run") in str(info.value)
