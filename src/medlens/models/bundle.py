@@ -285,6 +285,8 @@ def save_bundle(
         from medlens.core.outputs import strict_json
 
         spec["explanation"] = strict_json(explanation)  # plain numbers and lists: safe_dump takes them
+    for name, source in task.bundle_files(plan).items():
+        _copy_into(source, root / name)
     write_text_atomic(root / BUNDLE_FILE, yaml.safe_dump(spec, sort_keys=False))
     if card is None:
         from medlens.training.card import render_card
@@ -292,6 +294,24 @@ def save_bundle(
         card = render_card(spec)
     write_text_atomic(root / CARD_FILE, card)
     return Bundle(root, plan, members, task, threshold, info, dict(calibration or {}), dict(explanation or {}))
+
+
+def _copy_into(source: Path, target: Path) -> None:
+    """Copy a file or folder a bundle needs into it (written beside, then renamed: never half a copy)."""
+    import shutil
+
+    if not source.exists():
+        raise InputError(source, "the bundle needs this file or folder, and it is gone")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    if source.is_dir():
+        shutil.copytree(source, partial)
+    else:
+        shutil.copy2(source, partial)
+    if target.is_dir():
+        shutil.rmtree(target)
+    partial.replace(target)
 
 
 def read_spec(spec_path: Path) -> dict[str, Any]:

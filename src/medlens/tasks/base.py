@@ -264,6 +264,11 @@ class Task(ABC):
         (weight ``1 - soft_weight``); ``prepared`` is :meth:`prepare`'s result for the member's cases."""
         raise ConfigError("distill", f"the {self.name} task cannot distil a bundle into a student yet")
 
+    def bundle_files(self, plan: Plan) -> dict[str, Path]:
+        """Files and folders outside the run that predicting with ``plan`` reads, copied into the bundle under these
+        relative names so a bundle moved to another machine still predicts (the sequence task's image encoders)."""
+        return {}
+
     # ---- reports --------------------------------------------------------------------------------------------
     @abstractmethod
     def findings(self, prediction: Prediction, bundle: Bundle) -> list[dict[str, Any]]:

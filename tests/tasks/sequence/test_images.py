@@ -211,3 +211,27 @@ def test_a_model_without_one_output_per_image_is_no_encoder(hippo_run: Path) -> 
     with pytest.raises(InputError, match="a segmentation model is no image encoder") as info:
         load_encoder(hippo_run / "run")
     assert str(hippo_run / "run") in str(info.value)
+
+
+def test_a_bundle_carries_its_image_encoder_to_another_machine(
+    image_run: Path, visits_with_images: Path, tmp_path: Path
+) -> None:
+    """The bundle holds a copy of the encoder: moved where the encoder's original folder does not exist (the plan's
+    path made to point nowhere), it predicts the same."""
+    import shutil
+
+    import yaml
+
+    from medlens.tasks import load_bundle
+
+    original = load_bundle(image_run / "run")
+    assert (original.root / "encoders" / "xray" / "bundle.yaml").is_file()
+    moved = tmp_path / "elsewhere" / "bundle"
+    shutil.copytree(original.root, moved)
+    spec = yaml.safe_load((moved / "bundle.yaml").read_text())
+    spec["plan"]["sequence"]["images"][0]["encoder"] = str(tmp_path / "no-such-run")
+    (moved / "bundle.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    expected = {p.subject: p.probability for p in original.predict_many([visits_with_images])}  # type: ignore[attr-defined]
+    got = {p.subject: p.probability for p in load_bundle(moved).predict_many([visits_with_images])}  # type: ignore[attr-defined]
+    assert got.keys() == expected.keys()
+    assert all(abs(got[k] - expected[k]) < 1e-6 for k in got)

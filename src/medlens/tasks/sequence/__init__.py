@@ -100,6 +100,17 @@ class SequenceTask(Task):
                   f"{i.digest[:12]}...)" for i in s.images]  # fmt: skip
         return lines
 
+    def bundle_files(self, plan: Any) -> dict[str, Path]:
+        """Each image column's encoder (a bundle folder, or a pretrain folder), as ``encoders/<column>``."""
+        from medlens.tasks.sequence.prediction import ENCODERS_FOLDER
+
+        files = {}
+        for image in plan.sequence.images:
+            source = Path(image.encoder)
+            inner = source / "bundle"
+            files[f"{ENCODERS_FOLDER}/{image.column}"] = inner if (inner / "bundle.yaml").is_file() else source
+        return files
+
     def read_input(self, item: Any, nonfinite: str = "refuse") -> Any:
         """A CSV of visits, read (its columns are checked against the plan in :meth:`predict`); a table already
         read passes through. ``nonfinite`` concerns image pixels: a missing number is imputed as in training."""
@@ -110,7 +121,7 @@ class SequenceTask(Task):
     def predict(self, bundle: Bundle, images: Sequence[Any], *, tta: bool = False) -> list[Prediction]:
         from medlens.tasks.sequence.prediction import predict_tables, read_table
 
-        return list(predict_tables(bundle, [read_table(bundle.plan, item) for item in images]))
+        return list(predict_tables(bundle, [read_table(bundle.plan, item, bundle.root) for item in images]))
 
     def finish_predictions(self, folder: Path, predictions: Sequence[Prediction]) -> None:
         from medlens.tasks.sequence.prediction import write_attention

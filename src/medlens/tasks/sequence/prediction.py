@@ -70,19 +70,20 @@ class SequencePrediction(Prediction):
         }
 
 
-def read_table(bundle_plan: Any, item: Any) -> VisitTable:
+def read_table(bundle_plan: Any, item: Any, root: Path | None = None) -> VisitTable:
     """A table of visits to predict: a :class:`VisitTable` as given, or a CSV (read or not yet) grouped by the
-    plan's subject and order columns, with its feature columns checked."""
+    plan's subject and order columns, with its feature columns checked; ``root`` is the bundle's folder (the copies
+    of its image encoders)."""
     if isinstance(item, VisitTable):
         return item
     raw = item if isinstance(item, RawTable) else read_raw(Path(item))
     s = bundle_plan.sequence
     for image in s.images:
-        raw = embed_images(raw, image)
+        raw = embed_images(raw, image, root)
     return group_visits(raw, s.subject, s.order, [f.name for f in s.features], numeric_order=s.order_kind == "number")
 
 
-def embed_images(raw: RawTable, image: ImageColumn) -> RawTable:
+def embed_images(raw: RawTable, image: ImageColumn, root: Path | None = None) -> RawTable:
     """``raw`` with the embedding features of an image column: as given when the table holds them already (a
     dataset's ``visits.csv``), otherwise computed from its images with the plan's encoder (the same weights: their
     SHA-256 is checked).
@@ -97,29 +98,33 @@ def embed_images(raw: RawTable, image: ImageColumn) -> RawTable:
         return raw
     if image.column not in raw.header:
         raise InputError(raw.source, f"no column {image.column!r} of images (the model reads their embeddings)")
-    encoder = frozen_encoder(image)
+    encoder = frozen_encoder(image, root)
     rows = [(line, dict(row)) for line, row in raw.rows]
     embed_column(Path(raw.source), rows, image.column, encoder, None)
     return RawTable(raw.source, [*raw.header, *image.features], rows, dict(raw.meta))
 
 
+ENCODERS_FOLDER = "encoders"  # a bundle's copies of its image encoders, one folder per image column
 _ENCODERS: dict[tuple[str, str], ImageEncoder] = {}
 
 
-def frozen_encoder(image: ImageColumn) -> ImageEncoder:
-    """The encoder an image column was embedded with, loaded once per process.
+def frozen_encoder(image: ImageColumn, root: Path | None = None) -> ImageEncoder:
+    """The encoder an image column was embedded with, loaded once per process: the bundle's copy (``root``), or
+    the folder the plan names (a run's plan before its bundle is written).
 
     Raises:
         InputError: naming the encoder when it is gone or its weights are no longer the ones the model learned from.
     """
     from medlens.models.image_encoder import load_encoder
 
-    key = (image.encoder, image.digest)
+    copy = root / ENCODERS_FOLDER / image.column if root is not None else None
+    where = str(copy) if copy is not None and copy.is_dir() else image.encoder
+    key = (where, image.digest)
     if key not in _ENCODERS:
-        encoder = load_encoder(image.encoder)
+        encoder = load_encoder(where)
         if encoder.digest != image.digest:
             raise InputError(
-                image.encoder,
+                where,
                 f"the encoder's weights changed since the model learned from its embeddings (SHA-256 "
                 f"{encoder.digest[:12]}..., expected {image.digest[:12]}...)",
             )
