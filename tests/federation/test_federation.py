@@ -191,6 +191,34 @@ def test_flower_server_and_site_processes_train_together(
     assert sum(prediction.probabilities.values()) == pytest.approx(1.0)  # type: ignore[attr-defined]
 
 
+def test_a_server_whose_sites_do_not_all_come_stops_and_says_so(
+    tmp_path: Path, small_pneumonia_npz: Path, medlens_script: Path
+) -> None:
+    """One of two sites joins; after --wait the server exits non-zero naming how many came, and leaves no run."""
+    ds = _dataset(tmp_path, small_pneumonia_npz)
+    address = f"127.0.0.1:{_free_port()}"
+    site = subprocess.Popen(
+        [str(medlens_script), "-q", "federated", str(ds), "--out", str(tmp_path / "site_0"), "--sites", "2",
+         "--connect", address, "--site", "site_0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    server = subprocess.Popen(
+        [str(medlens_script), "-q", "federated", str(ds), "--out", str(tmp_path / "run"), "--sites", "2",
+         "--serve", address, "--wait", "8s", *SMALL],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        out, _ = server.communicate(timeout=120)
+    finally:
+        for process in (server, site):
+            if process.poll() is None:
+                process.kill()
+        site.communicate(timeout=30)
+    assert server.returncode == 1, out[-3000:]
+    assert f"{address}: 1 of 2 site(s) connected after waiting 8 s (--wait)" in out
+    assert not (tmp_path / "run").exists()
+
+
 def test_command_line_options_reach_the_federation_record(
     tmp_path: Path, small_pneumonia_npz: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -45,6 +45,12 @@ def federated_cmd(
         help="Run as Flower's gRPC server on HOST:PORT and wait for the sites to --connect "
         "(default: simulate every site in this process).",
     ),
+    wait: str = typer.Option(
+        "30m",
+        "--wait",
+        help="With --serve: how long the server waits for every site to be connected (at the start and before each "
+        "round) before it stops with an error naming how many came, e.g. 90s, 2h.",
+    ),
     connect: str | None = typer.Option(
         None, "--connect", help="Join the server at HOST:PORT as a site; the server sends the plan."
     ),
@@ -104,6 +110,7 @@ def federated_cmd(
             budget_minutes=minutes,
             overrides=set_,
             serve=serve,
+            wait_minutes=parse_duration(wait, "--wait"),
             overwrite=overwrite,
             progress=progress,
         )

@@ -11,11 +11,11 @@ import typer
 from medlens.core.errors import ConfigError
 
 
-def parse_duration(text: str) -> float:
-    """'90s', '10m', '1.5h' or a bare number of minutes -> minutes."""
+def parse_duration(text: str, option: str = "--budget") -> float:
+    """'90s', '10m', '1.5h' or a bare number of minutes -> minutes (``option`` is named when it is none)."""
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*", text)
     if not match:
-        raise ConfigError("--budget", f"{text!r} is not a duration (e.g. 90s, 10m, 1h)")
+        raise ConfigError(option, f"{text!r} is not a duration (e.g. 90s, 10m, 1h)")
     value, unit = float(match.group(1)), match.group(2) or "m"
     return value / 60 if unit == "s" else value * 60 if unit == "h" else value
 

@@ -46,6 +46,7 @@ class Settings:
     local_epochs: int = 1
     budget_minutes: float | None = None
     calibrating_site: str = ""
+    wait_minutes: float = 30.0  # the server's wait for every site to be connected, at the start and before a round
 
     def check(self, plan: Plan) -> None:
         if self.strategy not in STRATEGIES:
@@ -217,15 +218,45 @@ def serve(address: str, task: Task, plan: Plan, settings: Settings, progress: Pr
     join with ``medlens federated DATASET --connect ADDRESS`` (:func:`medlens.workflows.federated.join`)."""
     import warnings
 
-    from flwr.server import ServerConfig, start_server
+    from flwr.server import ServerConfig
+    from flwr.server.server import init_defaults, run_fl
+    from flwr.server.superlink.fleet.grpc_bidi.grpc_server import start_grpc_server
 
     quiet_flower()
     record = Record()
     strategy = make_strategy(settings, plan, initial_weights(task, plan), record, progress)
+    manager = waiting_manager(address, settings.wait_minutes * 60)
+    # what flwr's start_server does, with the gRPC server stopped also when a round fails: start_server leaves it
+    # running, and its threads (a connected site's stream) keep the process alive after the error
+    server, config = init_defaults(
+        server=None, config=ServerConfig(num_rounds=settings.rounds), strategy=strategy, client_manager=manager
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        start_server(server_address=address, config=ServerConfig(num_rounds=settings.rounds), strategy=strategy)
+        grpc_server = start_grpc_server(client_manager=server.client_manager(), server_address=address)
+        try:
+            run_fl(server=server, config=config)
+        finally:
+            grpc_server.stop(grace=1)
     return record
+
+
+def waiting_manager(address: str, seconds: float) -> Any:
+    """Flower's client manager, waiting ``seconds`` (not Flower's day) for every site before a round, then raising
+    :class:`~medlens.core.errors.MedlensError` naming how many joined: a site that never comes or has gone stops
+    the federation with a message instead of a server that waits on."""
+    from flwr.server.client_manager import SimpleClientManager
+
+    class Waiting(SimpleClientManager):  # type: ignore[misc]
+        def wait_for(self, num_clients: int, timeout: int = 86400) -> bool:
+            if not super().wait_for(num_clients, timeout=min(timeout, seconds)):  # type: ignore[arg-type]
+                raise MedlensError(
+                    f"{address}: {len(self.clients)} of {num_clients} site(s) connected after waiting "
+                    f"{seconds:g} s (--wait); start each site with --connect {address} --site NAME"
+                )
+            return True
+
+    return Waiting()
 
 
 class InProcessSite:

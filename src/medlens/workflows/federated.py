@@ -48,6 +48,7 @@ def federated(
     budget_minutes: float | None = None,
     overrides: list[str] | None = None,
     serve: str | None = None,
+    wait_minutes: float = 30.0,
     overwrite: bool = False,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
@@ -70,6 +71,8 @@ def federated(
         overrides: ``key=value`` plan overrides (``train.privacy.epsilon=8``: DP-SGD at every site).
         serve: run as Flower's gRPC server on this ``host:port`` and wait for the sites to join (:func:`join`);
             None: simulate every site in this process.
+        wait_minutes: with ``serve``: how long the server waits for every site to be connected, at the start and
+            before each round, before it stops with an error naming how many came.
         overwrite: replace an existing run folder (only one medlens made).
         progress: called as rounds finish and batches are trained.
 
@@ -85,7 +88,7 @@ def federated(
     task = get_task(dataset.spec.task)
     check_output_folder(out, overwrite=overwrite, inputs=[("dataset", dataset.root)])
     plan = resolve_plan(dataset, list(overrides or []))
-    settings = Settings(sites, rounds, strategy, proximal_mu, local_epochs, budget_minutes)
+    settings = Settings(sites, rounds, strategy, proximal_mu, local_epochs, budget_minutes, wait_minutes=wait_minutes)
     settings.check(plan)
     from medlens.training.privacy import check_task
 
