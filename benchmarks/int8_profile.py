@@ -5,7 +5,7 @@ up and which it does not.
     flock /work/bench.lock .venv/bin/python benchmarks/int8_profile.py benchmarks/work/compression/segmenter/onnx
 
 Reads ``model.onnx`` and ``model_int8.onnx`` of an ``export --quantize int8`` folder; inputs are random patches of
-the graph's input shape (timing does not depend on the values). Results: ``results/int8_profile_<folder>.json``.
+the graph's input shape (timing does not depend on the values). Results: ``results/int8_profile_<part>_<folder>.json``.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def main() -> int:
     result["conv_speedup"] = conv32 / conv8 if conv8 else None  # fp32 Conv time over int8 QLinearConv time
     result["machine"] = f"{platform.node()} {os.cpu_count()} cores, one ONNX Runtime thread"
     result["command"] = f".venv/bin/python benchmarks/int8_profile.py {args.folder}"
-    out = ROOT / "results" / f"int8_profile_{args.folder.parent.name}.json"
+    out = ROOT / "results" / f"int8_profile_{args.folder.parent.name}_{args.folder.name}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: result[k] for k in ("input_shape", "throughput_ratio", "conv_speedup")}))
     for kind in ("fp32", "int8"):

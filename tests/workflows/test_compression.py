@@ -138,6 +138,23 @@ def test_int8_export_records_the_quantization_and_agrees_with_fp32(pneumonia_run
     assert int8.shape == fp32.shape == (40, 2) and np.abs(int8 - fp32).max() < 0.05
 
 
+def test_an_int8_graph_slower_than_fp32_is_said_to_be(
+    pneumonia_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Where int8 loses on speed (small layers), export says to deploy the fp32 graph; the timing is made so."""
+    import itertools
+
+    import medlens.workflows.quantization as quantization
+
+    speeds = itertools.cycle([10.0, 5.0])  # the order export times them: fp32, then each candidate and fp32 again
+    monkeypatch.setattr(quantization, "images_per_second", lambda run, inputs: next(speeds))
+    out = tmp_path / "onnx"
+    assert main(["export", str(pneumonia_run / "run"), "--out", str(out), "--quantize", "int8"]) == 0
+    assert json.loads((out / "export.json").read_text())["quantization"]["throughput_ratio"] == 0.5
+    err = " ".join(capsys.readouterr().err.split())
+    assert "the int8 graph is slower than fp32 on this machine (0.50x)" in err and "model.onnx" in err
+
+
 def test_an_int8_graph_that_loses_too_much_is_refused_and_nothing_is_written(
     pneumonia_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -280,6 +280,11 @@ def export_cmd(
             f"int8 graph {Path(out) / q['file']}: validation {q['metric']} {q['int8']:.4f} (fp32 {q['fp32']:.4f}), "
             f"{q['throughput_ratio']:.2f}x the fp32 throughput" + (" (kept with --force)" if q["forced"] else "")
         )
+        if q["throughput_ratio"] < 1:  # small layers: quantising and dequantising costs more than int8 saves
+            Console(stderr=True).print(
+                f"warning: the int8 graph is slower than fp32 on this machine ({q['throughput_ratio']:.2f}x); "
+                f"deploy {Path(out) / 'model.onnx'} unless its smaller size matters more"
+            )
 
 
 def models_cmd(
