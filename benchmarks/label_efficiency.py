@@ -157,19 +157,24 @@ def runs_stage(args: argparse.Namespace) -> None:
         test = full.split("test")
         x = load_in_memory(full, test, load_plan(full.root / "plan.yaml").data)
         y = torch.tensor([full.class_index(c) for c in test])
-        results_path = work_dir(args, name) / "runs.json"
+        # --finetune MODE: the pretrained arm again with that mode instead of the plan's auto rule (a side table)
+        mode = args.finetune
+        results_path = work_dir(args, name) / ("runs.json" if mode == "auto" else f"runs_finetune_{mode}.json")
         results = json.loads(results_path.read_text()) if results_path.is_file() else []
         done = {(r["fraction"], r["seed"], r["start"]) for r in results}
-        for fraction in SETS[name]["fractions"]:
+        fractions = [f for f in SETS[name]["fractions"] if not args.fractions or f in args.fractions]
+        for fraction in fractions:
             for seed in SEEDS:
-                for start in ("scratch", "pretrained"):
+                for start in ("scratch", "pretrained") if mode == "auto" else ("pretrained",):
                     if (fraction, seed, start) in done:
                         continue
-                    tag = f"{fraction:g}_seed{seed}_{start}"
+                    tag = f"{fraction:g}_seed{seed}_{start}" + ("" if mode == "auto" else f"_{mode}")
                     run_dir = work_dir(args, name) / "runs" / tag
                     overrides = [*pinned(args, name), f"train.seed={seed}"]
                     if start == "pretrained":
                         overrides.append(f"model.init={work_dir(args, name) / 'pretrained'}")
+                    if mode != "auto":
+                        overrides.append(f"train.finetune={mode}")
                     began = time.monotonic()
                     data_dir = dataset_dir(args, name, fraction, seed)
                     summary = train(
@@ -186,6 +191,7 @@ def runs_stage(args: argparse.Namespace) -> None:
                             "train_seconds": summary["train_seconds_per_member"][0],
                             "wall_seconds": round(time.monotonic() - began, 1),
                             "init": summary.get("init"),
+                            "finetune": summary.get("finetune"),
                         }
                     )
                     results_path.write_text(json.dumps(results, indent=1))
@@ -270,11 +276,39 @@ def report_stage(args: argparse.Namespace) -> None:
             ],
             "runs": results,
         }
+    side = ["| dataset | labels | pretrained arm fine-tuning | test AUC (mean ± sd) [mean 95% CI] | vs scratch |",
+            "|---|---|---|---|---|"]  # fmt: skip
+    for name in args.sets:
+        if name not in out["sets"]:
+            continue
+        modes: dict[str, Any] = {}
+        for path in sorted(work_dir(args, name).glob("runs_finetune_*.json")):
+            mode = path.stem.removeprefix("runs_finetune_")
+            results = json.loads(path.read_text())
+            for fraction in sorted({r["fraction"] for r in results}):
+                values = [r["test_auc"]["value"] for r in results if r["fraction"] == fraction]
+                arm = {
+                    "n": len(values),
+                    "auc_mean": round(statistics.fmean(values), 4),
+                    "auc_sd": round(statistics.stdev(values), 4) if len(values) > 1 else None,
+                    "ci_low_mean": round(statistics.fmean(_ci(r["test_auc"])[0] for r in results
+                                                          if r["fraction"] == fraction), 4),
+                    "ci_high_mean": round(statistics.fmean(_ci(r["test_auc"])[1] for r in results
+                                                           if r["fraction"] == fraction), 4),
+                    "per_seed": values,
+                }  # fmt: skip
+                scratch = next(r["scratch"] for r in out["sets"][name]["rows"] if r["fraction"] == fraction)
+                arm["difference"] = round(arm["auc_mean"] - scratch["auc_mean"], 4)
+                modes.setdefault(mode, {})[str(fraction)] = arm
+                side.append(f"| {name} | {fraction:.0%} | {mode} | {_fmt(arm)} | {arm['difference']:+.3f} |")
+        out["sets"][name]["finetune_modes"] = modes
     out["table"] = "\n".join(lines)
+    out["finetune_table"] = "\n".join(side)
     path = args.out
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(out, indent=1) + "\n")
     print(out["table"])
+    print(out["finetune_table"])
 
 
 def _ci(entry: dict[str, Any]) -> tuple[float, float]:
@@ -298,6 +332,10 @@ def main() -> int:
     parser.add_argument(
         "--pretrain-epochs", type=int, default=200, help="pretraining stops after this many epochs if sooner"
     )
+    parser.add_argument(
+        "--finetune", default="auto", help="runs: the pretrained arm with this train.finetune (a side table)"
+    )
+    parser.add_argument("--fractions", type=float, nargs="*", default=[], help="runs: only these label fractions")
     parser.add_argument("--else-ran", default="", help="what else ran on the machine, for the record")
     parser.add_argument("--method", default="simclr")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "label_efficiency.json")
