@@ -125,15 +125,13 @@ def test_auc(run_dir: Path, x: Any, y: Any, class_names: list[str]) -> dict[str,
     import numpy as np
     import torch
 
-    from medlens.tasks.base import get_task, load_plan
+    from medlens.tasks.base import load_bundle
     from medlens.tasks.classification.metrics import classification_metrics
-    from medlens.training.fitting import best_weights
     from medlens.training.images import normalize
 
-    plan = load_plan(run_dir / "plan.yaml")
-    net = get_task(plan.task).build_network(plan.without_pretrained())
-    net.load_state_dict(best_weights(run_dir / "seed_0"))
-    net.eval()
+    bundle = load_bundle(run_dir)  # its network: the best checkpoint's, LoRA adapters merged
+    plan = bundle.plan
+    net = bundle.networks()[0].eval()
     with torch.no_grad():
         probs = torch.cat([torch.softmax(net(normalize(x[i : i + 256], plan.data)), 1) for i in range(0, len(x), 256)])
     metrics = classification_metrics(
