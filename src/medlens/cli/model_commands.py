@@ -283,7 +283,10 @@ def export_cmd(
         if q["throughput_ratio"] < 1:  # small layers: quantising and dequantising costs more than int8 saves
             Console(stderr=True).print(
                 f"warning: the int8 graph is slower than fp32 on this machine ({q['throughput_ratio']:.2f}x); "
-                f"deploy {Path(out) / 'model.onnx'} unless its smaller size matters more"
+                f"deploy {Path(out) / 'model.onnx'} unless its smaller size matters more",
+                soft_wrap=True,
+                markup=False,
+                highlight=False,
             )
 
 
