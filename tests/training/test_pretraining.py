@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,16 @@ def test_each_method_trains_the_encoder(method: str) -> None:
     assert set(result.state) == set(before)
     assert any(not torch.equal(result.state[k], before[k]) for k in before if k.endswith("weight"))
     assert calls and calls[-1][0] == f"pretraining {method}"
+
+
+def test_the_learning_rate_anneals_by_the_epoch_cap_when_it_comes_before_the_budget() -> None:
+    """A 30-minute budget and 4 epochs of 2 steps: the cosine follows the epochs and ends near zero."""
+    encoder, dim = build_encoder("monai_resnet18", RESNET, spatial_dims=2, channels=1, input_size=[28, 28])
+    result = pretrain_encoder(torch.randn(16, 1, 28, 28), encoder, dim, "simclr", max_epochs=4, batch_size=8,
+                              budget_minutes=30, lr=1e-3)  # fmt: skip
+    rates = result.learning_rates
+    assert result.steps == len(rates) == 8 and rates[0] == pytest.approx(1e-3)
+    assert all(a > b for a, b in itertools.pairwise(rates)) and rates[-1] < 0.05e-3
 
 
 def test_init_loads_by_name_and_shape_and_reports(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ shapes the task's network has and load into it by
 MONAI or timm encoder serves alike.
 
 The loop is written out rather than run through Lightning: it has no validation, checkpoints or early stopping,
-only a wall-clock budget that also drives the learning rate (cosine to zero at the budget's end) and the momentum
-of BYOL's and DINO's teacher networks.
+only a wall-clock budget and an epoch cap; whichever ends first drives the learning rate (cosine to zero at that
+end) and the momentum of BYOL's and DINO's teacher networks.
 """
 
 from __future__ import annotations
@@ -231,6 +231,7 @@ class PretrainResult:
 
     state: dict[str, torch.Tensor]
     losses: list[float] = field(default_factory=list)  # one per step
+    learning_rates: list[float] = field(default_factory=list)  # one per step
     steps: int = 0
     epochs: float = 0.0
     seconds: float = 0.0
@@ -280,14 +281,17 @@ def pretrain_encoder(
     result = PretrainResult(state={})
     start = time.perf_counter()
     fraction = 0.0
+    total_steps = max_epochs * (len(images) // batch)
     for _epoch in range(max_epochs):
         order = torch.randperm(len(images), generator=generator)
         for first in range(0, len(order) - batch + 1, batch):  # whole batches only: BatchNorm and the loss need them
-            fraction = (time.perf_counter() - start) / budget
-            if fraction >= 1:
+            # how far along the run is: by the clock or by the epoch cap, whichever is further
+            fraction = max((time.perf_counter() - start) / budget, result.steps / total_steps)
+            if (time.perf_counter() - start) >= budget:
                 break
             for group in optimizer.param_groups:
                 group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * fraction))
+            result.learning_rates.append(float(optimizer.param_groups[0]["lr"]))
             x = images[order[first : first + batch]]
             a = random_view(x, plan, generator)
             b = random_view(x, plan, generator) if model.views == 2 else None
@@ -299,7 +303,7 @@ def pretrain_encoder(
             result.losses.append(float(loss.detach()))
             result.steps += 1
             report(progress, f"pretraining {method}", int(min(budget, time.perf_counter() - start)), int(budget))
-        if fraction >= 1:
+        if (time.perf_counter() - start) >= budget:
             break
     result.epochs = round(result.steps * batch / len(images), 2)
     result.seconds = round(time.perf_counter() - start, 1)
