@@ -134,11 +134,13 @@ def output_folder(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     check_output_folder(target, overwrite=overwrite, inputs=inputs)  # nothing appeared there meanwhile
-    _replace(tmp, target)
+    replace_folder(tmp, target)
 
 
-def _replace(new: Path, target: Path) -> None:
-    """Move ``new`` to ``target``; an existing (marked, empty or medlens-made) ``target`` is moved aside first."""
+def replace_folder(new: Path, target: Path) -> None:
+    """Move ``new`` to ``target``; an existing ``target`` is moved aside first and removed only once ``new`` is in
+    place. Callers check that ``target`` is theirs to replace (:func:`check_output_folder`, or a folder inside an
+    output medlens is writing)."""
     if not target.exists():
         os.replace(new, target)
         return

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +39,7 @@ from medlens.core.progress import ProgressFn
 from medlens.data.dataset import Case, Dataset, DatasetSpec, load_dataset, write_dataset
 from medlens.generative.generator import Generator, load_generator
 from medlens.generative.sampling import SYNTHETIC_COLUMN, write_synthetic
+from medlens.generative.training import check_dataset
 
 log = logging.getLogger(__name__)
 K_NEIGHBOURS = 3
@@ -106,28 +106,21 @@ def evaluate_synthesis(
         inputs.append(("run folder", real_run))
     check_output_folder(out, overwrite=overwrite, inputs=inputs)
     out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".work", dir=out.parent))
-    try:
+    # the intermediate datasets and runs: a folder of this call's own, removed with everything in it at the end
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", suffix=".work", dir=out.parent) as work:
         result, figure = _evaluate(
-            generator, real, work, n=n, label_fraction=label_fraction, budget_minutes=budget_minutes,
+            generator, real, Path(work), n=n, label_fraction=label_fraction, budget_minutes=budget_minutes,
             overrides=overrides or [], real_run=Path(real_run) if real_run else None, steps=steps,
             guidance=guidance, seed=seed, n_bootstrap=n_bootstrap, progress=progress,
         )  # fmt: skip
         with output_folder(out, kind="synthesis", overwrite=overwrite, inputs=inputs) as tmp:
             write_json(tmp / "synthesis.json", result)
             (tmp / "samples.png").write_bytes(figure)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return result
 
 
 def _check_real(real: Dataset, generator: Generator) -> None:
-    from medlens.tasks.base import get_task
-
-    if not get_task(real.spec.task).one_class_per_image(real) or real.spec.spatial_dims != 2:
-        raise InputError(
-            real.root, f"a {real.spec.spatial_dims}D {real.spec.task} dataset; need 2D images with one class each"
-        )
+    check_dataset(real)  # what a generator is made for: 2D, one class per image, a train split
     if real.spec.classes != generator.spec.classes:
         raise InputError(real.root, f"classes {real.spec.classes}; the generator makes {generator.spec.classes}")
     for split in ("train", "val", "test"):

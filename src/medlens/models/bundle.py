@@ -27,6 +27,7 @@ before ``calibration:`` existed loads and predicts as it did (temperature 1, no 
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,7 @@ import yaml
 
 from medlens.core.errors import ConfigError, InputError, MedlensError, one_line
 from medlens.core.image import Image, require_finite
-from medlens.core.outputs import write_text_atomic
+from medlens.core.outputs import replace_folder, write_text_atomic
 from medlens.training.plan import Plan
 
 if TYPE_CHECKING:
@@ -286,7 +287,7 @@ def save_bundle(
 
         spec["explanation"] = strict_json(explanation)  # plain numbers and lists: safe_dump takes them
     for name, source in task.bundle_files(plan).items():
-        _copy_into(source, root / name)
+        _copy_into(root, name, source)
     write_text_atomic(root / BUNDLE_FILE, yaml.safe_dump(spec, sort_keys=False))
     if card is None:
         from medlens.training.card import render_card
@@ -296,22 +297,25 @@ def save_bundle(
     return Bundle(root, plan, members, task, threshold, info, dict(calibration or {}), dict(explanation or {}))
 
 
-def _copy_into(source: Path, target: Path) -> None:
-    """Copy a file or folder a bundle needs into it (written beside, then renamed: never half a copy)."""
+def _copy_into(root: Path, name: str, source: Path) -> None:
+    """Copy a file or folder the bundle at ``root`` needs to ``root / name`` (copied beside, then moved in: never
+    half a copy). ``name`` must stay inside the bundle, so a copy can only ever replace the bundle's own earlier copy
+    (a resumed run saves its bundle again)."""
     import shutil
 
+    if Path(name).is_absolute() or ".." in Path(name).parts:
+        raise ValueError(f"bundle file name {name!r} must be a relative path inside the bundle")
     if not source.exists():
         raise InputError(source, "the bundle needs this file or folder, and it is gone")
+    target = root / name
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    if source.is_dir():
-        shutil.copytree(source, partial)
-    else:
-        shutil.copy2(source, partial)
-    if target.is_dir():
-        shutil.rmtree(target)
-    partial.replace(target)
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as work:
+        copy = Path(work) / "copy"
+        if source.is_dir():
+            shutil.copytree(source, copy)
+        else:
+            shutil.copy2(source, copy)
+        replace_folder(copy, target)
 
 
 def read_spec(spec_path: Path) -> dict[str, Any]:

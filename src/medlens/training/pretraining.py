@@ -280,15 +280,16 @@ def pretrain_encoder(
     budget = budget_minutes * 60.0
     result = PretrainResult(state={})
     start = time.perf_counter()
-    fraction = 0.0
+    elapsed = 0.0
     total_steps = max_epochs * (len(images) // batch)
     for _epoch in range(max_epochs):
         order = torch.randperm(len(images), generator=generator)
         for first in range(0, len(order) - batch + 1, batch):  # whole batches only: BatchNorm and the loss need them
-            # how far along the run is: by the clock or by the epoch cap, whichever is further
-            fraction = max((time.perf_counter() - start) / budget, result.steps / total_steps)
-            if (time.perf_counter() - start) >= budget:
+            elapsed = time.perf_counter() - start
+            if elapsed >= budget:
                 break
+            # how far along the run is: by the clock or by the epoch cap, whichever is further
+            fraction = max(elapsed / budget, result.steps / total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * fraction))
             result.learning_rates.append(float(optimizer.param_groups[0]["lr"]))
@@ -303,7 +304,7 @@ def pretrain_encoder(
             result.losses.append(float(loss.detach()))
             result.steps += 1
             report(progress, f"pretraining {method}", int(min(budget, time.perf_counter() - start)), int(budget))
-        if (time.perf_counter() - start) >= budget:
+        if elapsed >= budget:
             break
     result.epochs = round(result.steps * batch / len(images), 2)
     result.seconds = round(time.perf_counter() - start, 1)

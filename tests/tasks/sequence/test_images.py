@@ -235,3 +235,20 @@ def test_a_bundle_carries_its_image_encoder_to_another_machine(
     got = {p.subject: p.probability for p in load_bundle(moved).predict_many([visits_with_images])}  # type: ignore[attr-defined]
     assert got.keys() == expected.keys()
     assert all(abs(got[k] - expected[k]) < 1e-6 for k in got)
+
+
+def test_a_bundle_copy_cannot_be_named_outside_the_bundle(tmp_path: Path) -> None:
+    from medlens.models.bundle import _copy_into
+
+    source = tmp_path / "encoder"
+    source.mkdir()
+    (source / "w.txt").write_text("w")
+    for name in ("../escaped", str(tmp_path / "absolute")):
+        with pytest.raises(ValueError, match="inside the bundle"):
+            _copy_into(tmp_path / "bundle", name, source)
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "absolute").exists()
+    _copy_into(tmp_path / "bundle", "encoders/x", source)
+    (source / "w.txt").write_text("again")
+    _copy_into(tmp_path / "bundle", "encoders/x", source)  # a resumed run saves again: its own copy is replaced
+    assert (tmp_path / "bundle" / "encoders" / "x" / "w.txt").read_text() == "again"
+    assert sorted(p.name for p in (tmp_path / "bundle" / "encoders").iterdir()) == ["x"]  # nothing left beside it

@@ -117,8 +117,8 @@ def frozen_encoder(image: ImageColumn, root: Path | None = None) -> ImageEncoder
     """
     from medlens.models.image_encoder import load_encoder
 
-    copy = root / ENCODERS_FOLDER / image.column if root is not None else None
-    where = str(copy) if copy is not None and copy.is_dir() else image.encoder
+    kept = root / ENCODERS_FOLDER / image.column if root is not None else None
+    where = str(kept) if kept is not None and kept.is_dir() else image.encoder
     key = (where, image.digest)
     if key not in _ENCODERS:
         encoder = load_encoder(where)
